@@ -1,0 +1,233 @@
+"""Sentence-aware chunks sized in the embedding model's own word pieces, with exact character offsets.
+
+Offsets are computed while splitting, never searched for afterwards: every span is a slice of the article text.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .records import Chunk
+
+# Words after which a period does not end a sentence when a name follows ("Mr. Carney", "Dr. Tam").
+_TITLES = frozenset(
+    "mr mrs ms dr prof sen rep gov gen lt col sgt capt rev hon pres mt ft st messrs mme mlle".split()
+)
+# Abbreviations that end a sentence only when an ordinary sentence opener follows ("the U.S. This includes").
+_ABBREVIATIONS = frozenset(
+    "jan feb mar apr jun jul aug sep sept oct nov dec no nos vs etc inc corp co ltd jr sr approx est fig al "
+    "e.g i.e a.m p.m u.s u.k u.n e.u".split()
+)
+_MONTHS = frozenset("jan feb mar apr jun jul aug sep sept oct nov dec".split())
+_OPENERS = frozenset(
+    """a an the this that these those it its he she they we i you there here in on at by for from with as
+    but and or so yet if when while after before since although though because however meanwhile still
+    also then now his her their our my your what who why how where which some many most all no not one
+    two three last earlier later instead asked according""".split()
+)
+# A terminator run, any closing quotes or brackets, then the whitespace that follows.
+_END = re.compile(r"([.!?\u2026]+)([\"'\u201d\u2019)\]\u00bb]*)(\s+)")
+_LINE = re.compile(r"[^\n]+")
+_WORD_BEFORE = re.compile(r"(\S+)$")
+_WORD_AFTER = re.compile(r"[\"'\u201c\u2018(\[]*([\w.'\u2019-]+)")
+SPLITTER_VERSION = 1
+
+
+def _is_initialism(word: str) -> bool:
+    bare = word.rstrip(".")
+    return len(bare) == 1 and bare.isalpha() or bool(re.fullmatch(r"(?:\w\.)+\w?", word))
+
+
+def _boundary(block: str, match: re.Match) -> bool:
+    """Does the terminator matched here end a sentence?"""
+    nxt = block[match.end():match.end() + 1]
+    if not nxt or nxt.islower():
+        return False
+    if match.group(1) != "." or match.group(2):
+        return True
+    before = _WORD_BEFORE.search(block, 0, match.start())
+    word = (before.group(1) if before else "") + "."
+    key = word.lower().strip("\"'(\u201c\u2018").rstrip(".")
+    if key in _TITLES:
+        return False
+    if key in _ABBREVIATIONS or _is_initialism(word.strip("\"'(\u201c\u2018")):
+        after = _WORD_AFTER.match(block, match.end())
+        follower = after.group(1) if after else ""
+        if key in _MONTHS and follower[:1].isdigit():
+            return False
+        return follower.lower().strip(".,") in _OPENERS
+    return True
+
+
+def _blocks(text: str) -> list[tuple[int, int]]:
+    """Lines, stripped, with hard-wrapped lines (no end punctuation, next starts lowercase) joined back."""
+    blocks: list[tuple[int, int]] = []
+    for m in _LINE.finditer(text):
+        start, end = m.start(), m.end()
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start == end:
+            continue
+        if blocks:
+            prev_start, prev_end = blocks[-1]
+            gap = text[prev_end:start]
+            wrapped = gap.count("\n") == 1 and text[start].islower() and text[prev_end - 1] not in ".!?:;\u2026\"\u201d"
+            if wrapped:
+                blocks[-1] = (prev_start, end)
+                continue
+        blocks.append((start, end))
+    return blocks
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans ``(start, end)`` of ``text``, in order, each stripped of surrounding white space.
+
+    Every non-space character belongs to exactly one span. Paragraph and line breaks end sentences; inside a line
+    a sentence ends at ``. ! ? …`` (plus closing quotes) followed by a space and a non-lowercase character, unless
+    the period belongs to a title ("Mr."), an initial or an abbreviation ("U.S.", "Aug. 1").
+    """
+    spans: list[tuple[int, int]] = []
+    for bstart, bend in _blocks(text):
+        block = text[:bend]
+        pos = bstart
+        for m in _END.finditer(block, bstart):
+            if _boundary(block, m):
+                spans.append((pos, m.end(2)))
+                pos = m.end()
+        if pos < bend:
+            spans.append((pos, bend))
+    return spans
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(model_dir: str):
+    """The model's own fast tokenizer (no padding, no truncation), so token counts match what the model reads."""
+    from tokenizers import Tokenizer
+
+    path = Path(model_dir) / "tokenizer.json"
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+@dataclass(frozen=True)
+class ChunkerConfig:
+    """What decides chunk boundaries; recorded in the index so a mismatch can be caught."""
+
+    max_tokens: int = 256
+    title_tokens: int = 32
+    overlap_sentences: int = 1
+    special_tokens: int = 2  # [CLS] and [SEP]
+
+    def as_dict(self) -> dict:
+        return {
+            "max_tokens": self.max_tokens,
+            "title_tokens": self.title_tokens,
+            "overlap_sentences": self.overlap_sentences,
+            "splitter": SPLITTER_VERSION,
+        }
+
+
+class Chunker:
+    """Packs whole sentences into chunks that, with the title in front, fit the model's input window."""
+
+    def __init__(self, tokenizer, config: ChunkerConfig = ChunkerConfig()):
+        self.tokenizer = tokenizer
+        self.config = config
+
+    def _token_offsets(self, text: str) -> tuple[list[int], list[int]]:
+        enc = self.tokenizer.encode(text, add_special_tokens=False)
+        starts, ends = [], []
+        for s, e in enc.offsets:
+            if e > s:
+                starts.append(s)
+                ends.append(e)
+        return starts, ends
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces the model reads for ``text``, special tokens excluded."""
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def title_prefix(self, title: str) -> str:
+        """The title as embedded in front of each chunk, cut to ``title_tokens`` word pieces."""
+        title = " ".join(title.split())
+        if not title:
+            return ""
+        starts, ends = self._token_offsets(title)
+        if len(starts) > self.config.title_tokens:
+            title = title[: ends[self.config.title_tokens - 1]]
+        return title
+
+    def embedding_text(self, title_prefix: str, chunk_text: str) -> str:
+        """What the model reads for a chunk: the (cut) title, a line break, the chunk."""
+        return f"{title_prefix}\n{chunk_text}" if title_prefix else chunk_text
+
+    def budget(self, title_prefix: str) -> int:
+        """Word pieces left for the chunk once the special tokens and the title are counted."""
+        used = self.config.special_tokens + (self.count_tokens(title_prefix) if title_prefix else 0)
+        return max(16, self.config.max_tokens - used)
+
+    def chunk(self, text: str, title: str = "") -> list[Chunk]:
+        """Split ``text`` into chunks of whole sentences with a whole-sentence overlap.
+
+        A sentence longer than the budget is cut between words (or, for a run with no spaces, between word
+        pieces) so that nothing is silently truncated by the model.
+        """
+        budget = self.budget(self.title_prefix(title))
+        starts, ends = self._token_offsets(text)
+        units: list[tuple[int, int, int]] = []  # (start, end, tokens)
+        for s, e in split_sentences(text):
+            lo, hi = bisect_left(starts, s), bisect_left(starts, e)
+            if hi - lo <= budget:
+                units.append((s, e, hi - lo))
+            else:
+                units.extend(_cut_long(text, s, e, starts[lo:hi], ends[lo:hi], budget))
+        return self._pack(text, units, budget)
+
+    def _pack(self, text: str, units: list[tuple[int, int, int]], budget: int) -> list[Chunk]:
+        def extent(i: int) -> int:
+            j, used = i, 0
+            while j < len(units) and (j == i or used + units[j][2] <= budget):
+                used += units[j][2]
+                j += 1
+            return j
+
+        chunks: list[Chunk] = []
+        i = 0
+        while i < len(units):
+            j = extent(i)
+            start, end = units[i][0], units[j - 1][1]
+            chunks.append(Chunk(len(chunks), start, end, text[start:end]))
+            if j >= len(units):
+                break
+            nxt = max(j - self.config.overlap_sentences, i + 1)
+            # An overlap that leaves no room for a new sentence would only repeat the previous chunk's tail.
+            i = nxt if extent(nxt) > j else j
+        return chunks
+
+
+def _cut_long(text: str, s: int, e: int, starts: list[int], ends: list[int], budget: int):
+    """Cut one over-long sentence into pieces of at most ``budget`` tokens, preferring breaks at spaces."""
+    pieces = []
+    lo = 0
+    piece_start = s
+    n = len(starts)
+    while n - lo > budget:
+        cut = lo + budget  # first token of the next piece
+        for k in range(cut, lo, -1):
+            if starts[k] > ends[k - 1]:  # white space (or a dropped character) before token k
+                cut = k
+                break
+        piece_end = ends[cut - 1]
+        pieces.append((piece_start, piece_end, cut - lo))
+        piece_start = starts[cut]
+        lo = cut
+    pieces.append((piece_start, e, n - lo))
+    return pieces

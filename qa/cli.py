@@ -1,0 +1,160 @@
+"""The `qa` command: a thin layer over NewsIndex. Errors are one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import QAError
+from .settings import Settings
+
+
+def _index(settings: Settings):
+    from .index import NewsIndex
+
+    return NewsIndex(settings)
+
+
+def _report(report, verb: str) -> None:
+    print(
+        f"{verb}: {len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged; "
+        f"{report.chunks} chunks written, {report.embedded} embedded in {report.seconds:.1f} s"
+    )
+    for reason in report.skipped:
+        print(f"skipped {reason}", file=sys.stderr)
+
+
+def cmd_index(args, settings: Settings) -> None:
+    """Index articles (default: the seed folder). Adds new and changed ones; --rebuild starts from scratch."""
+    from .ingest import collect
+
+    paths = [Path(p) for p in args.paths] or [settings.seeds_dir]
+    index = _index(settings)
+    progress = sys.stderr.isatty()
+    if args.rebuild or not index.exists():
+        found = collect(paths, max_bytes=settings.max_article_bytes, date=args.date or "", ids=args.ids)
+        report = index.rebuild(found.articles, show_progress=progress)
+        report.skipped = found.skipped
+        _report(report, "built")
+    else:
+        _report(index.add_paths(paths, date=args.date or "", ids=args.ids, show_progress=progress), "indexed")
+
+
+def cmd_add(args, settings: Settings) -> None:
+    """Add article files (.txt, .md, .html, .json, .jsonl); they are answerable at once."""
+    report = _index(settings).add_paths([Path(p) for p in args.files], date=args.date or "", ids="stem")
+    _report(report, "added")
+
+
+def cmd_remove(args, settings: Settings) -> None:
+    """Remove an article by its document id."""
+    _index(settings).remove(args.doc_id)
+    print(f"removed {args.doc_id}")
+
+
+def cmd_docs(args, settings: Settings) -> None:
+    """List the indexed articles."""
+    index = _index(settings)
+    stats = index.stats()
+    docs = index.documents()
+    if args.json:
+        print(json.dumps({"stats": stats, "documents": [d.to_dict() for d in docs]}, ensure_ascii=False, indent=2))
+        return
+    print(f"{stats['documents']} documents, {stats['chunks']} chunks · model {stats['model']} ({stats['precision']}, "
+          f"{stats['dim']} dims) · vectors: {stats['vector_index']} · {stats['path']}")
+    for d in docs:
+        print(f"{d.doc_id}\t{d.date or '-'}\t{d.chunks} chunks\t{d.title}")
+
+
+def cmd_ask(args, settings: Settings) -> None:
+    """Ask a question; prints the answer and the passages it cites."""
+    answer = _index(settings).ask(args.question, k=args.k)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return
+    print(answer.answer)
+    if not answer.answerable and answer.passages:
+        print("Nearest passages (weak matches):")
+    print()
+    for p in answer.passages:
+        print(f"[{p.rank}] {p.title} ({p.doc_id}, chars {p.start}–{p.end}){' · ' + p.date if p.date else ''}")
+        print("    " + " ".join(p.text.split()))
+        print()
+
+
+def cmd_serve(args, settings: Settings) -> None:
+    """Serve the chat page and the JSON API (builds the index from the seed folder first if there is none)."""
+    import uvicorn
+
+    index = _index(settings)
+    if not index.exists():
+        print(f"no index in {settings.index_dir}: building it from {settings.seeds_dir} …", file=sys.stderr)
+        from .ingest import collect
+
+        index.rebuild(collect([settings.seeds_dir], max_bytes=settings.max_article_bytes).articles)
+    from web.app import create_app
+
+    uvicorn.run(create_app(settings, index=index), host=args.host, port=args.port, log_level="warning")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qa", description="Ask questions of a folder of news articles, with citations.")
+    parser.add_argument("--index-dir", help="index folder (default: $QA_INDEX_DIR or ./index)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, **kw):
+        p = sub.add_parser(name, help=func.__doc__.splitlines()[0], description=func.__doc__, **kw)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("index", cmd_index)
+    p.add_argument("paths", nargs="*", help="files or folders (default: the seed folder)")
+    p.add_argument("--rebuild", action="store_true", help="start from scratch")
+    p.add_argument("--date", help="date (YYYY-MM-DD) for articles that state none")
+    p.add_argument("--ids", choices=("stem", "path"), default="stem",
+                   help="document ids from file stems (default) or from paths inside the folder")
+    p = add("add", cmd_add)
+    p.add_argument("files", nargs="+", help="article files")
+    p.add_argument("--date", help="date (YYYY-MM-DD) for articles that state none")
+    p = add("remove", cmd_remove)
+    p.add_argument("doc_id")
+    p = add("docs", cmd_docs)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = add("ask", cmd_ask)
+    p.add_argument("question")
+    p.add_argument("-k", type=int, default=5, help="passages to show (1-20, default 5)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p = add("serve", cmd_serve)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides = {"index_dir": Path(args.index_dir)} if args.index_dir else {}
+    try:
+        settings = Settings.from_env(**overrides)
+        args.func(args, settings)
+    except QAError as e:
+        print(f"qa: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # bad settings in the environment
+        print(f"qa: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"qa: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qa: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,442 @@
+"""NewsIndex: the one object the CLI and the web app call — add, remove, rebuild, search, ask.
+
+Layout on disk (``settings.index_dir``)::
+
+    CURRENT              name of the live generation folder, replaced atomically
+    write.lock           held by whichever process is writing
+    gen-000003/          qa.sqlite3 (source of truth) + vectors-<generation>.faiss (cache)
+    onnx/<model>/        the exported ONNX model (kept across rebuilds)
+
+Incremental writes are SQLite transactions inside the live generation; a rebuild writes a new generation folder
+and flips ``CURRENT``. Readers in this process never see a half-applied write (a readers-writer lock guards the
+in-memory FAISS index), and readers in other processes notice new generations and reload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from . import answer as answering
+from .chunking import Chunker, ChunkerConfig, load_tokenizer
+from .errors import IndexMismatch, IndexMissing, InvalidInput, NotFound, TooLarge
+from .ingest import article_from_text, collect, content_hash, readable_date, safe_doc_id
+from .locks import ReadWriteLock, process_lock
+from .records import AddReport, Answer, Article
+from .retrieval import RetrievalConfig, Retrieved, hybrid_search
+from .settings import Settings
+from .store import DB_NAME, FORMAT_VERSION, Store, atomic_write_text, utc_now
+from .vectors import VectorIndex
+
+CURRENT = "CURRENT"
+
+
+@dataclass
+class _Live:
+    """The generation this process reads from."""
+
+    gen_dir: Path
+    store: Store
+    vectors: VectorIndex
+    generation: int
+    meta: dict
+
+
+@dataclass
+class _Prepared:
+    """An article chunked and embedded, ready to be written in one short transaction."""
+
+    article: Article
+    content_hash: str
+    spans: list[tuple[int, int, int]]  # (chunk_no, start, end)
+    fts_rows: list[tuple[str, str, str]]
+    hashes: list[str]
+    vectors: np.ndarray
+
+
+class NewsIndex:
+    """A folder of news articles made answerable: chunks with exact offsets, vectors, BM25, cited answers."""
+
+    def __init__(self, settings: Settings | None = None, *, embedder=None,
+                 retrieval: RetrievalConfig = RetrievalConfig(),
+                 answering_config: answering.AnswerConfig = answering.AnswerConfig()):
+        self.settings = settings or Settings.from_env()
+        self.retrieval = retrieval
+        self.answering = answering_config
+        self._embedder = embedder
+        self._embedder_lock = threading.Lock()
+        self._chunker: Chunker | None = None
+        self._live: _Live | None = None
+        self._rw = ReadWriteLock()
+        self._open_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    # --- parts, loaded on first use -----------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return Path(self.settings.index_dir)
+
+    @property
+    def embedder(self):
+        """The embedding model, loaded on first use so listing documents never pays for it."""
+        if self._embedder is None:
+            with self._embedder_lock:
+                if self._embedder is None:
+                    from .embedding import load_embedder
+
+                    self._embedder = load_embedder(self.settings)
+        return self._embedder
+
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            self._chunker = Chunker(load_tokenizer(str(self.settings.model_dir)), self.chunker_config)
+        return self._chunker
+
+    @property
+    def chunker_config(self) -> ChunkerConfig:
+        s = self.settings
+        return ChunkerConfig(max_tokens=s.max_tokens, title_tokens=s.title_tokens, overlap_sentences=s.overlap_sentences)
+
+    def expected_meta(self, dim: int) -> dict:
+        """What an index built with these settings records; opening one that differs is an error."""
+        return {
+            "model": self.settings.model_name,
+            "precision": self.settings.precision,
+            "dim": dim,
+            "chunker": self.chunker_config.as_dict(),
+        }
+
+    # --- opening -------------------------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """Is there a built index at ``settings.index_dir``?"""
+        return self._current_dir() is not None
+
+    def _current_dir(self) -> Path | None:
+        try:
+            name = (self.root / CURRENT).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        gen_dir = self.root / name
+        return gen_dir if (gen_dir / DB_NAME).exists() else None
+
+    def _check(self, meta: dict, gen_dir: Path) -> None:
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise IndexMismatch(
+                f"the index in {self.root} has format {meta.get('format_version')}, this version reads "
+                f"{FORMAT_VERSION}: run `qa index --rebuild`"
+            )
+        dim = int(meta.get("dim", 0))
+        wanted = self.expected_meta(dim)
+        diffs = [f"{k} {meta.get(k)!r} (settings say {v!r})" for k, v in wanted.items() if meta.get(k) != v]
+        if diffs:
+            raise IndexMismatch(
+                f"the index in {self.root} was built with {', '.join(diffs)}: run `qa index --rebuild`"
+            )
+
+    def live(self) -> _Live:
+        """The current generation, reopened when another process (or a rebuild) has changed it."""
+        gen_dir = self._current_dir()
+        if gen_dir is None:
+            raise IndexMissing(f"no index in {self.root} yet: run `qa index` first")
+        live = self._live
+        if live is not None and live.gen_dir == gen_dir and live.store.generation() == live.generation:
+            return live
+        with self._open_lock:
+            live = self._live
+            if live is not None and live.gen_dir == gen_dir:
+                generation = live.store.generation()
+                if generation != live.generation:
+                    with self._rw.write():
+                        live.vectors = VectorIndex.load(live.store, gen_dir, live.vectors.dim)
+                        live.generation = generation
+                return live
+            store = Store(gen_dir / DB_NAME)
+            meta = store.meta()
+            self._check(meta, gen_dir)
+            vectors = VectorIndex.load(store, gen_dir, int(meta["dim"]))
+            old, self._live = self._live, _Live(gen_dir, store, vectors, int(meta["generation"]), meta)
+            if old is not None:
+                old.store.close()
+            return self._live
+
+    def close(self) -> None:
+        """Release the database connections."""
+        if self._live is not None:
+            self._live.store.close()
+            self._live = None
+
+    # --- reads ---------------------------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        """Counts and the settings the index was built with."""
+        live = self.live()
+        docs, chunks = live.store.counts()
+        return {
+            "documents": docs,
+            "chunks": chunks,
+            "model": live.meta.get("model"),
+            "precision": live.meta.get("precision"),
+            "dim": live.meta.get("dim"),
+            "vector_index": "flat",
+            "generation": live.generation,
+            "path": str(live.gen_dir),
+        }
+
+    def documents(self):
+        """Every article: id, title, date, source, url, chunk count, length, when it was added."""
+        return self.live().store.documents()
+
+    def document(self, doc_id: str) -> dict:
+        """One article with its full text and chunk offsets; NotFound for an unknown id."""
+        store = self.live().store
+        doc = store.document(doc_id)
+        if doc is None:
+            raise NotFound(f"no document with id {doc_id!r}")
+        doc["chunks"] = [{"chunk_no": n, "start": s, "end": e} for n, s, e in store.chunk_spans(doc_id)]
+        return doc
+
+    def validate_question(self, question: str) -> str:
+        """The question stripped, or InvalidInput when it is empty or too long."""
+        if not isinstance(question, str) or not question.strip():
+            raise InvalidInput("the question is empty")
+        question = question.strip()
+        if len(question) > self.settings.max_question_chars:
+            raise InvalidInput(
+                f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}"
+            )
+        return question
+
+    def _checked_embedder(self, live: _Live):
+        """The embedder, after checking that it makes vectors of the size the index holds."""
+        embedder = self.embedder
+        if int(embedder.dim) != int(live.meta["dim"]):
+            raise IndexMismatch(
+                f"the index in {self.root} holds {live.meta['dim']}-dimensional vectors but the model makes "
+                f"{embedder.dim}: run `qa index --rebuild`"
+            )
+        return embedder
+
+    def _retrieve(self, query: str, k: int) -> Retrieved:
+        live = self.live()
+        self._checked_embedder(live)
+        return hybrid_search(live.store, live.vectors, self.embedder, query, k, self.retrieval, self._rw)
+
+    def search(self, query: str, k: int = 5) -> list[Passage]:
+        """The ``k`` best passages for ``query`` (hybrid dense + BM25), each with its exact citation."""
+        query = self.validate_question(query)
+        if not 1 <= int(k) <= 100:
+            raise InvalidInput("k must be between 1 and 100")
+        return self._retrieve(query, int(k)).passages
+
+    def ask(self, question: str, k: int = 5, history: Iterable[dict] = ()) -> Answer:
+        """Answer a question from the articles: answer sentences with ``[n]`` citations and the passages.
+
+        ``history`` holds earlier turns (``{"question": ..., "answer": ...}``); a follow-up that leans on them
+        ("and what did they say about it?") is searched together with the previous question."""
+        began = time.perf_counter()
+        question = self.validate_question(question)
+        if not 1 <= int(k) <= 100:
+            raise InvalidInput("k must be between 1 and 100")
+        query = answering.resolve_followup(question, list(history))
+        found = self._retrieve(query, int(k))
+        passages = found.passages
+        text, spans, answerable = answering.compose(
+            query, passages, found.query_vector, lambda texts: self.embedder.encode(texts), found.similarity,
+            self.answering,
+        )
+        if not answerable:
+            for p in passages:
+                p.weak = True
+        took = round((time.perf_counter() - began) * 1000, 2)
+        return Answer(question, text, answerable, passages, spans, took, query)
+
+    # --- writes --------------------------------------------------------------------------------------------------
+    def _prepare(self, articles: list[Article], cache: Store | None, show_progress: bool) -> tuple[list[_Prepared], int]:
+        """Chunk and embed (the slow part, done before any lock is taken). Vectors of chunks whose embedded text
+        is unchanged are taken from the cache instead of being computed again."""
+        chunker = self.chunker
+        salt = f"{self.settings.model_name}|{self.settings.precision}|"
+        prepared: list[_Prepared] = []
+        texts: list[str] = []
+        for article in articles:
+            prefix = chunker.title_prefix(article.title)
+            chunks = chunker.chunk(article.text, article.title)
+            meta_text = " ".join(x for x in (article.source, readable_date(article.date) if article.date else "",
+                                             article.author) if x)
+            embed_texts = [chunker.embedding_text(prefix, c.text) for c in chunks]
+            hashes = [hashlib.sha1((salt + t).encode("utf-8")).hexdigest() for t in embed_texts]
+            prepared.append(_Prepared(
+                article, content_hash(article), [(c.chunk_no, c.start, c.end) for c in chunks],
+                [(article.title, meta_text, c.text) for c in chunks], hashes, np.zeros(0),
+            ))
+            texts.extend(embed_texts)
+        all_hashes = [h for p in prepared for h in p.hashes]
+        cached = cache.vectors_by_hash(all_hashes) if cache is not None and all_hashes else {}
+        missing = sorted({h: t for h, t in zip(all_hashes, texts) if h not in cached}.items())
+        if missing:
+            vecs = self.embedder.encode([t for _, t in missing], batch_size=32, show_progress=show_progress)
+            for (h, _), v in zip(missing, vecs):
+                cached[h] = np.asarray(v, dtype=np.float32).tobytes()
+        for p in prepared:
+            p.vectors = np.frombuffer(b"".join(cached[h] for h in p.hashes), dtype=np.float32).reshape(len(p.hashes), -1)
+        return prepared, len(missing)
+
+    def _dim(self) -> int:
+        return int(self.embedder.encode(["dimension probe"]).shape[1])
+
+    def _write(self, store: Store, vectors: VectorIndex, gen_dir: Path, prepared: list[_Prepared],
+               remove: list[str], report: AddReport) -> None:
+        """Apply prepared articles and removals in one transaction; the FAISS cache follows the commit."""
+        with store.transaction() as tx:
+            generation = int(tx.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            dropped: list[int] = []
+            for doc_id in remove + [p.article.doc_id for p in prepared]:
+                ids = [r[0] for r in tx.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
+                if ids:
+                    tx.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+                dropped.extend(ids)
+                tx.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+                tx.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+            added_ids: list[int] = []
+            added_vecs: list[np.ndarray] = []
+            now = utc_now()
+            for p in prepared:
+                a = p.article
+                tx.execute(
+                    "INSERT INTO documents(doc_id, title, date, source, url, author, path, content_hash, text, added_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (a.doc_id, a.title, a.date, a.source, a.url, a.author, a.path, p.content_hash, a.text, now),
+                )
+                for (chunk_no, start, end), fts, h, vec in zip(p.spans, p.fts_rows, p.hashes, p.vectors):
+                    cur = tx.execute(
+                        "INSERT INTO chunks(doc_id, chunk_no, start, end, embed_hash, vector) VALUES (?, ?, ?, ?, ?, ?)",
+                        (a.doc_id, chunk_no, start, end, h, vec.tobytes()),
+                    )
+                    tx.execute("INSERT INTO chunks_fts(rowid, title, meta, body) VALUES (?, ?, ?, ?)", (cur.lastrowid, *fts))
+                    added_ids.append(cur.lastrowid)
+                    added_vecs.append(vec)
+                report.chunks += len(p.spans)
+            tx.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation + 1),))
+            with self._rw.write():
+                try:
+                    vectors.remove(dropped)
+                    if added_ids:
+                        vectors.add(np.asarray(added_ids, dtype=np.int64), np.vstack(added_vecs))
+                    # Saved before COMMIT: a crash in between leaves an extra cache file, never a missing one.
+                    vectors.save(gen_dir, generation + 1, keep_older=True)
+                except BaseException:
+                    # The in-memory index may be half changed: reload it from the (rolled back) database.
+                    vectors.index = VectorIndex.rebuild_from(store, vectors.dim).index
+                    raise
+        vectors.drop_older(gen_dir, generation + 1)
+        if self._live is not None and self._live.store is store:
+            self._live.generation = generation + 1
+
+    def add(self, articles: list[Article], *, show_progress: bool = False) -> AddReport:
+        """Add or update articles. Unchanged ones (same content hash) cost nothing; a changed one has its chunks
+        replaced; only new chunk texts are embedded. Creates the index if there is none."""
+        began = time.perf_counter()
+        if not self.exists():
+            return self.rebuild(articles, show_progress=show_progress)
+        report = AddReport()
+        with self._write_lock, process_lock(self.root / "write.lock"):
+            live = self.live()
+            self._checked_embedder(live)
+            todo = []
+            for article in articles:
+                old = live.store.content_hash(article.doc_id)
+                if old == content_hash(article):
+                    report.unchanged.append(article.doc_id)
+                    continue
+                (report.updated if old else report.added).append(article.doc_id)
+                todo.append(article)
+            if todo:
+                prepared, report.embedded = self._prepare(todo, live.store, show_progress)
+                self._write(live.store, live.vectors, live.gen_dir, prepared, [], report)
+        report.seconds = round(time.perf_counter() - began, 3)
+        return report
+
+    def add_text(self, text: str, *, title: str = "", date: str = "", source: str = "", url: str = "",
+                 doc_id: str = "") -> AddReport:
+        """Add one article given as text (the API's and the web form's way in)."""
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInput("the article text is empty")
+        if len(text.encode("utf-8")) > self.settings.max_article_bytes:
+            raise TooLarge(f"the article is over the {self.settings.max_article_bytes // (1024 * 1024)} MB limit")
+        if not doc_id:
+            basis = (title or text[:80]).lower()
+            doc_id = f"{safe_doc_id(basis)[:48].strip('-.')}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
+        article = article_from_text(text, doc_id=doc_id, title=title, date=date, source=source, url=url)
+        return self.add([article])
+
+    def add_paths(self, paths: list[Path], *, date: str = "", ids: str = "stem", show_progress: bool = False) -> AddReport:
+        """Add every readable article under ``paths``; unreadable files found in folders are reported as skipped."""
+        found = collect(paths, max_bytes=self.settings.max_article_bytes, date=date, ids=ids)
+        report = self.add(found.articles, show_progress=show_progress)
+        report.skipped = found.skipped
+        return report
+
+    def remove(self, doc_id: str) -> None:
+        """Delete an article from SQLite, BM25 and FAISS alike; NotFound for an unknown id."""
+        with self._write_lock, process_lock(self.root / "write.lock"):
+            live = self.live()
+            if live.store.content_hash(doc_id) is None:
+                raise NotFound(f"no document with id {doc_id!r}")
+            self._write(live.store, live.vectors, live.gen_dir, [], [doc_id], AddReport())
+
+    def stored_articles(self) -> list[Article]:
+        """The articles held by the current index, read without checking its settings (for a rebuild)."""
+        gen_dir = self._current_dir()
+        if gen_dir is None:
+            return []
+        store = Store(gen_dir / DB_NAME)
+        try:
+            rows = store.db.execute("SELECT doc_id, text, title, date, source, url, author, path FROM documents")
+            return [Article(*row) for row in rows]
+        finally:
+            store.close()
+
+    def rebuild(self, articles: list[Article] | None = None, *, show_progress: bool = False) -> AddReport:
+        """Build a fresh generation from ``articles`` (default: the articles already stored) and switch to it
+        atomically. Until the switch, readers keep answering from the previous generation; a crash before it
+        leaves the previous generation untouched."""
+        began = time.perf_counter()
+        articles = self.stored_articles() if articles is None else list(articles)
+        report = AddReport(added=[a.doc_id for a in articles])
+        with self._write_lock, process_lock(self.root / "write.lock"):
+            old_dir = self._current_dir()
+            numbers = [int(p.name[4:]) for p in self.root.glob("gen-*") if p.name[4:].isdigit()]
+            gen_dir = self.root / f"gen-{max(numbers, default=0) + 1:06d}"
+            for stale in self.root.glob("gen-*"):
+                if stale != old_dir:
+                    shutil.rmtree(stale, ignore_errors=True)  # left behind by a crashed build
+            gen_dir.mkdir(parents=True)
+            old_store = Store(old_dir / DB_NAME) if old_dir else None
+            try:
+                dim = self._dim()
+                store = Store(gen_dir / DB_NAME)
+                store.create(self.expected_meta(dim))
+                vectors = VectorIndex(dim)
+                prepared, report.embedded = self._prepare(articles, old_store, show_progress)
+                self._write(store, vectors, gen_dir, prepared, [], report)
+                store.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                store.close()
+            except BaseException:
+                shutil.rmtree(gen_dir, ignore_errors=True)
+                raise
+            finally:
+                if old_store is not None:
+                    old_store.close()
+            atomic_write_text(self.root / CURRENT, gen_dir.name + "\n")
+            self.live()  # switch this process over now
+            if old_dir is not None:
+                shutil.rmtree(old_dir, ignore_errors=True)
+        report.seconds = round(time.perf_counter() - began, 3)
+        return report

@@ -1,0 +1,366 @@
+"""Reading articles: .txt/.md (with optional front matter), .html (visible text), JSON and JSON Lines collections.
+
+The article text is kept verbatim after decoding (for HTML: after extracting the visible text), because every
+citation offset refers to it. Titles and dates are read from what the article states, never invented.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date as Date, datetime
+from pathlib import Path
+
+from .errors import Conflict, InvalidInput, NotFound, TooLarge, UnsupportedFile
+from .records import Article
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
+HTML_SUFFIXES = {".html", ".htm"}
+COLLECTION_SUFFIXES = {".json", ".jsonl", ".ndjson"}
+SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | COLLECTION_SUFFIXES
+
+_FRONT_KEYS = ("title", "date", "source", "url", "author")
+_FRONT_LINE = re.compile(r"^(title|date|source|url|author)\s*:\s*(.*?)\s*$", re.IGNORECASE)
+_STATED_DATE = re.compile(
+    r"^\s*(?:date|published|updated|posted)\s*[:\-]?\s*(\d{4}-\d{2}-\d{2}(?:[T ][0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?)",
+    re.IGNORECASE,
+)
+_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d %B %Y", "%B %d, %Y", "%b %d, %Y", "%d %b %Y", "%B %d %Y")
+
+
+def parse_date(value: str) -> str:
+    """An ISO ``YYYY-MM-DD`` for a stated date ('2025-09-03', '2023-11-27T08:45:59+00:00', 'March 28, 2025');
+    raises InvalidInput for anything else, so a date is never guessed."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).date().isoformat()
+    except ValueError:
+        pass
+    cleaned = re.sub(r"(\d)(st|nd|rd|th)\b", r"\1", value.replace(".", ""))
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(cleaned, fmt).date().isoformat()
+        except ValueError:
+            continue
+    raise InvalidInput(f"cannot read the date {value!r}: use YYYY-MM-DD")
+
+
+def readable_date(iso: str) -> str:
+    """'2025-09-03' → 'September 3, 2025 2025-09' so BM25 matches the words people use for dates."""
+    try:
+        d = Date.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return f"{d.strftime('%B')} {d.day}, {d.year} {d.strftime('%b')} {d.year}-{d.month:02d}"
+
+
+def safe_doc_id(raw: str) -> str:
+    """A document id usable in URLs and file names: letters, digits, '.', '_' and '-'."""
+    doc_id = re.sub(r"[^A-Za-z0-9._-]+", "-", raw.strip()).strip("-.")[:128]
+    if not doc_id:
+        raise InvalidInput(f"cannot make a document id from {raw!r}")
+    return doc_id
+
+
+def content_hash(article: Article) -> str:
+    """Changes whenever anything that is stored or indexed for the article changes."""
+    payload = json.dumps(
+        [article.text, article.title, article.date, article.source, article.url, article.author], ensure_ascii=False
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def decode(data: bytes, name: str) -> str:
+    """UTF-8 text from bytes, or a clear error for binary and other encodings (nothing is guessed)."""
+    if b"\x00" in data[:65536]:
+        raise UnsupportedFile(f"{name} is a binary file, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UnsupportedFile(
+            f"{name} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); save it as UTF-8"
+        ) from None
+
+
+def _shorten(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > limit // 2 else limit].rstrip(",;:") + "…"
+
+
+def derive_title(text: str) -> str:
+    """The headline line when the article starts with one, else its first sentence shortened."""
+    from .chunking import split_sentences
+
+    stated = _STATED_DATE.match(text)
+    body = text[stated.end():] if stated else text
+    lines = [ln.strip() for ln in body.splitlines()]
+    first = next((ln for ln in lines if ln), "")
+    if not first:
+        return ""
+    has_more = len([ln for ln in lines if ln]) > 1
+    if has_more and len(first) <= 160 and (not first.endswith(".") or len(first.split()) <= 12):
+        return first
+    spans = split_sentences(body)
+    return _shorten(body[spans[0][0]:spans[0][1]]) if spans else _shorten(first)
+
+
+def stated_date(text: str) -> str:
+    """The date an article states at its very top (' date 2025-09-03 …'), else ''."""
+    m = _STATED_DATE.match(text)
+    if not m:
+        return ""
+    try:
+        return parse_date(m.group(1))
+    except InvalidInput:
+        return ""
+
+
+def split_front_matter(raw: str) -> tuple[dict, int]:
+    """Front matter at the top of a text file: a '---' fenced block or plain 'key: value' lines ended by a
+    blank line. Returns the fields and the offset where the article text starts."""
+    fields: dict[str, str] = {}
+    lines = raw.splitlines(keepends=True)
+    if lines and lines[0].strip() == "---":
+        pos = len(lines[0])
+        for line in lines[1:]:
+            pos += len(line)
+            if line.strip() == "---":
+                break
+            m = _FRONT_LINE.match(line.strip())
+            if m:
+                fields[m.group(1).lower()] = m.group(2).strip().strip("\"'")
+        else:
+            return {}, 0  # no closing fence: not front matter
+    else:
+        pos = 0
+        for line in lines:
+            m = _FRONT_LINE.match(line.strip())
+            if not m:
+                break
+            fields[m.group(1).lower()] = m.group(2).strip().strip("\"'")
+            pos += len(line)
+        if not fields or (pos < len(raw) and lines[len(fields)].strip()):
+            return {}, 0  # key lines must be followed by a blank line, or they are the article itself
+    while pos < len(raw) and raw[pos] in "\r\n":
+        pos += 1
+    return fields, pos
+
+
+def article_from_text(
+    raw: str,
+    *,
+    doc_id: str,
+    title: str = "",
+    date: str = "",
+    source: str = "",
+    url: str = "",
+    author: str = "",
+    path: str = "",
+) -> Article:
+    """An article from decoded text; explicit fields win over front matter, which wins over what is derived."""
+    fields, start = split_front_matter(raw)
+    text = raw[start:]
+    if not text.strip():
+        raise InvalidInput(f"{path or doc_id}: the article has no text")
+    given_date = date or fields.get("date", "")
+    return Article(
+        doc_id=safe_doc_id(doc_id),
+        text=text,
+        title=(title or fields.get("title") or derive_title(text)).strip(),
+        date=parse_date(given_date) if given_date else stated_date(text),
+        source=(source or fields.get("source", "")).strip(),
+        url=(url or fields.get("url", "")).strip(),
+        author=(author or fields.get("author", "")).strip(),
+        path=path,
+    )
+
+
+_BLOCK_TAGS = {
+    "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section", "article",
+    "header", "footer", "blockquote", "pre", "figure", "figcaption", "main", "aside", "nav", "dd", "dt", "hr",
+}
+
+
+def html_to_article(html: str, *, doc_id: str, path: str = "", date: str = "") -> Article:
+    """The visible text of an HTML page (scripts, styles and the head dropped, blocks on their own lines)."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "lxml")
+    title = ""
+    meta_date = ""
+    for attrs in ({"property": "og:title"}, {"name": "title"}):
+        tag = soup.find("meta", attrs=attrs)
+        if tag and tag.get("content"):
+            title = tag["content"]
+            break
+    if not title and soup.title and soup.title.string:
+        title = soup.title.string
+    for attrs in ({"property": "article:published_time"}, {"name": "date"}, {"itemprop": "datePublished"}):
+        tag = soup.find("meta", attrs=attrs)
+        if tag and tag.get("content"):
+            meta_date = tag["content"]
+            break
+    if not meta_date:
+        time_tag = soup.find("time", attrs={"datetime": True})
+        meta_date = time_tag["datetime"] if time_tag else ""
+    for tag in soup(["script", "style", "noscript", "template", "head", "svg", "iframe", "object"]):
+        tag.decompose()
+    h1 = soup.find("h1")
+    if not title and h1:
+        title = h1.get_text(" ", strip=True)
+    for tag in soup.find_all(_BLOCK_TAGS):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    lines = [" ".join(line.split()) for line in soup.get_text("").splitlines()]
+    text = "\n\n".join(line for line in lines if line)
+    if not text:
+        raise InvalidInput(f"{path or doc_id}: the page has no visible text")
+    try:
+        parsed = parse_date(date) if date else parse_date(meta_date)
+    except InvalidInput:
+        parsed = ""
+    return Article(
+        doc_id=safe_doc_id(doc_id),
+        text=text,
+        title=" ".join(title.split()) or derive_title(text),
+        date=parsed or stated_date(text),
+        path=path,
+    )
+
+
+def _first(record: dict, *keys: str) -> str:
+    for key in keys:
+        value = record.get(key)
+        if value not in (None, ""):
+            return str(value)
+    return ""
+
+
+def articles_from_records(records: list, *, name: str, max_bytes: int) -> list[Article]:
+    """Articles from a JSON collection (title, body/text/content, published_at/date, source, url, author, id)."""
+    stem = safe_doc_id(Path(name).stem)
+    articles: list[Article] = []
+    seen: dict[str, int] = {}
+    for n, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise InvalidInput(f"{name}: record {n} is not an object")
+        text = _first(record, "body", "text", "content", "article")
+        if not text.strip():
+            raise InvalidInput(f"{name}: record {n} has no body or text")
+        if len(text.encode("utf-8")) > max_bytes:
+            raise TooLarge(f"{name}: record {n} is over the {max_bytes // (1024 * 1024)} MB limit")
+        given_id = _first(record, "doc_id", "id", "_id", "uuid")
+        if given_id:
+            doc_id = safe_doc_id(given_id)
+        else:
+            key = _first(record, "url") or _first(record, "title") + "\n" + text[:500]
+            doc_id = f"{stem}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:12]}"
+        if doc_id in seen:
+            raise Conflict(f"{name}: records {seen[doc_id]} and {n} both have document id {doc_id!r}")
+        seen[doc_id] = n
+        raw_date = _first(record, "published_at", "date", "published", "pubDate", "created_at")
+        try:
+            date = parse_date(raw_date)
+        except InvalidInput:
+            date = ""
+        articles.append(
+            Article(
+                doc_id=doc_id,
+                text=text,
+                title=" ".join(_first(record, "title", "headline").split()) or derive_title(text),
+                date=date,
+                source=_first(record, "source", "publisher"),
+                url=_first(record, "url", "link"),
+                author=_first(record, "author", "authors"),
+                path=name,
+            )
+        )
+    return articles
+
+
+def read_file(path: Path, *, max_bytes: int, date: str = "", doc_id: str = "") -> list[Article]:
+    """The article(s) in one file. Errors say which file and what is wrong with it."""
+    path = Path(path)
+    if not path.exists():
+        raise NotFound(f"{path}: no such file")
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a folder; use `qa index {path}`")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        raise UnsupportedFile(f"{path}: unsupported file type {suffix or '(none)'}; use .txt, .md, .html, .json or .jsonl")
+    data = path.read_bytes()
+    if suffix not in COLLECTION_SUFFIXES and len(data) > max_bytes:
+        raise TooLarge(f"{path} is {len(data) / 1e6:.1f} MB, over the {max_bytes // (1024 * 1024)} MB limit")
+    text = decode(data, str(path))
+    if suffix in COLLECTION_SUFFIXES:
+        return articles_from_records(_parse_collection(text, path), name=str(path), max_bytes=max_bytes)
+    if suffix in HTML_SUFFIXES:
+        return [html_to_article(text, doc_id=doc_id or path.stem, path=str(path), date=date)]
+    return [article_from_text(text, doc_id=doc_id or path.stem, date=date, path=str(path))]
+
+
+def _parse_collection(text: str, path: Path) -> list:
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+            if isinstance(data, dict):
+                for key in ("articles", "documents", "data", "items"):
+                    if isinstance(data.get(key), list):
+                        return data[key]
+                return [data]
+            if isinstance(data, list):
+                return data
+            raise InvalidInput(f"{path}: expected a list of articles")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+@dataclass
+class Collected:
+    """Articles gathered from paths, and the files that were passed over with the reason."""
+
+    articles: list[Article] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def collect(paths: list[Path], *, max_bytes: int, date: str = "", ids: str = "stem") -> Collected:
+    """Articles from files and folders (recursively). A file named directly must be readable (its error is
+    raised); a file found inside a folder that cannot be read is skipped and reported. Two articles with one
+    id are an error. ``ids="path"`` names articles by their path inside the folder ('sport-001')."""
+    found = Collected()
+    owner: dict[str, str] = {}
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise NotFound(f"{root}: no such file or folder")
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        for file in files:
+            if root.is_dir() and file.suffix.lower() not in SUPPORTED:
+                continue
+            doc_id = ""
+            if ids == "path" and root.is_dir():
+                doc_id = safe_doc_id(str(file.relative_to(root).with_suffix("")).replace("/", "-"))
+            try:
+                articles = read_file(file, max_bytes=max_bytes, date=date, doc_id=doc_id)
+            except (UnsupportedFile, TooLarge, InvalidInput) as e:
+                if root.is_file():
+                    raise
+                found.skipped.append(str(e))
+                continue
+            for article in articles:
+                if article.doc_id in owner:
+                    raise Conflict(
+                        f"document id {article.doc_id!r} is claimed by {owner[article.doc_id]} and {file}; "
+                        "rename one file or use --ids path"
+                    )
+                owner[article.doc_id] = str(file)
+                found.articles.append(article)
+    return found

@@ -1,0 +1,119 @@
+"""The plain records that flow between modules: articles in, passages and answers out."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Article:
+    """One article as ingested. ``text`` is verbatim after decoding: every offset refers to it."""
+
+    doc_id: str
+    text: str
+    title: str = ""
+    date: str = ""
+    source: str = ""
+    url: str = ""
+    author: str = ""
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of whole sentences of one article: ``article.text[start:end] == text``."""
+
+    chunk_no: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk with its citation. ``rank`` is what ``[n]`` in an answer refers to."""
+
+    rank: int
+    doc_id: str
+    title: str
+    date: str
+    chunk_no: int
+    start: int
+    end: int
+    text: str
+    score: float
+    source: str = ""
+    weak: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class AnswerSpan:
+    """One answer sentence, located in its article by character offsets."""
+
+    rank: int
+    doc_id: str
+    start: int
+    end: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    """The reply to a question: answer sentences with ``[n]`` markers and the passages they cite."""
+
+    question: str
+    answer: str
+    answerable: bool
+    passages: list[Passage]
+    answer_spans: list[AnswerSpan] = field(default_factory=list)
+    took_ms: float = 0.0
+    query: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "answerable": self.answerable,
+            "passages": [p.to_dict() for p in self.passages],
+            "answer_spans": [s.to_dict() for s in self.answer_spans],
+            "took_ms": self.took_ms,
+            "query": self.query,
+        }
+
+
+@dataclass
+class DocumentInfo:
+    """A row of the article list."""
+
+    doc_id: str
+    title: str
+    date: str
+    source: str
+    url: str
+    chunks: int
+    chars: int
+    added_at: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class AddReport:
+    """What an add or index run did, article by article."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    chunks: int = 0
+    embedded: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)

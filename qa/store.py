@@ -1,0 +1,232 @@
+"""The on-disk index: one SQLite database per generation, the single source of truth.
+
+It holds the articles (verbatim text), their chunks as offsets into that text, each chunk's vector, an FTS5 table
+for BM25 and the settings the index was built with. Every change is one SQLite transaction, so a crash leaves
+either the old or the new state. The FAISS file beside it is only a cache (see ``vectors.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .records import DocumentInfo
+
+FORMAT_VERSION = 1
+DB_NAME = "qa.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY,
+    title TEXT NOT NULL DEFAULT '',
+    date TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT '',
+    url TEXT NOT NULL DEFAULT '',
+    author TEXT NOT NULL DEFAULT '',
+    path TEXT NOT NULL DEFAULT '',
+    content_hash TEXT NOT NULL,
+    text TEXT NOT NULL,
+    added_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    chunk_no INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    embed_hash TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id, chunk_no);
+CREATE INDEX IF NOT EXISTS chunks_by_hash ON chunks(embed_hash);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    title, meta, body, tokenize = 'porter unicode61 remove_diacritics 2'
+);
+"""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+class Store:
+    """SQLite access for one index generation. Reads use one connection per thread; writes go through
+    ``transaction()`` on a dedicated connection, which the caller serializes."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._local = threading.local()
+        self._writer: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's reading connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def create(self, meta: dict) -> None:
+        """Create the schema and record the settings the index is built with."""
+        conn = self.writer
+        conn.executescript(_SCHEMA)
+        with self.transaction() as tx:
+            for key, value in {**meta, "format_version": FORMAT_VERSION, "generation": 0, "created_at": utc_now()}.items():
+                tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    @property
+    def writer(self) -> sqlite3.Connection:
+        if self._writer is None:
+            self._writer = self._connect()
+        return self._writer
+
+    def transaction(self):
+        """``with store.transaction() as tx:`` — BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
+        return _Transaction(self.writer)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # --- reads -------------------------------------------------------------------------------------------------
+    def meta(self) -> dict:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    def generation(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(json.loads(row[0])) if row else 0
+
+    def counts(self) -> tuple[int, int]:
+        docs = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        return docs, chunks
+
+    def content_hash(self, doc_id: str) -> str | None:
+        row = self.db.execute("SELECT content_hash FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        return row[0] if row else None
+
+    def documents(self) -> list[DocumentInfo]:
+        rows = self.db.execute(
+            "SELECT d.doc_id, d.title, d.date, d.source, d.url, "
+            "(SELECT count(*) FROM chunks c WHERE c.doc_id = d.doc_id), length(d.text), d.added_at "
+            "FROM documents d ORDER BY d.date DESC, d.doc_id"
+        )
+        return [DocumentInfo(*row) for row in rows]
+
+    def document(self, doc_id: str) -> dict | None:
+        row = self.db.execute(
+            "SELECT doc_id, title, date, source, url, author, path, text, added_at FROM documents WHERE doc_id = ?",
+            (doc_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("doc_id", "title", "date", "source", "url", "author", "path", "text", "added_at")
+        return dict(zip(keys, row))
+
+    def chunk_spans(self, doc_id: str) -> list[tuple[int, int, int]]:
+        """``(chunk_no, start, end)`` of a document's chunks."""
+        return self.db.execute(
+            "SELECT chunk_no, start, end FROM chunks WHERE doc_id = ? ORDER BY chunk_no", (doc_id,)
+        ).fetchall()
+
+    def chunk_rows(self, ids: list[int]) -> dict[int, dict]:
+        """Chunk id → its citation fields and text. The text is cut from the article by the stored offsets
+        (SQLite's substr counts characters, like Python slicing), so it cannot drift from the citation."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            "SELECT c.id, c.doc_id, c.chunk_no, c.start, c.end, d.title, d.date, d.source, "
+            f"substr(d.text, c.start + 1, c.end - c.start) FROM chunks c JOIN documents d USING (doc_id) "
+            f"WHERE c.id IN ({marks})",
+            ids,
+        )
+        keys = ("id", "doc_id", "chunk_no", "start", "end", "title", "date", "source", "text")
+        return {row[0]: dict(zip(keys, row)) for row in rows}
+
+    def vectors_by_hash(self, hashes: list[str]) -> dict[str, bytes]:
+        """Stored vectors for these embedding-text hashes: the cache that spares re-embedding unchanged chunks."""
+        found: dict[str, bytes] = {}
+        for i in range(0, len(hashes), 500):
+            part = hashes[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for h, blob in self.db.execute(
+                f"SELECT embed_hash, vector FROM chunks WHERE embed_hash IN ({marks})", part
+            ):
+                found[h] = blob
+        return found
+
+    def all_vectors(self, dim: int, batch: int = 50_000):
+        """Yield ``(ids, matrix)`` blocks of every chunk vector, for rebuilding the FAISS cache."""
+        cursor = self.db.execute("SELECT id, vector FROM chunks ORDER BY id")
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                break
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+            yield ids, mat
+
+    def lexical_search(self, match: str, limit: int, weights: tuple[float, float, float]) -> list[tuple[int, float]]:
+        """BM25 over chunks (FTS5). Returns ``(chunk id, score)`` best first, score higher is better."""
+        if not match:
+            return []
+        rows = self.db.execute(
+            "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
+            (*weights, match, limit),
+        ).fetchall()
+        return [(rowid, -score) for rowid, score in rows]
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a small file so that readers see the old or the new content, never a mix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)

@@ -1,0 +1,105 @@
+"""Fixtures: settings pointed at temporary folders, the real model loaded once, a seed index built once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from qa.embedding import load_embedder  # noqa: E402
+from qa.index import NewsIndex  # noqa: E402
+from qa.ingest import collect  # noqa: E402
+from qa.settings import Settings  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS = REPO / "seeds"
+RETALIATION_DOC = "000_0fdd7e176c3271ac"
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """One folder for the exported ONNX model, shared by every index a test session builds."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def embedder(model_cache):
+    """The real all-MiniLM-L6-v2, loaded once per session with the default backend."""
+    return load_embedder(Settings.from_env(index_dir=model_cache))
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """Settings for a fresh index in a temporary folder."""
+    return Settings.from_env(index_dir=tmp_path / "index", seeds_dir=SEEDS)
+
+
+@pytest.fixture
+def index(settings, embedder) -> NewsIndex:
+    """An empty index (nothing built yet) with the real model."""
+    idx = NewsIndex(settings, embedder=embedder)
+    yield idx
+    idx.close()
+
+
+@pytest.fixture(scope="session")
+def seed_index_dir(tmp_path_factory, embedder) -> Path:
+    """The seed articles indexed once with the real model; tests copy it rather than change it."""
+    folder = tmp_path_factory.mktemp("seed-index") / "index"
+    idx = NewsIndex(Settings.from_env(index_dir=folder, seeds_dir=SEEDS), embedder=embedder)
+    idx.rebuild(collect([SEEDS], max_bytes=idx.settings.max_article_bytes).articles)
+    idx.close()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def seed_index(seed_index_dir, embedder) -> NewsIndex:
+    """The read-only seed index."""
+    idx = NewsIndex(Settings.from_env(index_dir=seed_index_dir, seeds_dir=SEEDS), embedder=embedder)
+    yield idx
+    idx.close()
+
+
+@pytest.fixture
+def seed_copy(seed_index_dir, tmp_path, embedder) -> NewsIndex:
+    """A private copy of the seed index that a test may change."""
+    folder = tmp_path / "index"
+    shutil.copytree(seed_index_dir, folder)
+    idx = NewsIndex(Settings.from_env(index_dir=folder, seeds_dir=SEEDS), embedder=embedder)
+    yield idx
+    idx.close()
+
+
+class FakeEmbedder:
+    """Deterministic bag-of-words vectors: enough to test plumbing without the model. Never used to test
+    user-facing quality."""
+
+    dim = 64
+
+    def __init__(self):
+        self.calls = 0
+        self.texts = 0
+
+    def encode(self, texts, *, batch_size=32, show_progress=False):
+        self.calls += 1
+        self.texts += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+            out[row] /= max(np.linalg.norm(out[row]), 1e-9)
+        return out
+
+
+@pytest.fixture
+def fake_index(settings) -> NewsIndex:
+    """An index over the fake embedder, for plumbing tests (counts, crashes, concurrency)."""
+    idx = NewsIndex(settings, embedder=FakeEmbedder())
+    yield idx
+    idx.close()

@@ -1,0 +1,107 @@
+"""Chunks are exact slices of the article, whole sentences where possible, and never longer than the model reads."""
+
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from qa.chunking import Chunker, ChunkerConfig, load_tokenizer, split_sentences
+from qa.settings import Settings
+
+TOKENIZER = load_tokenizer(str(Settings().model_dir))
+
+news_words = st.sampled_from(
+    ["Mr.", "U.S.", "Dr.", "Aug.", "1", "tariffs", "Canada", "“retaliated”", "‘quoted’", "e.g.", "said:", "Ottawa",
+     "the", "café", "Zürich", "北京", "—", "…", "?!", "$30-billion", "per cent.", "\"Yes.\"", "(AP)", "Inc.", "J.",
+     "naïve", "🙂", "x" * 40, "a.m.", "No.", "\n", "\n\n", "  ", "\t"]
+)
+article_text = st.one_of(
+    st.text(max_size=3000),
+    st.lists(news_words, max_size=600).map(" ".join),
+    st.lists(st.text(alphabet="abcdefghij ", min_size=1, max_size=50), max_size=200).map("".join),  # no punctuation
+)
+
+
+def _check(text: str, chunker: Chunker, title: str = "") -> None:
+    chunks = chunker.chunk(text, title)
+    budget = chunker.budget(chunker.title_prefix(title))
+    previous_start = -1
+    for n, chunk in enumerate(chunks):
+        assert chunk.chunk_no == n
+        assert text[chunk.start:chunk.end] == chunk.text
+        assert chunk.text == chunk.text.strip() and chunk.text
+        assert chunk.start > previous_start
+        previous_start = chunk.start
+        assert chunker.count_tokens(chunk.text) <= budget
+        assert chunker.count_tokens(chunker.embedding_text(chunker.title_prefix(title), chunk.text)) + 2 <= 256
+    covered = set()
+    for chunk in chunks:
+        covered.update(range(chunk.start, chunk.end))
+    assert all(i in covered for i, ch in enumerate(text) if not ch.isspace())
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=article_text, title=st.one_of(st.just(""), st.text(max_size=300)))
+def test_chunks_are_exact_slices_within_the_token_budget(text, title):
+    _check(text, Chunker(TOKENIZER), title)
+
+
+@hsettings(max_examples=100, deadline=None)
+@given(text=article_text, max_tokens=st.integers(min_value=24, max_value=120), overlap=st.integers(0, 2))
+def test_small_budgets_and_overlaps_keep_offsets_exact(text, max_tokens, overlap):
+    _check(text, Chunker(TOKENIZER, ChunkerConfig(max_tokens=max_tokens, title_tokens=8, overlap_sentences=overlap)))
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=2000))
+def test_sentences_cover_every_character_once_in_order(text):
+    spans = split_sentences(text)
+    end = 0
+    for s, e in spans:
+        assert end <= s < e
+        assert text[s:e] == text[s:e].strip()
+        end = e
+    covered = {i for s, e in spans for i in range(s, e)}
+    assert all(i in covered for i, ch in enumerate(text) if not ch.isspace())
+
+
+def _sentences(text):
+    return [text[s:e] for s, e in split_sentences(text)]
+
+
+def test_abbreviations_titles_and_initials_do_not_end_sentences():
+    text = "Mr. Carney met Donald J. Trump on Aug. 1 in the U.S. capital. Dr. Tam agreed."
+    assert _sentences(text) == ["Mr. Carney met Donald J. Trump on Aug. 1 in the U.S. capital.", "Dr. Tam agreed."]
+
+
+def test_an_abbreviation_at_the_end_of_a_sentence_still_ends_it_before_an_opener():
+    text = "Canada has imposed three rounds of measures against the U.S. This includes a 25 per cent tariff."
+    assert _sentences(text) == ["Canada has imposed three rounds of measures against the U.S.",
+                                "This includes a 25 per cent tariff."]
+
+
+def test_quotes_stay_with_their_sentence():
+    text = "“We won’t negotiate in public,” she added. “We’ll let the prime minister do his work.” Then she left."
+    assert _sentences(text) == ["“We won’t negotiate in public,” she added.",
+                                "“We’ll let the prime minister do his work.”", "Then she left."]
+
+
+def test_lines_are_sentences_but_hard_wrapped_lines_are_joined():
+    text = "A headline without a stop\nThe first sentence runs on\nand ends here.\n\nNext paragraph."
+    assert _sentences(text) == ["A headline without a stop", "The first sentence runs on\nand ends here.",
+                                "Next paragraph."]
+
+
+def test_text_without_punctuation_is_cut_between_words():
+    text = " ".join(f"word{i}" for i in range(2000))
+    chunker = Chunker(TOKENIZER)
+    chunks = chunker.chunk(text)
+    assert len(chunks) > 1
+    for chunk in chunks:
+        assert not chunk.text.startswith(("#", "ord")) and chunker.count_tokens(chunk.text) <= chunker.budget("")
+
+
+def test_neighbouring_chunks_share_one_whole_sentence():
+    text = " ".join(f"Sentence number {i} talks about tariffs on steel and aluminum." for i in range(80))
+    chunks = Chunker(TOKENIZER).chunk(text)
+    sentences = split_sentences(text)
+    for a, b in zip(chunks, chunks[1:]):
+        shared = [(s, e) for s, e in sentences if a.start <= s and e <= a.end and b.start <= s and e <= b.end]
+        assert len(shared) == 1 and b.start == shared[0][0]

@@ -1,0 +1,106 @@
+"""The `qa` command as a user runs it: real processes, the real model, one-line errors with exit code 2."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import RETALIATION_DOC, SEEDS
+
+
+@pytest.fixture
+def cli(tmp_path, seed_index_dir, model_cache):
+    """Run `qa` against a private copy of the seed index; returns (exit code, stdout, stderr)."""
+    folder = tmp_path / "index"
+    shutil.copytree(seed_index_dir, folder)
+    if (model_cache / "onnx").exists():
+        shutil.copytree(model_cache / "onnx", folder / "onnx")
+    env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_SEEDS_DIR": str(SEEDS)}
+
+    def run(*args, index_dir=None, **extra_env):
+        if index_dir is not None:
+            env["QA_INDEX_DIR"] = str(index_dir)
+        proc = subprocess.run([sys.executable, "-m", "qa.cli", *args], capture_output=True, text=True,
+                              env={**env, **extra_env}, timeout=300)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    return run
+
+
+def _one_line_error(code, err):
+    lines = [line for line in err.splitlines() if line.strip() and "Loading weights" not in line]
+    return code == 2 and len(lines) == 1 and lines[0].startswith("qa: error:") and "Traceback" not in err
+
+
+def test_ask_prints_the_answer_and_cited_passages(cli):
+    code, out, err = cli("ask", "which countries retaliated?", "-k", "3")
+    assert code == 0, err
+    assert f"[1] " in out and f"({RETALIATION_DOC}, chars " in out and "China" in out
+    header = next(line for line in out.splitlines() if line.startswith("[1] "))
+    assert RETALIATION_DOC in header and "–" in header
+
+
+def test_ask_json_gives_exact_citations(cli):
+    code, out, _ = cli("ask", "which countries retaliated?", "--json")
+    reply = json.loads(out)
+    first = reply["passages"][0]
+    text = (SEEDS / f"{first['doc_id']}.txt").read_text(encoding="utf-8")
+    assert text[first["start"]:first["end"]] == first["text"] and first["rank"] == 1
+
+
+def test_docs_lists_the_articles(cli):
+    code, out, _ = cli("docs")
+    assert code == 0 and out.count("chunks\t") == 5 and "2025-09-03" in out
+
+
+def test_add_then_remove_an_article(cli, tmp_path):
+    path = tmp_path / "hockey.txt"
+    path.write_text("title: Rink closes\n\nThe Saskatoon rink closed on Monday after the roof leaked.", encoding="utf-8")
+    code, out, err = cli("add", str(path))
+    assert code == 0 and "1 added" in out, err
+    code, out, _ = cli("ask", "why did the rink close?", "-k", "1")
+    assert "(hockey, chars" in out
+    assert cli("remove", "hockey")[0] == 0
+    code, out, _ = cli("ask", "why did the rink close?", "-k", "5")
+    assert "(hockey," not in out
+
+
+@pytest.mark.parametrize("args", [("ask", ""), ("ask", "   "), ("ask", "x" * 2001), ("remove", "no-such-id"),
+                                  ("add", "/no/such/file.txt"), ("ask", "q", "-k", "0")])
+def test_bad_input_is_one_line_on_stderr_and_exit_code_2(cli, args):
+    code, _, err = cli(*args)
+    assert _one_line_error(code, err), err
+
+
+def test_binary_and_non_utf8_files_are_refused(cli, tmp_path):
+    binary = tmp_path / "img.txt"
+    binary.write_bytes(b"\x00\x01\x02PNG")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9".encode("latin-1"))
+    for path, reason in [(binary, "binary"), (latin, "UTF-8")]:
+        code, _, err = cli("add", str(path))
+        assert _one_line_error(code, err) and reason in err
+
+
+def test_no_index_yet_says_run_qa_index_first(cli, tmp_path):
+    code, _, err = cli("ask", "anything?", index_dir=tmp_path / "empty")
+    assert _one_line_error(code, err) and "run `qa index` first" in err
+
+
+def test_a_mismatched_index_says_to_rebuild(cli):
+    code, _, err = cli("ask", "tariffs?", QA_MAX_TOKENS="128")
+    assert _one_line_error(code, err) and "--rebuild" in err
+
+
+def test_index_builds_from_a_folder_and_skips_what_it_cannot_read(cli, tmp_path):
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Ottawa announced new lumber quotas on Friday.", encoding="utf-8")
+    (folder / "b.txt").write_bytes(b"\xff\xfe\x00binary")
+    code, out, err = cli("index", str(folder), index_dir=tmp_path / "fresh")
+    assert code == 0 and "1 added" in out and "b.txt" in err
+    code, out, _ = cli("ask", "lumber quotas", "-k", "1")
+    assert "(a, chars" in out

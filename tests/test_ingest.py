@@ -1,0 +1,146 @@
+"""Reading articles: formats, front matter, stated dates, titles, and clear errors for bad files."""
+
+import json
+
+import pytest
+
+from qa.errors import Conflict, InvalidInput, NotFound, TooLarge, UnsupportedFile
+from qa.ingest import collect, derive_title, parse_date, read_file
+
+from conftest import SEEDS
+
+MB = 5 * 1024 * 1024
+
+
+def test_seed_files_keep_their_text_verbatim_and_their_stem_as_id():
+    for path in SEEDS.glob("*.txt"):
+        (article,) = read_file(path, max_bytes=MB)
+        assert article.doc_id == path.stem
+        assert article.text == path.read_text(encoding="utf-8")
+
+
+def test_a_date_stated_at_the_top_is_read_and_none_is_invented():
+    (dated,) = read_file(SEEDS / "002_2a1d74c9607f2477.txt", max_bytes=MB)
+    (undated,) = read_file(SEEDS / "000_0fdd7e176c3271ac.txt", max_bytes=MB)
+    assert dated.date == "2025-09-03"
+    assert undated.date == ""
+
+
+def test_the_date_option_fills_in_only_where_the_article_states_none(tmp_path):
+    (article,) = read_file(SEEDS / "000_0fdd7e176c3271ac.txt", max_bytes=MB, date="2025-08-22")
+    assert article.date == "2025-08-22"
+    with pytest.raises(InvalidInput, match="YYYY-MM-DD"):
+        read_file(SEEDS / "000_0fdd7e176c3271ac.txt", max_bytes=MB, date="next tuesday")
+
+
+def test_titles_are_the_headline_line_or_the_first_sentence_shortened():
+    (headline,) = read_file(SEEDS / "004_ca2423bb0508c6d9.txt", max_bytes=MB)
+    assert headline.title == "Is a Canada-US trade deal inching closer?"
+    (long_first,) = read_file(SEEDS / "000_0fdd7e176c3271ac.txt", max_bytes=MB)
+    assert long_first.title.startswith("Prime Minister Mark Carney announced Friday") and long_first.title.endswith("…")
+    assert len(long_first.title) <= 101
+    assert derive_title(" date 2025-09-03 Short headline\n\nBody text here.") == "Short headline"
+
+
+def test_front_matter_sets_fields_and_is_not_part_of_the_text(tmp_path):
+    path = tmp_path / "fm.md"
+    path.write_text("---\ntitle: Steel tariffs doubled\ndate: 2025-06-04\nsource: CBC\nurl: https://example.org/a\n---\n\n"
+                    "Trump doubled tariffs on steel.\n", encoding="utf-8")
+    (article,) = read_file(path, max_bytes=MB)
+    assert (article.title, article.date, article.source, article.url) == (
+        "Steel tariffs doubled", "2025-06-04", "CBC", "https://example.org/a")
+    assert article.text == "Trump doubled tariffs on steel.\n"
+    plain = tmp_path / "plain.txt"
+    plain.write_text("title: Plain keys\ndate: June 4, 2025\n\nBody.", encoding="utf-8")
+    (article,) = read_file(plain, max_bytes=MB)
+    assert (article.title, article.date, article.text) == ("Plain keys", "2025-06-04", "Body.")
+
+
+def test_html_becomes_its_visible_text(tmp_path):
+    path = tmp_path / "page.html"
+    path.write_text(
+        "<html><head><title>Page title</title><style>p{color:red}</style>"
+        "<meta property='article:published_time' content='2025-03-28T10:00:00Z'></head>"
+        "<body><script>alert(1)</script><h1>Headline</h1><p>First <b>bold</b> paragraph.</p>"
+        "<p>Second paragraph.</p></body></html>", encoding="utf-8")
+    (article,) = read_file(path, max_bytes=MB)
+    assert article.title == "Page title"
+    assert article.date == "2025-03-28"
+    assert "alert" not in article.text and "color" not in article.text
+    assert "First bold paragraph." in article.text and "Second paragraph." in article.text
+
+
+def test_json_collections_use_their_fields_and_stable_ids(tmp_path):
+    records = [
+        {"title": "A", "body": "Body A.", "published_at": "2023-11-27T08:45:59+00:00", "source": "Mashable",
+         "url": "https://a", "author": "X"},
+        {"title": "B", "text": "Body B.", "date": "2023-10-01", "url": "https://b"},
+    ]
+    path = tmp_path / "corpus.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    first = read_file(path, max_bytes=MB)
+    again = read_file(path, max_bytes=MB)
+    assert [a.doc_id for a in first] == [a.doc_id for a in again]
+    assert first[0].date == "2023-11-27" and first[0].source == "Mashable" and first[0].text == "Body A."
+    lines = tmp_path / "more.jsonl"
+    lines.write_text("\n".join(json.dumps({"id": f"n{i}", "title": "T", "body": "Text."}) for i in range(3)), encoding="utf-8")
+    assert [a.doc_id for a in read_file(lines, max_bytes=MB)] == ["n0", "n1", "n2"]
+
+
+def test_duplicate_ids_in_a_collection_are_a_clear_error(tmp_path):
+    path = tmp_path / "dup.jsonl"
+    path.write_text('{"id": "x", "text": "one"}\n{"id": "x", "text": "two"}\n', encoding="utf-8")
+    with pytest.raises(Conflict, match="records 0 and 1"):
+        read_file(path, max_bytes=MB)
+
+
+def test_two_files_with_one_stem_clash_unless_ids_come_from_paths(tmp_path):
+    for folder in ("business", "sport"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "001.txt").write_text(f"A {folder} story.", encoding="utf-8")
+    with pytest.raises(Conflict, match="--ids path"):
+        collect([tmp_path], max_bytes=MB)
+    assert sorted(a.doc_id for a in collect([tmp_path], max_bytes=MB, ids="path").articles) == ["business-001", "sport-001"]
+
+
+def test_binary_and_non_utf8_files_are_refused_with_the_reason(tmp_path):
+    binary = tmp_path / "x.txt"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("Price: £5".encode("latin-1"))
+    with pytest.raises(UnsupportedFile, match="binary"):
+        read_file(binary, max_bytes=MB)
+    with pytest.raises(UnsupportedFile, match="not UTF-8.*0xa3"):
+        read_file(latin, max_bytes=MB)
+
+
+def test_bad_files_in_a_folder_are_skipped_and_reported_while_the_rest_is_read(tmp_path):
+    (tmp_path / "good.txt").write_text("Fine article.", encoding="utf-8")
+    (tmp_path / "bad.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "notes.pdf").write_bytes(b"%PDF")
+    found = collect([tmp_path], max_bytes=MB)
+    assert [a.doc_id for a in found.articles] == ["good"]
+    assert len(found.skipped) == 1 and "bad.txt" in found.skipped[0]
+
+
+def test_missing_empty_oversized_and_unknown_files(tmp_path):
+    with pytest.raises(NotFound):
+        read_file(tmp_path / "nope.txt", max_bytes=MB)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match="no text"):
+        read_file(empty, max_bytes=MB)
+    big = tmp_path / "big.txt"
+    big.write_text("word " * 300, encoding="utf-8")
+    with pytest.raises(TooLarge):
+        read_file(big, max_bytes=1000)
+    with pytest.raises(UnsupportedFile, match="unsupported"):
+        read_file(SEEDS.parent / "pyproject.toml", max_bytes=MB)
+
+
+def test_dates_in_common_forms_parse_and_nonsense_does_not():
+    assert parse_date("2023-11-27T08:45:59+00:00") == "2023-11-27"
+    assert parse_date("March 28, 2025") == "2025-03-28"
+    assert parse_date("28 March 2025") == "2025-03-28"
+    with pytest.raises(InvalidInput):
+        parse_date("soon")
