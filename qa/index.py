@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from contextlib import nullcontext
 import threading
 import time
 from dataclasses import dataclass
@@ -142,7 +143,9 @@ class NewsIndex:
             )
 
     def live(self) -> _Live:
-        """The current generation, reopened when another process (or a rebuild) has changed it."""
+        """The current generation, reopened when another process (or a rebuild) has changed it.
+
+        Reloads replace objects rather than change them, so a reader holding the previous ones is unaffected."""
         gen_dir = self._current_dir()
         if gen_dir is None:
             raise IndexMissing(f"no index in {self.root} yet: run `qa index` first")
@@ -154,18 +157,18 @@ class NewsIndex:
             if live is not None and live.gen_dir == gen_dir:
                 generation = live.store.generation()
                 if generation != live.generation:
-                    with self._rw.write():
-                        live.vectors = VectorIndex.load(live.store, gen_dir, live.vectors.dim)
-                        live.generation = generation
+                    live.vectors = VectorIndex.load(live.store, gen_dir, live.vectors.dim)
+                    live.generation = generation
                 return live
-            store = Store(gen_dir / DB_NAME)
-            meta = store.meta()
-            self._check(meta, gen_dir)
-            vectors = VectorIndex.load(store, gen_dir, int(meta["dim"]))
-            old, self._live = self._live, _Live(gen_dir, store, vectors, int(meta["generation"]), meta)
-            if old is not None:
-                old.store.close()
+            self._live = self._open(gen_dir)
             return self._live
+
+    def _open(self, gen_dir: Path) -> _Live:
+        store = Store(gen_dir / DB_NAME)
+        meta = store.meta()
+        self._check(meta, gen_dir)
+        vectors = VectorIndex.load(store, gen_dir, int(meta["dim"]))
+        return _Live(gen_dir, store, vectors, int(meta["generation"]), meta)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -176,30 +179,33 @@ class NewsIndex:
     # --- reads ---------------------------------------------------------------------------------------------------
     def stats(self) -> dict:
         """Counts and the settings the index was built with."""
-        live = self.live()
-        docs, chunks = live.store.counts()
+        with self._rw.read():
+            live = self.live()
+            docs, chunks = live.store.counts()
         return {
             "documents": docs,
             "chunks": chunks,
             "model": live.meta.get("model"),
             "precision": live.meta.get("precision"),
             "dim": live.meta.get("dim"),
-            "vector_index": "flat",
+            "vector_index": live.vectors.describe(),
             "generation": live.generation,
             "path": str(live.gen_dir),
         }
 
     def documents(self):
         """Every article: id, title, date, source, url, chunk count, length, when it was added."""
-        return self.live().store.documents()
+        with self._rw.read():
+            return self.live().store.documents()
 
     def document(self, doc_id: str) -> dict:
         """One article with its full text and chunk offsets; NotFound for an unknown id."""
-        store = self.live().store
-        doc = store.document(doc_id)
-        if doc is None:
-            raise NotFound(f"no document with id {doc_id!r}")
-        doc["chunks"] = [{"chunk_no": n, "start": s, "end": e} for n, s, e in store.chunk_spans(doc_id)]
+        with self._rw.read():
+            store = self.live().store
+            doc = store.document(doc_id)
+            if doc is None:
+                raise NotFound(f"no document with id {doc_id!r}")
+            doc["chunks"] = [{"chunk_no": n, "start": s, "end": e} for n, s, e in store.chunk_spans(doc_id)]
         return doc
 
     def validate_question(self, question: str) -> str:
@@ -223,10 +229,16 @@ class NewsIndex:
             )
         return embedder
 
-    def _retrieve(self, query: str, k: int) -> Retrieved:
-        live = self.live()
-        self._checked_embedder(live)
-        return hybrid_search(live.store, live.vectors, self.embedder, query, k, self.retrieval, self._rw)
+    def _retrieve(self, query: str, k: int, *, query_vector: np.ndarray | None = None,
+                  config: RetrievalConfig | None = None) -> Retrieved:
+        """Top ``k`` for ``query``; evaluation passes vectors it embedded in batches and settings it compares."""
+        if query_vector is None:
+            embedder = self._checked_embedder(self.live())
+            query_vector = embedder.encode([query])[0]
+        # Held for the whole read: a rebuild swaps generations (and deletes the old one) only between reads.
+        with self._rw.read():
+            live = self.live()
+            return hybrid_search(live.store, live.vectors, query_vector, query, k, config or self.retrieval)
 
     def search(self, query: str, k: int = 5) -> list[Passage]:
         """The ``k`` best passages for ``query`` (hybrid dense + BM25), each with its exact citation."""
@@ -324,18 +336,28 @@ class NewsIndex:
                     added_vecs.append(vec)
                 report.chunks += len(p.spans)
             tx.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation + 1),))
-            with self._rw.write():
-                try:
+            # Readers share the live generation's vectors; a rebuild's new ones are private until the switch.
+            shared = self._live is not None and vectors is self._live.vectors
+            guard = self._rw.write if shared else nullcontext
+            try:
+                with guard():
                     vectors.remove(dropped)
                     if added_ids:
                         vectors.add(np.asarray(added_ids, dtype=np.int64), np.vstack(added_vecs))
-                    # Saved before COMMIT: a crash in between leaves an extra cache file, never a missing one.
-                    vectors.save(gen_dir, generation + 1, keep_older=True)
-                except BaseException:
-                    # The in-memory index may be half changed: reload it from the (rolled back) database.
+                # Saved before COMMIT: a crash in between leaves an extra cache file, never a missing one.
+                vectors.save(gen_dir, generation + 1, keep_older=True)
+            except BaseException:
+                # The in-memory index may be half changed: reload it from the database, which rolls back.
+                with guard():
                     vectors.index = VectorIndex.rebuild_from(store, vectors.dim).index
-                    raise
+                raise
         vectors.drop_older(gen_dir, generation + 1)
+        if vectors.outgrown:
+            # Grown (or shrunk) out of its kind's size range: rebuilt from the committed vectors, then swapped in.
+            rebuilt = VectorIndex.rebuild_from(store, vectors.dim, vectors.policy)
+            with self._rw.write():
+                vectors.index = rebuilt.index
+            vectors.save(gen_dir, generation + 1)
         if self._live is not None and self._live.store is store:
             self._live.generation = generation + 1
 
@@ -435,8 +457,10 @@ class NewsIndex:
                 if old_store is not None:
                     old_store.close()
             atomic_write_text(self.root / CURRENT, gen_dir.name + "\n")
-            self.live()  # switch this process over now
-            if old_dir is not None:
-                shutil.rmtree(old_dir, ignore_errors=True)
+            fresh = self._open(gen_dir)
+            with self._rw.write():  # no reader is between its reads while the old generation goes
+                old, self._live = self._live, fresh
+                if old_dir is not None:
+                    shutil.rmtree(old_dir, ignore_errors=True)
         report.seconds = round(time.perf_counter() - began, 3)
         return report
