@@ -1,0 +1,80 @@
+"""Cutting passages and articles into highlighted segments by character offsets (never by searching text),
+and the answer text into sentences and ``[n]`` markers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_MARKER = re.compile(r"\s*\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of text with the same highlighting; ``anchors`` are element ids placed just before it."""
+
+    text: str
+    passage: bool = False
+    answer: bool = False
+    anchors: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _clip(spans, lo: int, hi: int) -> list[tuple[int, int]]:
+    """Spans clipped to ``[lo, hi)``, sorted, overlapping ones merged, empty ones dropped."""
+    merged: list[tuple[int, int]] = []
+    for s, e in sorted((max(lo, s), min(hi, e)) for s, e in spans):
+        if s >= e:
+            continue
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def segments(text: str, base: int = 0, *, passage: tuple[int, int] | None = None,
+             answers=(), anchors: dict[int, list[str]] | None = None) -> list[Segment]:
+    """``text`` (which starts at article offset ``base``) cut where the passage, the answer sentences and the
+    anchors begin and end. All offsets are article offsets; each segment is ``text[a - base:b - base]``."""
+    end = base + len(text)
+    if not text:
+        return []
+    answer_spans = _clip(answers, base, end)
+    passage_span = _clip([passage], base, end) if passage else []
+    anchors = {o: ids for o, ids in (anchors or {}).items() if base <= o < end}
+    cuts = {base, end, *anchors}
+    for s, e in answer_spans + passage_span:
+        cuts.update((s, e))
+    ordered = sorted(cuts)
+    out: list[Segment] = []
+    for a, b in zip(ordered, ordered[1:]):
+        out.append(Segment(
+            text=text[a - base:b - base],
+            passage=any(s <= a and b <= e for s, e in passage_span),
+            answer=any(s <= a and b <= e for s, e in answer_spans),
+            anchors=tuple(anchors.get(a, ())),
+        ))
+    return out
+
+
+def passage_segments(passage: dict, spans: list[dict]) -> list[Segment]:
+    """A cited passage with the answer sentences that were taken from it highlighted."""
+    mine = [(s["start"], s["end"]) for s in spans if s["rank"] == passage["rank"] and s["doc_id"] == passage["doc_id"]]
+    return segments(passage["text"], passage["start"], answers=mine)
+
+
+def answer_parts(answer: str, ranks: set[int]) -> list[tuple[str, int | None]]:
+    """The answer text as ``(text, None)`` runs and ``("", n)`` citation markers for passages that exist."""
+    parts: list[tuple[str, int | None]] = []
+    pos = 0
+    for m in _MARKER.finditer(answer):
+        n = int(m.group(1))
+        if n not in ranks:
+            continue
+        if m.start() > pos:
+            parts.append((answer[pos:m.start()], None))
+        parts.append(("", n))
+        pos = m.end()
+    if pos < len(answer):
+        parts.append((answer[pos:], None))
+    return parts

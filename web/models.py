@@ -1,0 +1,176 @@
+"""The JSON API's request and response bodies, declared so the OpenAPI schema at /docs is exact."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+DOC_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+
+
+class HistoryTurn(BaseModel):
+    """An earlier turn of the conversation; follow-ups that lean on it are searched together with it."""
+
+    question: str = Field(max_length=10_000)
+    answer: str | None = Field(default=None, max_length=50_000)
+
+
+class AskRequest(BaseModel):
+    """A question, how many passages to return, and the earlier turns of the conversation (oldest first)."""
+
+    question: str = Field(description="1 to 2,000 characters; blank or longer questions get 400")
+    k: int = Field(default=5, ge=1, le=20, description="how many passages to return")
+    history: list[HistoryTurn] = Field(default_factory=list, max_length=50)
+
+    model_config = {"json_schema_extra": {"examples": [
+        {"question": "Which countries retaliated?", "k": 5, "history": []},
+        {"question": "And what did the steel industry say about it?",
+         "history": [{"question": "What tariffs did the U.S. put on steel?", "answer": "…"}]},
+    ]}}
+
+
+class AskForm(BaseModel):
+    """The chat page's form (works without JavaScript): earlier turns travel as repeated hidden fields,
+    ``history_question`` and ``history_answer`` paired by position."""
+
+    question: str
+    k: int = Field(default=5, ge=1, le=20)
+    history_question: list[str] = Field(default_factory=list)
+    history_answer: list[str] = Field(default_factory=list)
+
+
+class PassageOut(BaseModel):
+    """A cited passage: ``text == article_text[start:end]`` of document ``doc_id``; ``[n]`` in the answer is
+    ``rank`` n. ``weak`` marks the nearest passages listed when the articles don't answer the question."""
+
+    rank: int
+    doc_id: str
+    title: str
+    date: str = Field(description="YYYY-MM-DD, or empty when the article states none")
+    chunk_no: int
+    start: int
+    end: int
+    text: str
+    score: float
+    source: str = ""
+    weak: bool = False
+
+
+class AnswerSpanOut(BaseModel):
+    """One answer sentence: characters ``start:end`` of document ``doc_id``, inside passage ``rank``."""
+
+    rank: int
+    doc_id: str
+    start: int
+    end: int
+
+
+class AskResponse(BaseModel):
+    """The answer sentences with ``[n]`` markers, whether the articles answer at all, and the passages."""
+
+    question: str
+    answer: str
+    answerable: bool = Field(description="false when the articles don't say; the passages are then weak matches")
+    passages: list[PassageOut]
+    answer_spans: list[AnswerSpanOut]
+    took_ms: float
+    query: str = Field(description="the text that was searched (a follow-up is combined with the previous question)")
+
+
+class DocumentSummary(BaseModel):
+    """A row of the article list."""
+
+    doc_id: str
+    title: str
+    date: str
+    source: str
+    url: str
+    chunks: int
+    chars: int
+    added_at: str
+
+
+class ChunkSpan(BaseModel):
+    """A chunk of an article: characters ``start:end`` (chunks overlap by a sentence)."""
+
+    chunk_no: int
+    start: int
+    end: int
+
+
+class DocumentOut(BaseModel):
+    """One article with its verbatim text, against which every citation offset counts."""
+
+    doc_id: str
+    title: str
+    date: str
+    source: str
+    url: str
+    author: str
+    text: str
+    added_at: str
+    chunks: list[ChunkSpan]
+
+
+class AddArticle(BaseModel):
+    """An article pasted as text. Without ``doc_id`` one is made from the title and a hash of the text."""
+
+    text: str = Field(description="the article text, UTF-8, at most 5 MB")
+    title: str = Field(default="", max_length=1000)
+    date: str = Field(default="", max_length=64, description="YYYY-MM-DD (other stated forms are read too)")
+    source: str = Field(default="", max_length=1000)
+    url: str = Field(default="", max_length=4000)
+    doc_id: str = Field(default="", pattern=r"^$|" + DOC_ID_PATTERN)
+
+
+class ArticleUpload(BaseModel):
+    """A multipart upload: a .txt, .md or .html ``file`` (or pasted ``text``); the other fields override what
+    the file states."""
+
+    file: bytes | None = Field(default=None, description=".txt, .md or .html, UTF-8, at most 5 MB")
+    text: str = ""
+    title: str = ""
+    date: str = ""
+    source: str = ""
+    url: str = ""
+    doc_id: str = ""
+
+
+class AddResult(BaseModel):
+    """What adding did: the article is searchable by the very next question."""
+
+    doc_id: str
+    title: str
+    chunks: int
+    status: Literal["added", "updated", "unchanged"]
+    embedded: int = Field(description="chunks embedded now (unchanged chunk texts reuse their vectors)")
+    seconds: float
+
+
+class RebuildResult(BaseModel):
+    """A rebuilt index: counts and time."""
+
+    documents: int
+    chunks: int
+    embedded: int
+    seconds: float
+
+
+class Health(BaseModel):
+    """The server is up and the index readable."""
+
+    status: Literal["ok"]
+    documents: int
+    chunks: int
+    model: str
+    precision: str
+    dim: int
+    vector_index: str
+    generation: int
+
+
+class ErrorOut(BaseModel):
+    """Every error: one sentence saying what is wrong and how to fix it."""
+
+    detail: str
