@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import QAError
+from .errors import InvalidInput, QAError
 from .settings import Settings
 
 
@@ -97,7 +97,46 @@ def cmd_serve(args, settings: Settings) -> None:
         index.rebuild(collect([settings.seeds_dir], max_bytes=settings.max_article_bytes).articles)
     from web.app import create_app
 
-    uvicorn.run(create_app(settings, index=index), host=args.host, port=args.port, log_level="warning")
+    app = create_app(settings, index=index)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_token:
+        print(f"warning: serving on {args.host} without QA_API_TOKEN: anyone who can reach it can add and delete "
+              "articles", file=sys.stderr)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving http://{host}:{args.port} (Ctrl-C stops)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+def cmd_eval(args, settings: Settings) -> None:
+    """Measure retrieval and answers on labelled data in a temporary index (never yours); prints markdown tables.
+
+    beir FOLDER (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) · multihop FOLDER (corpus.json, MultiHopRAG.json)
+    · questions FILE --articles FOLDER (our JSON Lines question format)."""
+    from . import evaluation
+    from .retrieval import RetrievalConfig
+
+    changes = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidInput(f"--set takes KEY=VALUE, not {item!r}")
+        changes[key.strip()] = value.strip()
+    config = RetrievalConfig().with_(**changes)
+    cache = Path(args.cache) if args.cache else evaluation.default_cache(settings)
+    progress = not args.quiet
+    path = Path(args.path)
+    if args.dataset == "beir":
+        report = evaluation.run_beir(settings, path, split=args.split or "test", limit=args.limit, cache=cache,
+                                     config=config, ablation=args.ablation, progress=progress)
+    elif args.dataset == "multihop":
+        report = evaluation.run_multihop(settings, path, split=args.split or "all", limit=args.limit, cache=cache,
+                                         config=config, ablation=args.ablation, abstain=args.abstention,
+                                         progress=progress)
+    else:
+        if not args.articles:
+            raise InvalidInput("qa eval questions needs --articles FOLDER")
+        report = evaluation.run_questions(settings, path, Path(args.articles), split=args.split or "all", cache=cache,
+                                          config=config, progress=progress)
+    print(report.text())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("serve", cmd_serve)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p = add("eval", cmd_eval)
+    p.add_argument("dataset", choices=("beir", "multihop", "questions"))
+    p.add_argument("path", help="the data set's folder (a question file for `questions`)")
+    p.add_argument("--articles", help="folder of articles the questions are about (questions only)")
+    p.add_argument("--split", help="beir: the qrels file (default test); multihop: dev (the seeded 30%% held out "
+                                   "for tuning), test (the rest) or all (default); questions: dev, test or all")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N queries")
+    p.add_argument("--cache", help="embedding cache file (default: INDEX_DIR/eval-cache/embeddings.sqlite3)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change a retrieval setting, e.g. --set lexical_weight=0.5 (repeatable)")
+    p.add_argument("--ablation", action="store_true", help="add rows with one part of the hybrid taken away")
+    p.add_argument("--abstention", action="store_true", help="multihop: count false abstentions and false answers")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
 
 

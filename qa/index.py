@@ -259,15 +259,12 @@ class NewsIndex:
         query = answering.resolve_followup(question, list(history))
         found = self._retrieve(query, int(k))
         passages = found.passages
-        text, spans, answerable = answering.compose(
-            query, passages, found.query_vector, lambda texts: self.embedder.encode(texts), found.similarity,
-            self.answering,
-        )
-        if not answerable:
+        composed = answering.compose(query, found, self.embedder, self.answering)
+        if not composed.answerable:
             for p in passages:
                 p.weak = True
         took = round((time.perf_counter() - began) * 1000, 2)
-        return Answer(question, text, answerable, passages, spans, took, query)
+        return Answer(question, composed.text, composed.answerable, passages, composed.spans, took, query)
 
     # --- writes --------------------------------------------------------------------------------------------------
     def _prepare(self, articles: list[Article], cache: Store | None, show_progress: bool) -> tuple[list[_Prepared], int]:
@@ -355,7 +352,7 @@ class NewsIndex:
         if vectors.outgrown:
             # Grown (or shrunk) out of its kind's size range: rebuilt from the committed vectors, then swapped in.
             rebuilt = VectorIndex.rebuild_from(store, vectors.dim, vectors.policy)
-            with self._rw.write():
+            with guard():
                 vectors.index = rebuilt.index
             vectors.save(gen_dir, generation + 1)
         if self._live is not None and self._live.store is store:

@@ -1,12 +1,12 @@
 """Hybrid retrieval: dense (FAISS) and BM25 (FTS5) candidates put on one scale and fused by weight, nudged towards
-articles whose publisher or date the question names, then chosen so that one article or repeated text cannot fill
-the list.
+articles whose publisher or date the question names and towards the best match for each part of a many-part
+question, then chosen so that one article or repeated text cannot fill the list.
 
 Why not equal-weight reciprocal rank fusion: it throws the scores away, so a chunk that BM25 ranks first by a wide
 margin counts no more than a dense near-miss. On entity-heavy news questions that hurts (BM25 alone beats RRF on
-MultiHop-RAG). Here every candidate from either list gets both scores exactly (its BM25 score is asked of FTS5, its
-cosine is computed from its stored vector), each score is min-max normalized over the candidates, and the two are
-mixed with a weight chosen on held-out data (docs/quality.md).
+MultiHop-RAG). Here every candidate from either list gets both scores (its cosine computed from its stored vector,
+its BM25 score read from one deeper FTS5 list), each divided by the best candidate's, and the two are mixed with a
+weight chosen on held-out data (docs/quality.md).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from __future__ import annotations
 import re
 import weakref
 from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
 
 import numpy as np
 
-from .lexical import date_cues, fts_query, source_aliases
+from .lexical import date_cues, fts_query, question_parts, source_aliases
 from .records import Passage
 from .store import Store
 from .vectors import VectorIndex
@@ -33,12 +34,15 @@ class RetrievalConfig:
     mode: str = "hybrid"  # "hybrid", or one retriever alone ("dense", "bm25") for comparison
     candidates: int = 100  # taken from each retriever
     fusion: str = "convex"  # "convex": weighted normalized scores; "rrf": reciprocal rank fusion (the old way)
-    lexical_weight: float = 0.6  # share of the BM25 score in the convex mix
+    normalization: str = "best"  # how the cosine is put on BM25's scale: "best" (divide by the best) or "minmax"
+    lexical_weight: float = 0.5  # share of the BM25 score in the convex mix
     rrf_k: int = 60
     bm25_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # FTS5 columns: title, meta, body
-    source_boost: float = 0.3  # added when the chunk's publisher is named in the question
-    date_boost: float = 0.2  # added when the chunk's article is dated on a day the question names
-    per_article: int = 3  # at most this many chunks of one article before other articles have had a turn (0: no cap)
+    lexical_depth: int = 1000  # BM25 scores read for the dense candidates' sake
+    source_boost: float = 0.2  # added when the chunk's publisher is named in the question
+    date_boost: float = 0.3  # added when the chunk's article is dated on a day the question names
+    part_weight: float = 0.6  # weight of the best BM25 match to one part of a many-part question (0: off)
+    per_article: int = 4  # at most this many chunks of one article before other articles have had a turn (0: no cap)
     duplicate_overlap: float = 0.7  # drop a chunk sharing this much of its word 5-grams with one ranked above (1: off)
 
     def __post_init__(self):
@@ -84,12 +88,19 @@ def min_max(scores: dict[int, float]) -> dict[int, float]:
     return {i: (s - lo) / (hi - lo) for i, s in scores.items()}
 
 
-def convex_fusion(dense: dict[int, float], lexical: dict[int, float], lexical_weight: float) -> dict[int, float]:
-    """``(1 - w) * normalized cosine + w * normalized BM25`` for every id that has both scores. BM25 is scaled by
-    its best score (0 is its natural floor: no query word), the cosine min-max over the candidates."""
-    top = max(lexical.values(), default=0.0)
-    lex = {i: (s / top if top > 0 else 0.0) for i, s in lexical.items()}
-    den = min_max(dense)
+def scale_by_best(scores: dict[int, float]) -> dict[int, float]:
+    """Scores divided by the best one, with 0 as the floor: a cosine or BM25 score of 0 means nothing in common.
+    Unlike min-max, a near-tie between two candidates stays a near-tie."""
+    top = max(scores.values(), default=0.0)
+    return {i: (max(s, 0.0) / top if top > 0 else 0.0) for i, s in scores.items()}
+
+
+def convex_fusion(dense: dict[int, float], lexical: dict[int, float], lexical_weight: float,
+                  normalization: str = "best") -> dict[int, float]:
+    """``(1 - w) * normalized cosine + w * normalized BM25`` for every id. BM25 is scaled by its best score; the
+    cosine by its best score too (``"best"``) or min-max over the candidates (``"minmax"``)."""
+    lex = scale_by_best(lexical)
+    den = min_max(dense) if normalization == "minmax" else scale_by_best(dense)
     return {i: (1 - lexical_weight) * den.get(i, 0.0) + lexical_weight * lex.get(i, 0.0) for i in set(den) | set(lex)}
 
 
@@ -124,12 +135,13 @@ def _source_patterns(store: Store) -> list[tuple[re.Pattern, str]]:
 
 
 def named_sources(store: Store, question: str) -> set[str]:
-    """The publishers in the index that the question names ("according to TechCrunch"). A one-word name must be
-    written with a capital, since many are also ordinary words ("Fortune", "Wired")."""
+    """The publishers in the index that the question names ("according to TechCrunch"). The name's last word must
+    be written with a capital, since many names are also ordinary words ("Fortune", "Wired", "the age of")."""
     found = set()
     for pattern, name in _source_patterns(store):
         for m in pattern.finditer(question):
-            if " " in m.group(0) or m.group(0)[0].isupper():
+            last = m.group(0).split()[-1]
+            if last[:1].isupper() or last[:1].isdigit():
                 found.add(name)
                 break
     return found
@@ -147,27 +159,15 @@ def _cosines(vectors: VectorIndex, qvec: np.ndarray, ids: list[int]) -> dict[int
     return out
 
 
-def _bm25_of(store: Store, match: str, ids: list[int], weights: tuple[float, float, float]) -> dict[int, float]:
-    """Exact BM25 scores of particular chunks for the same match expression (0 for a chunk without any term)."""
-    if not ids or not match:
-        return {i: 0.0 for i in ids}
-    marks = ",".join("?" * len(ids))
-    rows = store.db.execute(
-        f"SELECT rowid, bm25(chunks_fts, ?, ?, ?) FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN ({marks})",
-        (*weights, match, *ids),
-    ).fetchall()
-    found = {rowid: -score for rowid, score in rows}
-    return {i: found.get(i, 0.0) for i in ids}
-
-
 _WORDS = re.compile(r"\w+")
 
 
-def _shingles(text: str, n: int = 5) -> set[int]:
+@lru_cache(maxsize=8192)
+def _shingles(text: str, n: int = 5) -> frozenset[int]:
     words = _WORDS.findall(text.lower())
     if len(words) < n:
-        return {hash(" ".join(words))} if words else set()
-    return {hash(" ".join(words[i:i + n])) for i in range(len(words) - n + 1)}
+        return frozenset({hash(" ".join(words))} if words else ())
+    return frozenset(hash(" ".join(words[i:i + n])) for i in range(len(words) - n + 1))
 
 
 def select(ranked: list[dict], k: int, per_article: int, duplicate_overlap: float) -> list[dict]:
@@ -210,53 +210,96 @@ def select(ranked: list[dict], k: int, per_article: int, duplicate_overlap: floa
     return chosen
 
 
-def hybrid_search(store: Store, vectors: VectorIndex, query_vector: np.ndarray, query: str, k: int,
-                  config: RetrievalConfig) -> Retrieved:
-    """Top ``k`` passages for ``query`` (whose embedding is ``query_vector``); texts are cut from the articles by
-    their stored offsets. The caller holds the index's read lock, so the store and vectors stay put meanwhile."""
-    qvec = query_vector
-    match = fts_query(query)
-    dense: dict[int, float] = {}
-    lexical: dict[int, float] = {}
-    if config.mode != "bm25":
-        dense = dict(vectors.search(qvec, config.candidates))
-    if config.mode != "dense":
-        lexical = dict(store.lexical_search(match, config.candidates, config.bm25_weights))
-    if config.mode == "hybrid" and config.fusion == "convex":
-        dense.update(_cosines(vectors, qvec, [i for i in lexical if i not in dense]))
-        lexical.update(_bm25_of(store, match, [i for i in dense if i not in lexical], config.bm25_weights))
-        fused = convex_fusion(dense, lexical, config.lexical_weight)
-    elif config.mode == "hybrid":
-        fused = dict(reciprocal_rank_fusion([sorted(dense.items(), key=lambda kv: -kv[1]),
-                                             sorted(lexical.items(), key=lambda kv: -kv[1])],
-                                            [1 - config.lexical_weight, config.lexical_weight], config.rrf_k))
-    elif config.mode == "dense":
-        fused = min_max(dense)
-    else:
-        top = max(lexical.values(), default=0.0)
-        fused = {i: (s / top if top > 0 else 0.0) for i, s in lexical.items()}
+@dataclass
+class Pool:
+    """The candidates for one question: every chunk either retriever returned, with both of its scores (exact
+    cosine and exact BM25), its citation fields, and what the question names (publishers, days)."""
 
-    rows = store.chunk_rows(list(fused))
-    sources = named_sources(store, query) if config.source_boost else set()
-    dates = date_cues(query) if config.date_boost else set()
+    query: str
+    query_vector: np.ndarray
+    dense: dict[int, float]
+    lexical: dict[int, float]
+    rows: dict[int, dict]
+    sources: set[str]
+    dates: set[str]
+    parts: list[tuple[dict[int, float], set[str], set[str]]] = field(default_factory=list)  # BM25, publishers, days
+
+
+def gather(store: Store, vectors: VectorIndex, query_vector: np.ndarray, query: str,
+           config: RetrievalConfig) -> Pool:
+    """Candidates from both retrievers, each scored by both."""
+    match = fts_query(query)
+    dense = dict(vectors.search(query_vector, config.candidates))
+    # One FTS5 query ranks every match anyway; reading a deeper list gives most dense candidates their exact
+    # BM25 score for free. One that is not in it has less than the last score read: 0 is close enough.
+    deep = store.lexical_search(match, max(config.candidates, config.lexical_depth), config.bm25_weights)
+    lexical = dict(deep[: config.candidates])
+    known = dict(deep)
+    dense.update(_cosines(vectors, query_vector, [i for i in lexical if i not in dense]))
+    lexical.update({i: known.get(i, 0.0) for i in dense if i not in lexical})
+    parts = []
+    if config.part_weight > 0:
+        for part in question_parts(query):
+            found = dict(store.lexical_search(fts_query(part), config.candidates, config.bm25_weights))
+            parts.append((found, named_sources(store, part), date_cues(part)))
+    rows = store.chunk_rows(list(dense))
+    return Pool(query, query_vector, {i: s for i, s in dense.items() if i in rows},
+                {i: s for i, s in lexical.items() if i in rows}, rows,
+                named_sources(store, query), date_cues(query), parts)
+
+
+def _cued(score: float, row: dict, sources: set[str], dates: set[str], config: RetrievalConfig) -> float:
+    if config.source_boost and row["source"] in sources:
+        score += config.source_boost
+    if config.date_boost and row["date"] and row["date"][:10] in dates:
+        score += config.date_boost
+    return score
+
+
+def rank(pool: Pool, config: RetrievalConfig) -> list[dict]:
+    """The pool's rows, best first, scored by ``config`` (fusion, then publisher and date cues)."""
+    if config.mode == "dense":
+        fused = scale_by_best(pool.dense)
+    elif config.mode == "bm25":
+        fused = scale_by_best(pool.lexical)
+    elif config.fusion == "rrf":
+        by_dense = sorted(pool.dense.items(), key=lambda kv: (-kv[1], kv[0]))[: config.candidates]
+        by_lexical = [kv for kv in sorted(pool.lexical.items(), key=lambda kv: (-kv[1], kv[0])) if kv[1] > 0]
+        fused = dict(reciprocal_rank_fusion([by_dense, by_lexical[: config.candidates]],
+                                            [1 - config.lexical_weight, config.lexical_weight], config.rrf_k))
+    else:
+        fused = convex_fusion(pool.dense, pool.lexical, config.lexical_weight, config.normalization)
+    best_part: dict[int, float] = {}
+    for found, sources, dates in pool.parts if config.part_weight > 0 else ():
+        for cid, value in scale_by_best(found).items():
+            if cid in fused:
+                value = _cued(value, pool.rows[cid], sources, dates, config)
+                best_part[cid] = max(best_part.get(cid, 0.0), value)
     ranked = []
     for cid, score in fused.items():
-        row = rows.get(cid)
-        if row is None:  # removed between the reads
-            continue
-        if row["source"] in sources:
-            score += config.source_boost
-        if row["date"] and row["date"][:10] in dates:
-            score += config.date_boost
+        row = dict(pool.rows[cid])
+        score = _cued(score, row, pool.sources, pool.dates, config) + config.part_weight * best_part.get(cid, 0.0)
         row["score"] = score
         ranked.append(row)
     ranked.sort(key=lambda r: (-r["score"], r["id"]))
+    return ranked
+
+
+def finish(pool: Pool, ranked: list[dict], k: int, config: RetrievalConfig) -> Retrieved:
+    """The top ``k`` of ``ranked`` as passages, repetition kept out."""
     chosen = select(ranked, k, config.per_article, config.duplicate_overlap)
-    dense.update(_cosines(vectors, qvec, [r["id"] for r in chosen if r["id"] not in dense]))
     passages = [
         Passage(rank=n, doc_id=r["doc_id"], title=r["title"], date=r["date"], chunk_no=r["chunk_no"], start=r["start"],
                 end=r["end"], text=r["text"], score=round(r["score"], 6), source=r["source"])
         for n, r in enumerate(chosen, start=1)
     ]
-    similarities = [dense.get(r["id"], 0.0) for r in chosen]
-    return Retrieved(passages, qvec, max(dense.values(), default=0.0), similarities)
+    similarities = [pool.dense.get(r["id"], 0.0) for r in chosen]
+    return Retrieved(passages, pool.query_vector, max(pool.dense.values(), default=0.0), similarities)
+
+
+def hybrid_search(store: Store, vectors: VectorIndex, query_vector: np.ndarray, query: str, k: int,
+                  config: RetrievalConfig) -> Retrieved:
+    """Top ``k`` passages for ``query`` (whose embedding is ``query_vector``); texts are cut from the articles by
+    their stored offsets. The caller holds the index's read lock, so the store and vectors stay put meanwhile."""
+    pool = gather(store, vectors, query_vector, query, config)
+    return finish(pool, rank(pool, config), k, config)

@@ -2,11 +2,25 @@
 
 The file on disk is a cache of the vectors held in SQLite. Its name carries the database generation it matches,
 so a crash between the database commit and the file write is noticed at the next open and the cache is rebuilt.
+
+The kind of FAISS index follows the number of vectors (see ``IndexPolicy``):
+
+- ``flat``: exact search over float32 vectors, for small collections where a scan costs well under a millisecond
+  per thousand vectors;
+- ``sq8``: the same exhaustive scan over 8-bit scalar-quantized codes, a quarter of the memory and about twice
+  as fast, at a recall@10 of about 0.99;
+- ``ivf``: an inverted file over SQ8 codes: k-means cells, and a query scans only the ``nprobe`` nearest cells.
+
+Every kind supports adding and removing ids in place (FAISS's IVF removes ids natively, so no tombstones are
+needed, unlike HNSW), and the kind travels inside the saved file, so a reopened index reports what it is.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -17,25 +31,183 @@ from .store import Store, fsync_dir
 # One thread per query: for a single query FAISS's default OpenMP threads make flat search slower, not faster.
 faiss.omp_set_num_threads(1)
 
+KINDS = ("flat", "sq8", "ivf")
+
+
+@dataclass(frozen=True)
+class IndexPolicy:
+    """Which kind of FAISS index a collection of ``n`` vectors gets.
+
+    The defaults come from ``python -m bench scale`` on real MiniLM chunk embeddings (2 cores): below ``flat_max``
+    an exact scan takes at most a few milliseconds; up to ``sq8_max`` the quantized scan stays under about 10 ms
+    at recall@10 ≈ 0.99; above that only an IVF keeps a query near a millisecond. ``hysteresis`` keeps an index
+    that hovers around a threshold from being rebuilt back and forth."""
+
+    flat_max: int = 50_000
+    sq8_max: int = 250_000
+    # Cells: about sqrt(n), a power of two, and at most ``ivf_max_nlist`` so training stays a matter of seconds.
+    ivf_min_nlist: int = 4
+    ivf_max_nlist: int = 4096
+    # Scan 1/16 of the cells: recall@10 ≥ 0.95 against exact search on real embeddings (see docs/performance.md).
+    ivf_probe_fraction: float = 1 / 16
+    ivf_min_nprobe: int = 8
+    # k-means needs a few dozen points per cell; more only slows training down.
+    train_points_per_cell: int = 64
+    hysteresis: float = 0.1
+
+    def kind_for(self, n: int) -> str:
+        """The kind of index for ``n`` vectors."""
+        if n <= self.flat_max:
+            return "flat"
+        if n <= self.sq8_max:
+            return "sq8"
+        return "ivf"
+
+    def nlist_for(self, n: int) -> int:
+        """Number of IVF cells for ``n`` vectors."""
+        nlist = 2 ** round(math.log2(max(1.0, math.sqrt(n))))
+        return int(min(self.ivf_max_nlist, max(self.ivf_min_nlist, nlist)))
+
+    def nprobe_for(self, nlist: int) -> int:
+        """Number of cells a query scans."""
+        return int(min(nlist, max(self.ivf_min_nprobe, round(nlist * self.ivf_probe_fraction))))
+
+    def outgrown(self, kind: str, n: int, nlist: int = 0) -> bool:
+        """Has an index of ``kind`` holding ``n`` vectors (with ``nlist`` cells if an IVF) left its range by more
+        than the hysteresis, so that it should be rebuilt from the stored vectors?"""
+        low = self.kind_for(int(n * (1 - self.hysteresis)))
+        high = self.kind_for(int(n * (1 + self.hysteresis)))
+        if KINDS.index(low) > KINDS.index(kind) or KINDS.index(high) < KINDS.index(kind):
+            return True
+        # An IVF that has grown about fourfold since training has cells too crowded for its nprobe: each query
+        # would scan ever more codes. Retraining restores the cell size.
+        return kind == "ivf" and self.nlist_for(n) >= 2 * nlist
+
+
+DEFAULT_POLICY = IndexPolicy()
+
+
+@contextmanager
+def _all_threads():
+    """Training and bulk adds use every core; single queries go back to one thread afterwards."""
+    faiss.omp_set_num_threads(max(1, os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(1)
+
 
 def faiss_path(gen_dir: Path, generation: int) -> Path:
     return gen_dir / f"vectors-{generation:08d}.faiss"
 
 
-class VectorIndex:
-    """Exact inner-product search with ids, supporting incremental add and remove."""
+def _as_matrix(vectors) -> np.ndarray:
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def __init__(self, dim: int, index: faiss.Index | None = None):
+
+def _sample(vectors: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """At most ``count`` rows, drawn without replacement (k-means on the first rows would see only old articles)."""
+    if len(vectors) <= count:
+        return vectors
+    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), size=count, replace=False))
+    return vectors[rows]
+
+
+def new_faiss_index(kind: str, dim: int, training: np.ndarray | None = None,
+                    policy: IndexPolicy = DEFAULT_POLICY, expected: int | None = None) -> faiss.Index:
+    """An empty FAISS index of ``kind``, trained on ``training`` where the kind needs it (sq8, ivf).
+    ``expected`` is the number of vectors it is built for (sets the IVF's cell count)."""
+    if kind == "flat":
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    if training is None or len(training) == 0:
+        raise ValueError(f"a {kind} index needs training vectors")
+    training = _as_matrix(training)
+    if kind == "sq8":
+        index = faiss.IndexIDMap2(faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT))
+        with _all_threads():
+            index.train(training)
+        return index
+    if kind == "ivf":
+        n = max(expected or 0, len(training))
+        nlist = min(policy.nlist_for(n), len(training))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        index.own_fields = True
+        quantizer.this.disown()  # the IVF owns its quantizer from now on
+        index.cp.min_points_per_centroid = 1  # small collections: no warnings, the cells just hold fewer points
+        with _all_threads():
+            index.train(_sample(training, nlist * policy.train_points_per_cell))
+        index.nprobe = policy.nprobe_for(nlist)
+        # An id → position table, so ``reconstruct(id)`` works as it does for the other kinds (and removals
+        # need not scan every cell).
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        return index
+    raise ValueError(f"unknown vector index kind {kind!r} (known: {', '.join(KINDS)})")
+
+
+def kind_of(index: faiss.Index) -> str:
+    """The kind (flat, sq8, ivf) of a FAISS index made by ``new_faiss_index``, read from the object itself."""
+    if isinstance(index, faiss.IndexIVF):
+        return "ivf"
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    if isinstance(inner, faiss.IndexScalarQuantizer):
+        return "sq8"
+    if isinstance(inner, faiss.IndexFlat):
+        return "flat"
+    raise ValueError(f"unexpected FAISS index type {type(index).__name__}")
+
+
+class VectorIndex:
+    """Inner-product search with ids over one of three FAISS index kinds, supporting incremental add and remove.
+
+    The kind is chosen from the number of vectors by ``policy`` when the index is first filled (or rebuilt from
+    the store); ``outgrown`` says when growth or shrinkage has taken it out of its kind's range."""
+
+    def __init__(self, dim: int, index: faiss.Index | None = None, policy: IndexPolicy | None = None):
         self.dim = dim
-        self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.policy = policy or DEFAULT_POLICY
+        self.index = index if index is not None else new_faiss_index("flat", dim)
 
     @property
     def size(self) -> int:
         return int(self.index.ntotal)
 
+    @property
+    def kind(self) -> str:
+        """flat, sq8 or ivf."""
+        return kind_of(self.index)
+
+    def describe(self) -> str:
+        """The kind with its parameters, as shown by ``qa docs`` and ``/health`` (e.g. ``ivf (nlist 1024, nprobe
+        64, sq8)``)."""
+        kind = self.kind
+        if kind == "ivf":
+            ivf = faiss.extract_index_ivf(self.index)
+            return f"ivf (nlist {ivf.nlist}, nprobe {ivf.nprobe}, sq8)"
+        return kind
+
+    @property
+    def outgrown(self) -> bool:
+        """Should this index be rebuilt from the stored vectors as another kind (or a retrained IVF)?"""
+        kind = self.kind
+        nlist = faiss.extract_index_ivf(self.index).nlist if kind == "ivf" else 0
+        return self.policy.outgrown(kind, self.size, nlist)
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        if len(ids):
-            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+        """Add vectors under chunk ids. The first vectors put into an empty index decide its kind, so a large
+        rebuild goes straight to the kind that suits its size."""
+        if not len(ids):
+            return
+        vectors = _as_matrix(vectors)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if self.size == 0:
+            kind = self.policy.kind_for(len(ids))
+            if kind != self.kind or kind != "flat":
+                self.index = new_faiss_index(kind, self.dim, vectors, self.policy, expected=len(ids))
+        with _all_threads():
+            self.index.add_with_ids(vectors, ids)
 
     def remove(self, ids) -> None:
         ids = np.asarray(list(ids), dtype=np.int64)
@@ -46,7 +218,7 @@ class VectorIndex:
         """Best ``k`` chunk ids for one normalized query vector, with cosine similarities."""
         if self.size == 0 or k <= 0:
             return []
-        scores, ids = self.index.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), min(k, self.size))
+        scores, ids = self.index.search(_as_matrix(query.reshape(1, -1)), min(k, self.size))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def save(self, gen_dir: Path, generation: int, *, keep_older: bool = False) -> Path:
@@ -71,15 +243,28 @@ class VectorIndex:
                 old.unlink(missing_ok=True)
 
     @classmethod
-    def rebuild_from(cls, store: Store, dim: int) -> "VectorIndex":
-        """A fresh in-memory index from the vectors stored in SQLite."""
-        vectors = cls(dim)
+    def rebuild_from(cls, store: Store, dim: int, policy: IndexPolicy | None = None) -> "VectorIndex":
+        """A fresh in-memory index from the vectors stored in SQLite, of the kind their number calls for.
+
+        Quantized kinds are trained on a sample taken across the whole table first, then filled block by block,
+        so a million vectors never sit in memory as float32 all at once."""
+        policy = policy or DEFAULT_POLICY
+        total = store.counts()[1]
+        kind = policy.kind_for(total)
+        if kind == "flat":
+            vectors = cls(dim, policy=policy)
+        else:
+            wanted = policy.nlist_for(total) * policy.train_points_per_cell if kind == "ivf" else 100_000
+            step = max(1, total // max(1, wanted))
+            training = np.vstack([mat[::step] for _, mat in store.all_vectors(dim)] or [np.zeros((0, dim), np.float32)])
+            vectors = cls(dim, new_faiss_index(kind, dim, training, policy, expected=total), policy=policy)
         for ids, mat in store.all_vectors(dim):
-            vectors.add(ids, mat)
+            with _all_threads():
+                vectors.index.add_with_ids(_as_matrix(mat), np.ascontiguousarray(ids, dtype=np.int64))
         return vectors
 
     @classmethod
-    def load(cls, store: Store, gen_dir: Path, dim: int) -> "VectorIndex":
+    def load(cls, store: Store, gen_dir: Path, dim: int, policy: IndexPolicy | None = None) -> "VectorIndex":
         """The cache for the store's current generation, rebuilt from SQLite when missing or stale."""
         generation = store.generation()
         path = faiss_path(gen_dir, generation)
@@ -87,10 +272,10 @@ class VectorIndex:
             try:
                 index = faiss.read_index(str(path))
                 if index.d == dim:
-                    return cls(dim, index)
+                    return cls(dim, index, policy=policy)
             except RuntimeError:
                 pass  # unreadable cache: rebuild it from the database below
-        vectors = cls.rebuild_from(store, dim)
+        vectors = cls.rebuild_from(store, dim, policy)
         try:
             vectors.save(gen_dir, generation)
         except OSError:
