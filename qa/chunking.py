@@ -49,7 +49,8 @@ def _boundary(block: str, match: re.Match) -> bool:
         return False
     if match.group(1) != "." or match.group(2):
         return True
-    before = _WORD_BEFORE.search(block, 0, match.start())
+    # Only the word just before the period matters; looking back a bounded stretch keeps splitting linear.
+    before = _WORD_BEFORE.search(block, max(0, match.start() - 64), match.start())
     word = (before.group(1) if before else "") + "."
     key = word.lower().strip("\"'(\u201c\u2018").rstrip(".")
     if key in _TITLES:

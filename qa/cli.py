@@ -121,6 +121,8 @@ def cmd_eval(args, settings: Settings) -> None:
             raise InvalidInput(f"--set takes KEY=VALUE, not {item!r}")
         changes[key.strip()] = value.strip()
     config = RetrievalConfig().with_(**changes)
+    if args.limit < 0:
+        raise InvalidInput("--limit must be 0 (all) or more")
     cache = Path(args.cache) if args.cache else evaluation.default_cache(settings)
     progress = not args.quiet
     path = Path(args.path)

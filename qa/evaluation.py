@@ -589,9 +589,9 @@ def run_questions(settings, path: Path, articles_dir: Path, *, split: str, cache
     from .ingest import collect
 
     began = time.perf_counter()
-    questions = pick_split(load_questions(path), lambda q: q.id, "all")
-    if split != "all":
-        questions = [q for q in questions if q.split == split]
+    if split not in ("dev", "test", "all"):
+        raise InvalidInput(f"split must be dev, test or all, not {split!r}")
+    questions = [q for q in load_questions(path) if split in ("all", q.split)]
     found = collect([Path(articles_dir)], max_bytes=settings.max_article_bytes)
     report = Report(f"{Path(path).name} over {articles_dir} ({split})")
     with EvalIndex(settings, found.articles, cache, progress=progress) as run:
