@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpora", default="seeds,bbc,multihop", help="comma-separated (default: all three)")
     parser.add_argument("--no-txtai", action="store_true", help="leave txtai out")
     parser.add_argument("--quick", action="store_true", help="scale at 100k only, shorter HTTP runs")
-    parser.add_argument("--sample", type=int, default=2000,
+    parser.add_argument("--sample", type=int, default=1000,
                         help="chunks the bare model and txtai embed per corpus, drawn from the index's (0: all)")
     parser.add_argument("--output", default="docs/performance.md", help="markdown file to update")
     args = parser.parse_args(argv)
@@ -85,7 +85,7 @@ def _save_results(path, changed: dict) -> dict:
 def _command(name: str, args) -> str:
     extra = (f" --corpora {args.corpora}" if args.corpora != "seeds,bbc,multihop" else "") + \
             (" --no-txtai" if args.no_txtai else "") + (" --quick" if args.quick else "") + \
-            (f" --sample {args.sample}" if name == "index" and args.sample != 2000 else "")
+            (f" --sample {args.sample}" if name == "index" and args.sample != 1000 else "")
     return f"python -m bench {name}{extra}"
 
 
