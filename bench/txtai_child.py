@@ -37,6 +37,15 @@ def index(args: dict) -> dict:
     began = time.perf_counter()
     embeddings.index((i, text, None) for i, text in enumerate(texts))
     index_s = time.perf_counter() - began
+    ms = _search_ms(embeddings, queries)
+    if args.get("save"):
+        embeddings.save(args["save"])
+    return {"version": txtai.__version__ if hasattr(txtai, "__version__") else "", "chunks": len(texts),
+            "index_s": index_s, "load_s": load_s, "max_tokens": max_tokens, "search_ms": ms, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _search_ms(embeddings, queries: list[str]) -> list[float]:
+    """Sorted wall times (ms) of one k=10 search per query, after ten warm-up searches."""
     for q in queries[:10]:
         embeddings.search(q, 10)
     seconds = []
@@ -44,11 +53,7 @@ def index(args: dict) -> dict:
         began = time.perf_counter()
         embeddings.search(q, 10)
         seconds.append(time.perf_counter() - began)
-    if args.get("save"):
-        embeddings.save(args["save"])
-    ms = sorted(s * 1000 for s in seconds)
-    return {"version": txtai.__version__ if hasattr(txtai, "__version__") else "", "chunks": len(texts),
-            "index_s": index_s, "load_s": load_s, "max_tokens": max_tokens, "search_ms": ms, "peak_rss_mb": _peak_rss_mb()}
+    return sorted(s * 1000 for s in seconds)
 
 
 def search(args: dict) -> dict:
@@ -58,14 +63,7 @@ def search(args: dict) -> dict:
     queries = json.loads(Path(args["queries"]).read_text(encoding="utf-8"))
     embeddings = txtai.Embeddings()
     embeddings.load(args["save"])
-    for q in queries[:10]:
-        embeddings.search(q, 10)
-    seconds = []
-    for q in queries:
-        began = time.perf_counter()
-        embeddings.search(q, 10)
-        seconds.append(time.perf_counter() - began)
-    return {"search_ms": sorted(s * 1000 for s in seconds), "peak_rss_mb": _peak_rss_mb()}
+    return {"search_ms": _search_ms(embeddings, queries), "peak_rss_mb": _peak_rss_mb()}
 
 
 if __name__ == "__main__":
