@@ -427,9 +427,13 @@ class NewsIndex:
         atomically. Until the switch, readers keep answering from the previous generation; a crash before it
         leaves the previous generation untouched."""
         began = time.perf_counter()
-        articles = self.stored_articles() if articles is None else list(articles)
-        report = AddReport(added=[a.doc_id for a in articles])
+        articles = None if articles is None else list(articles)
         with self._write_lock, process_lock(self.root / "write.lock"):
+            # Read under the lock: stored articles read before it would miss an add that held it meanwhile,
+            # and the rebuild would then delete that article with the old generation.
+            if articles is None:
+                articles = self.stored_articles()
+            report = AddReport(added=[a.doc_id for a in articles])
             old_dir = self._current_dir()
             numbers = [int(p.name[4:]) for p in self.root.glob("gen-*") if p.name[4:].isdigit()]
             gen_dir = self.root / f"gen-{max(numbers, default=0) + 1:06d}"

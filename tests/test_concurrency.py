@@ -46,3 +46,60 @@ def test_readers_never_fail_while_another_thread_adds_removes_and_rebuilds(fake_
     assert not errors, errors[0]
     docs, chunks = fake_index.live().store.counts()
     assert fake_index.live().vectors.size == chunks
+
+
+class _NoticedLock:
+    """A thread lock that tells when a thread has to wait for it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.contended = threading.Event()
+
+    def __enter__(self):
+        if not self._lock.acquire(blocking=False):
+            self.contended.set()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()
+
+
+def test_a_rebuild_called_while_an_add_is_embedding_keeps_the_added_article(fake_index):
+    fake_index.rebuild([_article(0)])
+    embedding, release = threading.Event(), threading.Event()
+    fake = fake_index.embedder
+
+    class SlowEmbedder:
+        """The add's embedding takes as long as the test wants (a large upload)."""
+
+        dim = fake.dim
+
+        def encode(self, texts, **kwargs):
+            if not release.is_set() and any("Report 1:" in t for t in texts):
+                embedding.set()
+                release.wait(60)
+            return fake.encode(texts, **kwargs)
+
+    fake_index._embedder = SlowEmbedder()
+    fake_index._write_lock = lock = _NoticedLock()
+    errors: list[BaseException] = []
+
+    def run(func):
+        try:
+            func()
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    adder = threading.Thread(target=run, args=(lambda: fake_index.add([_article(1)]),))
+    adder.start()
+    assert embedding.wait(60)  # the add holds the write path, embedding
+    rebuilder = threading.Thread(target=run, args=(fake_index.rebuild,))
+    rebuilder.start()
+    assert lock.contended.wait(60)  # the rebuild is waiting for the add to finish
+    release.set()
+    adder.join(60)
+    rebuilder.join(60)
+    assert not errors, errors[0]
+    assert {d.doc_id for d in fake_index.documents()} == {"doc0", "doc1"}
+    assert "doc1" in {p.doc_id for p in fake_index.search("Report 1: steel tariffs round 1", k=5)}
