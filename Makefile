@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install serve test ask index bench clean
+.PHONY: install serve test ask index bench clean reader
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,14 @@ ask: index
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The reader's int8 ONNX weights (models/reader/), reproduced from ../shared/data: train (about 1.5 hours on two
+# cores; resumes after a stop), then export and quantise. The shipped file's sha256 is in models/reader/MODEL_CARD.md.
+DATA ?= ../shared/data
+reader: $(STAMP)
+	$(BIN)/python -m qa.reader_train train --data $(DATA) --out build/reader
+	$(BIN)/python -m qa.reader_train export --out build/reader --to models/reader
+	sha256sum models/reader/reader_int8.onnx
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

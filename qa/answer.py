@@ -52,6 +52,14 @@ class AnswerConfig:
     # content words: min_similarity at 6 words, plus similarity_slope times ln(words / 6).
     min_similarity: float = 0.32
     similarity_slope: float = 0.15
+    # With the reader (qa/reader.py). Chosen on the dev questions of the seed set, MultiHop-RAG's dev part and the
+    # SQuAD 2.0 dev articles (docs/quality.md).
+    reader_passages: int = 5  # sentences of this many best passages are read
+    reader_limit: int = 24  # at most this many sentences read per question (about 2 ms each on two cores)
+    reader_threshold: float = 0.5  # below this probability for every sentence, the articles don't say
+    reader_keep: float = 0.5  # a further answer sentence needs this probability ...
+    reader_keep_ratio: float = 0.6  # ... and this share of the best one's
+    rerank_weight: float = 0.5  # share of the passage's best sentence probability in its new score
 
 
 @dataclass
@@ -77,6 +85,8 @@ class Composed:
     spans: list[AnswerSpan] = field(default_factory=list)
     answerable: bool = False
     best_score: float = 0.0
+    passages: list[Passage] | None = None  # the passages in the reader's order, ranks renumbered (None: unchanged)
+    read: int = 0  # sentences the reader read
 
 
 # --- follow-ups -----------------------------------------------------------------------------------------------------
@@ -228,3 +238,79 @@ def compose(question: str, found, embedder, config: AnswerConfig = AnswerConfig(
     text = " ".join(f"{c.text} [{c.rank}]" for c in chosen)
     spans = [AnswerSpan(c.rank, c.doc_id, c.start, c.end) for c in chosen]
     return Composed(text, spans, True, best.score)
+
+
+# --- with the reader ------------------------------------------------------------------------------------------------
+_BYLINE = re.compile(
+    r"^\s*(by|from|reporting by|written by|photo:|image:|updated|published|posted)\b", re.IGNORECASE)
+
+
+def is_heading(c: Candidate, passage: Passage) -> bool:
+    """A headline, dateline or byline: never an answer by itself. A headline is the article's title or a first
+    line without end punctuation; a byline is a short line opening with "By", "Published", "Updated" and the like."""
+    text = c.text.strip()
+    if passage.title and " ".join(text.split()) == " ".join(passage.title.split()):
+        return True
+    if c.start == 0 and text[-1:] not in ".!?\"\u201d'\u2019)":
+        return True
+    return len(text.split()) <= 12 and bool(_BYLINE.match(text))
+
+
+def reader_question(question: str, query: str) -> str:
+    """What the reader reads: the question as asked, so a follow-up is not answered with the previous answer; only
+    a question too short to stand alone ("And China?") is read with the turn it leans on."""
+    return question if len(query_terms(question)) >= 2 else query
+
+
+def _reader_pool(question: str, passages: list[Passage], config: AnswerConfig) -> list[Candidate]:
+    pool = candidates(passages, config.reader_passages)
+    by_rank = {p.rank: p for p in passages}
+    pool = [c for c in pool if not is_heading(c, by_rank[c.rank])]
+    if len(pool) <= config.reader_limit:
+        return pool
+    weights = _weights(query_terms(question), pool)
+    for c in pool:
+        c.lexical = _overlap(weights, c.text)
+    keep = sorted(pool, key=lambda c: (-(c.lexical + config.rank_prior / c.rank), c.rank, c.start))
+    return keep[: config.reader_limit]
+
+
+def rerank(passages: list[Passage], best: dict[int, float], weight: float) -> tuple[list[Passage], dict[int, int]]:
+    """Passages ordered by ``(1 - weight) * retrieval score / the best one's + weight * best sentence
+    probability`` (passages the reader did not read count 0 for it), ranks renumbered; and old rank → new rank."""
+    top = max((p.score for p in passages), default=0.0) or 1.0
+    scored = sorted(passages, key=lambda p: (-((1 - weight) * p.score / top + weight * best.get(p.rank, 0.0)), p.rank))
+    renumber = {p.rank: n for n, p in enumerate(scored, start=1)}
+    for p in scored:
+        p.rank = renumber[p.rank]
+    return scored, renumber
+
+
+def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConfig(), *,
+                 query: str | None = None) -> Composed:
+    """The answer chosen by the reader: every sentence of the best passages (headlines and bylines left out,
+    at most ``config.reader_limit``) is read with the question; passages are re-ranked by their best sentence;
+    the articles don't say when no sentence reaches ``config.reader_threshold``."""
+    passages = found.passages
+    asked = reader_question(question, query or question)
+    pool = _reader_pool(asked, passages, config)
+    if not pool:
+        return Composed(NOT_FOUND, passages=passages)
+    probs = reader.score(asked, [c.text for c in pool])
+    best_by_rank: dict[int, float] = {}
+    for c, p in zip(pool, probs):
+        c.score = float(p)
+        best_by_rank[c.rank] = max(best_by_rank.get(c.rank, 0.0), c.score)
+    ordered, renumber = rerank(passages, best_by_rank, config.rerank_weight)
+    for c in pool:
+        c.rank = renumber[c.rank]
+    best = max(pool, key=lambda c: (c.score, -c.rank))
+    if best.score < config.reader_threshold:
+        return Composed(NOT_FOUND, best_score=best.score, passages=ordered, read=len(pool))
+    limit = config.max_sentences if _LIST_CUE.search(question) else 2
+    floor = max(config.reader_keep, config.reader_keep_ratio * best.score)
+    chosen = [c for c in sorted(pool, key=lambda c: (-c.score, c.rank, c.start)) if c.score >= floor][:limit]
+    chosen.sort(key=lambda c: (c.rank, c.start))
+    text = " ".join(f"{c.text} [{c.rank}]" for c in chosen)
+    spans = [AnswerSpan(c.rank, c.doc_id, c.start, c.end) for c in chosen]
+    return Composed(text, spans, True, best.score, passages=ordered, read=len(pool))

@@ -73,6 +73,7 @@ class Answer:
     answer_spans: list[AnswerSpan] = field(default_factory=list)
     took_ms: float = 0.0
     query: str = ""
+    sentences_read: int = 0  # sentences the reader read for this answer (0: reader off)
 
     def to_dict(self) -> dict:
         return {
@@ -83,6 +84,7 @@ class Answer:
             "answer_spans": [s.to_dict() for s in self.answer_spans],
             "took_ms": self.took_ms,
             "query": self.query,
+            "sentences_read": self.sentences_read,
         }
 
 
@@ -111,6 +113,7 @@ class AddReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # a rebuild's: stored articles not in its new set
     chunks: int = 0
     embedded: int = 0
     seconds: float = 0.0

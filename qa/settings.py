@@ -15,13 +15,26 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _switch(name: str, value: str) -> bool:
+    value = value.lower()
+    if value not in ("on", "off", "1", "0", "true", "false", "yes", "no"):
+        raise ValueError(f"{name} must be on or off, not {value!r}")
+    return value in ("on", "1", "true", "yes")
+
+
+def _default_reader_dir() -> Path:
+    from .reader import DEFAULT_DIR
+
+    return DEFAULT_DIR
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the index lives, which model embeds, and the limits that protect the app.
 
     Every field has an environment variable: ``QA_INDEX_DIR``, ``QA_MODEL``, ``QA_BACKEND``, ``QA_API_TOKEN``,
     ``QA_SEEDS_DIR``, ``QA_MAX_TOKENS``, ``QA_TITLE_TOKENS``, ``QA_OVERLAP_SENTENCES``, ``QA_MAX_QUESTION_CHARS``,
-    ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``.
+    ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``, ``QA_READER``, ``QA_READER_DIR``.
     """
 
     index_dir: Path = Path("index")
@@ -39,6 +52,10 @@ class Settings:
     max_question_chars: int = 2000
     max_article_bytes: int = 5 * 1024 * 1024
     threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    # The reader (qa/reader.py) chooses answer sentences, re-ranks passages and decides "the articles don't say";
+    # off, answers come from cosine and term overlap alone (the path before the reader existed).
+    reader: bool = True
+    reader_dir: Path = field(default_factory=lambda: _default_reader_dir())
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -55,6 +72,8 @@ class Settings:
             "max_question_chars": int(_env("QA_MAX_QUESTION_CHARS", "2000")),
             "max_article_bytes": int(_env("QA_MAX_ARTICLE_BYTES", str(5 * 1024 * 1024))),
             "threads": int(_env("QA_THREADS", str(max(1, os.cpu_count() or 1)))),
+            "reader": _switch("QA_READER", _env("QA_READER", "on")),
+            "reader_dir": Path(_env("QA_READER_DIR", str(_default_reader_dir()))),
         }
         env.update(overrides)
         settings = cls(**env)

@@ -76,6 +76,7 @@ class AskResponse(BaseModel):
     answer_spans: list[AnswerSpanOut]
     took_ms: float
     query: str = Field(description="the text that was searched (a follow-up is combined with the previous question)")
+    sentences_read: int = Field(0, description="sentences the reader read with the question (0 when QA_READER=off)")
 
 
 class DocumentSummary(BaseModel):

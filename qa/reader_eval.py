@@ -1,0 +1,99 @@
+"""The reader measured alone: answer-sentence selection and "no sentence here answers", on data it was not trained
+on (``qa eval reader DATA_DIR``).
+
+- SQuAD 2.0 held-out articles (``squad2_split``: ``dev`` to choose the threshold, ``test`` to report): is the top
+  sentence of an answerable question the answer sentence; is a question answerable (best probability over its
+  paragraph's sentences at least the threshold) — accuracy over answerable and unanswerable questions alike.
+- WikiQA test, filtered (the 237 questions with a correct sentence, as in Yang et al. 2015): MAP and MRR.
+- TrecQA clean test (news): MAP and MRR.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .reader_data import Question, squad2_titles, squad_questions, trecqa_questions, wikiqa_questions
+
+
+def average_precision(scores: np.ndarray, positives: set[int]) -> tuple[float, float]:
+    """``(AP, reciprocal rank)`` of one question's ranking (ties broken by position, as trec_eval does by order)."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    hits = 0
+    total = 0.0
+    rr = 0.0
+    for n, i in enumerate(order, start=1):
+        if i in positives:
+            hits += 1
+            total += hits / n
+            rr = rr or 1.0 / n
+    return (total / len(positives) if positives else 0.0), rr
+
+
+def score_questions(reader, questions: list[Question]) -> list[np.ndarray]:
+    """The reader's probabilities for every sentence of every question."""
+    return [reader.score(q.question, q.sentences) for q in questions]
+
+
+def ranking_metrics(questions: list[Question], scores: list[np.ndarray]) -> dict[str, float]:
+    """MAP and MRR over the questions that have a correct sentence."""
+    rows = [average_precision(s, q.positives) for q, s in zip(questions, scores) if q.positives]
+    return {"questions": len(rows), "MAP": float(np.mean([r[0] for r in rows])),
+            "MRR": float(np.mean([r[1] for r in rows]))}
+
+
+def answerability(questions: list[Question], scores: list[np.ndarray], threshold: float) -> dict[str, float]:
+    """Top-sentence accuracy on answerable questions, and answerable-vs-unanswerable accuracy at ``threshold``."""
+    yes = [(q, s) for q, s in zip(questions, scores) if q.positives]
+    no = [(q, s) for q, s in zip(questions, scores) if not q.positives]
+    top = np.mean([int(np.argmax(s)) in q.positives for q, s in yes]) if yes else 0.0
+    said_yes = sum(float(s.max()) >= threshold for _, s in yes)
+    said_no = sum(float(s.max()) < threshold for _, s in no)
+    return {
+        "answerable": len(yes), "unanswerable": len(no), "top sentence right": float(top),
+        "accuracy": (said_yes + said_no) / max(1, len(yes) + len(no)),
+        "answerable kept": said_yes / max(1, len(yes)), "unanswerable declined": said_no / max(1, len(no)),
+    }
+
+
+def best_threshold(questions: list[Question], scores: list[np.ndarray]) -> float:
+    """The threshold with the best answerable-vs-unanswerable accuracy (for choosing on a dev split)."""
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    return float(max(grid, key=lambda t: (answerability(questions, scores, t)["accuracy"], -abs(t - 0.5))))
+
+
+def _wikiqa_filtered(data_dir: Path) -> list[Question]:
+    keep = {line.split()[0] for line in
+            (Path(data_dir) / "wikiqa" / "WikiQA-test-filtered.ref").read_text(encoding="utf-8").splitlines() if line}
+    return [q for q in wikiqa_questions(data_dir, "test") if q.qid in keep]
+
+
+def run_reader_eval(reader, data_dir: Path, *, threshold: float) -> "Report":
+    """The tables of ``qa eval reader``: SQuAD 2.0 held-out articles (dev and test), WikiQA and TrecQA tests."""
+    from .evaluation import Report, markdown_table
+
+    began = time.perf_counter()
+    data_dir = Path(data_dir)
+    report = Report("The reader alone: answer-sentence selection")
+    v2 = data_dir / "squad-v2" / "dev-v2.0.json"
+    rows = []
+    for split in ("dev", "test"):
+        questions = squad_questions(v2, articles=squad2_titles(v2, split))
+        scores = score_questions(reader, questions)
+        a = answerability(questions, scores, threshold)
+        rows.append([f"SQuAD 2.0 held-out articles ({split})", a["answerable"], a["unanswerable"],
+                     a["top sentence right"], a["accuracy"], a["answerable kept"], a["unanswerable declined"],
+                     best_threshold(questions, scores) if split == "dev" else "–"])
+    report.tables.append(markdown_table(
+        ["data", "answerable", "unanswerable", "top sentence right", "answerable vs not: accuracy",
+         "answerable kept", "unanswerable declined", "best threshold"], rows))
+    rank_rows = []
+    for name, questions in (("WikiQA test (filtered)", _wikiqa_filtered(data_dir)),
+                            ("TrecQA clean test", trecqa_questions(data_dir, "clean-test"))):
+        m = ranking_metrics(questions, score_questions(reader, questions))
+        rank_rows.append([name, m["questions"], m["MAP"], m["MRR"]])
+    report.tables.append(markdown_table(["data", "questions", "MAP", "MRR"], rank_rows))
+    report.notes.append(f"threshold {threshold}; total {time.perf_counter() - began:.1f} s.")
+    return report

@@ -1,0 +1,182 @@
+"""The reader: it reads the question with each sentence, chooses the answer sentences, re-ranks passages, says "the
+articles don't say" when no sentence answers, and answers a follow-up with the sentence that answers it rather than
+the previous answer. Plumbing is tested with a fake reader; behaviour with the shipped model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qa.answer import NOT_FOUND, AnswerConfig, Candidate, compose_read, is_heading, reader_question, rerank
+from qa.records import Passage
+from qa.reader import DEFAULT_DIR, MODEL_NAME, OnnxReader
+from qa.reader_data import Question, squad_questions, training_pairs
+from qa.reader_eval import answerability, average_precision
+from qa.retrieval import Retrieved
+
+ARTICLE = ("Ferry workers walk out over pay\n"
+           "By Jane Doe\n"
+           "Ferry workers went on strike on Monday, stranding about 4,000 passengers at the harbour. "
+           "The union demanded a 9 per cent raise and a cap on overtime. "
+           "Managers said talks would resume in March.")
+
+
+class KeywordReader:
+    """A fake reader for plumbing: a sentence answers when it holds the keyword the test chose for the question."""
+
+    def __init__(self, answers: dict[str, str]):
+        self.answers = answers
+        self.read: list[tuple[str, list[str]]] = []
+
+    def score(self, question, sentences):
+        self.read.append((question, list(sentences)))
+        key = self.answers.get(question, "\0")
+        return np.array([0.9 if key in s else 0.1 for s in sentences], dtype=np.float32)
+
+
+def _passage(rank, start, end, score=1.0, doc_id="strike", title="Ferry workers walk out over pay"):
+    return Passage(rank=rank, doc_id=doc_id, title=title, date="", chunk_no=0, start=start, end=end,
+                   text=ARTICLE[start:end], score=score)
+
+
+def _found(passages):
+    return Retrieved(passages, np.zeros(4, dtype=np.float32), 0.9, [0.9] * len(passages))
+
+
+def test_the_reader_chooses_the_sentence_that_answers_and_cites_it_by_offsets():
+    reader = KeywordReader({"What did the union demand?": "raise"})
+    got = compose_read("What did the union demand?", _found([_passage(1, 0, len(ARTICLE))]), reader)
+    assert got.answerable
+    assert got.text == "The union demanded a 9 per cent raise and a cap on overtime. [1]"
+    (span,) = got.spans
+    assert ARTICLE[span.start:span.end] == "The union demanded a 9 per cent raise and a cap on overtime."
+    assert got.read == len(reader.read[0][1])
+
+
+def test_headlines_and_bylines_are_never_read_as_answers():
+    reader = KeywordReader({"Why did ferry workers walk out?": "walk out"})
+    got = compose_read("Why did ferry workers walk out?", _found([_passage(1, 0, len(ARTICLE))]), reader)
+    read = reader.read[0][1]
+    assert "Ferry workers walk out over pay" not in read and "By Jane Doe" not in read
+    assert (got.text, got.answerable) == (NOT_FOUND, False)
+
+
+def test_heading_rules():
+    p = _passage(1, 0, len(ARTICLE))
+    title_end = ARTICLE.index("\n")
+    assert is_heading(Candidate(1, "strike", 0, title_end, ARTICLE[:title_end]), p)
+    assert is_heading(Candidate(1, "strike", 0, 0, "By Jane Doe"), p)
+    assert is_heading(Candidate(1, "strike", 50, 70, "Updated 3 March 2025"), p)
+    assert not is_heading(Candidate(1, "strike", 50, 90, "Bystanders said the strike was peaceful."), p)
+
+
+def test_no_sentence_answering_means_the_articles_dont_say_and_passages_stay_listed():
+    got = compose_read("Who won the Super Bowl?", _found([_passage(1, 0, len(ARTICLE))]), KeywordReader({}))
+    assert (got.text, got.spans, got.answerable) == (NOT_FOUND, [], False)
+    assert [p.rank for p in got.passages] == [1]
+
+
+def test_a_passage_with_the_answering_sentence_moves_up_and_ranks_are_renumbered():
+    second_start = ARTICLE.index("The union")
+    passages = [_passage(1, 0, second_start - 1, score=1.0), _passage(2, second_start, len(ARTICLE), score=0.9)]
+    reader = KeywordReader({"What did the union demand?": "raise"})
+    got = compose_read("What did the union demand?", _found(passages), reader)
+    assert [p.start for p in got.passages] == [second_start, 0]
+    assert [p.rank for p in got.passages] == [1, 2]
+    assert got.text.endswith("[1]") and got.spans[0].rank == 1
+
+
+def test_rerank_keeps_the_retrieval_order_when_the_reader_has_no_opinion():
+    passages = [_passage(n, 0, 10, score=1.0 - n / 10) for n in (1, 2, 3)]
+    ordered, renumber = rerank(passages, {}, 0.5)
+    assert [p.score for p in ordered] == sorted((p.score for p in ordered), reverse=True)
+    assert renumber == {1: 1, 2: 2, 3: 3}
+
+
+def test_the_reader_reads_the_question_as_asked_unless_it_is_too_short_to_stand_alone():
+    assert reader_question("What did the union demand?", "How many were stranded? What did the union demand?") \
+        == "What did the union demand?"
+    assert reader_question("And China?", "Which countries retaliated? And China?") \
+        == "Which countries retaliated? And China?"
+
+
+def test_sentences_read_are_bounded():
+    long_article = " ".join(f"Sentence number {n} says something." for n in range(100))
+    p = Passage(rank=1, doc_id="d", title="", date="", chunk_no=0, start=0, end=len(long_article),
+                text=long_article, score=1.0)
+    reader = KeywordReader({})
+    compose_read("What does sentence 7 say?", _found([p]), reader, AnswerConfig(reader_limit=10))
+    assert len(reader.read[0][1]) == 10
+
+
+# --- training and evaluation data --------------------------------------------------------------------------------
+def test_squad_questions_find_the_answer_sentence(tmp_path):
+    context = "Paris is in France. Its mayor is Anne Hidalgo. The river is the Seine."
+    data = {"data": [{"title": "Paris", "paragraphs": [{"context": context, "qas": [
+        {"id": "q1", "question": "Who is the mayor?", "answers": [{"text": "Anne Hidalgo",
+                                                                     "answer_start": context.index("Anne")}]},
+        {"id": "q2", "question": "Who is the king?", "answers": [], "is_impossible": True,
+         "plausible_answers": [{"text": "Anne Hidalgo", "answer_start": context.index("Anne")}]},
+    ]}]}]}
+    path = tmp_path / "squad.json"
+    import json
+
+    path.write_text(json.dumps(data))
+    q1, q2 = squad_questions(path)
+    assert q1.sentences[next(iter(q1.positives))] == "Its mayor is Anne Hidalgo."
+    assert q2.positives == set() and q2.plausible == {1}
+    pairs = training_pairs(q2, __import__("random").Random(0), hard=1, easy=0)
+    assert [(p.sentence, p.label) for p in pairs] == [("Its mayor is Anne Hidalgo.", 0)]
+
+
+def test_ranking_and_answerability_metrics():
+    assert average_precision(np.array([0.9, 0.8, 0.1]), {1}) == (0.5, 0.5)
+    assert average_precision(np.array([0.9, 0.8, 0.1]), {0, 2}) == ((1 + 2 / 3) / 2, 1.0)
+    yes = Question("a", "q", ["x", "y"], {1}, set())
+    no = Question("b", "q", ["x", "y"], set(), set())
+    got = answerability([yes, no], [np.array([0.2, 0.7]), np.array([0.3, 0.4])], threshold=0.5)
+    assert got["top sentence right"] == 1.0 and got["accuracy"] == 1.0
+
+
+# --- the shipped model -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reader():
+    if not (DEFAULT_DIR / MODEL_NAME).exists():
+        pytest.fail(f"the shipped reader is missing: {DEFAULT_DIR / MODEL_NAME} (run `make reader`)")
+    return OnnxReader(DEFAULT_DIR, threads=2)
+
+
+def test_the_shipped_model_is_int8_and_small():
+    size = (DEFAULT_DIR / MODEL_NAME).stat().st_size
+    assert size <= 25 * 1024 * 1024
+
+
+def test_the_real_reader_prefers_the_answering_sentence(reader):
+    sentences = ["Ferry workers went on strike on Monday, stranding about 4,000 passengers at the harbour.",
+                 "The union demanded a 9 per cent raise and a cap on overtime.",
+                 "Managers said talks would resume in March."]
+    probs = reader.score("What did the union demand?", sentences)
+    assert int(np.argmax(probs)) == 1
+    probs = reader.score("How many passengers were stranded?", sentences)
+    assert int(np.argmax(probs)) == 0
+    assert float(reader.score("Who won the Stanley Cup in 2023?", sentences).max()) < AnswerConfig().reader_threshold
+
+
+def test_a_follow_up_is_answered_with_its_own_sentence_not_the_previous_answer(index):
+    """The case from the issue: after "How many passengers were stranded?", "What did the union demand?" must
+    return the demand sentence, which sits in the same passage."""
+    index.add_text(ARTICLE.replace("By Jane Doe\n", ""), title="Ferry workers walk out over pay",
+                   date="2025-03-03", source="Coastal Post", doc_id="ferry-strike")
+    first = index.ask("How many passengers were stranded?")
+    assert first.answerable and "4,000 passengers" in first.answer
+    second = index.ask("What did the union demand?",
+                       history=[{"question": "How many passengers were stranded?", "answer": first.answer}])
+    assert second.answerable
+    assert "The union demanded a 9 per cent raise" in second.answer
+    assert "4,000 passengers" not in second.answer
+    third = index.ask("When will talks resume?", history=[{"question": "What did the union demand?"}])
+    assert "resume in March" in third.answer and "walk out over pay" not in third.answer
+    text = index.document("ferry-strike")["text"]
+    for span in second.answer_spans + third.answer_spans:
+        assert text[span.start:span.end] in second.answer + third.answer
+    assert second.sentences_read > 0
