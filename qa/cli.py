@@ -28,17 +28,29 @@ def _report(report, verb: str) -> None:
 
 
 def cmd_index(args, settings: Settings) -> None:
-    """Index articles (default: the seed folder). Adds new and changed ones; --rebuild starts from scratch."""
+    """Index articles (default: the seed folder): adds new and changed ones, or builds the index if there is none.
+
+    --rebuild without paths rebuilds the index from the articles it holds (what an index built with other
+    settings needs); with paths it replaces the stored articles with those and says how many it dropped."""
     from .ingest import collect
 
-    paths = [Path(p) for p in args.paths] or [settings.seeds_dir]
     index = _index(settings)
     progress = sys.stderr.isatty()
+    if args.rebuild and not args.paths and index.exists():
+        # The articles stored, not the seed folder: this is what the settings-mismatch error tells users to run,
+        # and rebuilding from seeds/ would delete everything added since.
+        _report(index.rebuild(show_progress=progress), "rebuilt")
+        return
+    paths = [Path(p) for p in args.paths] or [settings.seeds_dir]
     if args.rebuild or not index.exists():
+        replacing = index.exists()
         found = collect(paths, max_bytes=settings.max_article_bytes, date=args.date or "", ids=args.ids)
         report = index.rebuild(found.articles, show_progress=progress)
         report.skipped = found.skipped
         _report(report, "built")
+        if replacing:
+            n = len(report.dropped)
+            print(f"{n} stored article{'' if n == 1 else 's'} dropped (not in {', '.join(map(str, paths))})")
     else:
         _report(index.add_paths(paths, date=args.date or "", ids=args.ids, show_progress=progress), "indexed")
 
@@ -152,8 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("index", cmd_index)
-    p.add_argument("paths", nargs="*", help="files or folders (default: the seed folder)")
-    p.add_argument("--rebuild", action="store_true", help="start from scratch")
+    p.add_argument("paths", nargs="*", help="files or folders (default: the seed folder, but --rebuild on an existing "
+                                               "index uses its stored articles)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="without paths: rebuild from the stored articles (after a settings change); with paths: "
+                        "replace the stored articles with these")
     p.add_argument("--date", help="date (YYYY-MM-DD) for articles that state none")
     p.add_argument("--ids", choices=("stem", "path"), default="stem",
                    help="document ids from file stems (default) or from paths inside the folder")

@@ -425,7 +425,8 @@ class NewsIndex:
     def rebuild(self, articles: list[Article] | None = None, *, show_progress: bool = False) -> AddReport:
         """Build a fresh generation from ``articles`` (default: the articles already stored) and switch to it
         atomically. Until the switch, readers keep answering from the previous generation; a crash before it
-        leaves the previous generation untouched."""
+        leaves the previous generation untouched. Stored articles not among ``articles`` are listed in the
+        report's ``dropped``."""
         began = time.perf_counter()
         articles = None if articles is None else list(articles)
         with self._write_lock, process_lock(self.root / "write.lock"):
@@ -443,6 +444,10 @@ class NewsIndex:
             gen_dir.mkdir(parents=True)
             old_store = Store(old_dir / DB_NAME) if old_dir else None
             try:
+                if old_store is not None:
+                    kept = {a.doc_id for a in articles}
+                    report.dropped = sorted(d for (d,) in old_store.db.execute("SELECT doc_id FROM documents")
+                                            if d not in kept)
                 dim = self._dim()
                 store = Store(gen_dir / DB_NAME)
                 store.create(self.expected_meta(dim))

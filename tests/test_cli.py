@@ -104,3 +104,36 @@ def test_index_builds_from_a_folder_and_skips_what_it_cannot_read(cli, tmp_path)
     assert code == 0 and "1 added" in out and "b.txt" in err
     code, out, _ = cli("ask", "lumber quotas", "-k", "1")
     assert "(a, chars" in out
+
+
+def _doc_ids(out):
+    return {line.split("\t")[0] for line in out.splitlines() if "\t" in line}
+
+
+def test_following_the_rebuild_advice_keeps_every_stored_article(cli, tmp_path):
+    path = tmp_path / "hockey.txt"
+    path.write_text("title: Rink closes\n\nThe Saskatoon rink closed on Monday after the roof leaked.", encoding="utf-8")
+    assert cli("add", str(path))[0] == 0
+    code, _, err = cli("ask", "why did the rink close?", QA_MAX_TOKENS="128")
+    assert _one_line_error(code, err) and "qa index --rebuild" in err
+    code, out, err = cli("index", "--rebuild", QA_MAX_TOKENS="128")
+    assert code == 0 and "6 added" in out and "dropped" not in out, err
+    code, out, err = cli("docs", QA_MAX_TOKENS="128")  # opens with the new settings: no mismatch left
+    assert code == 0 and "hockey" in _doc_ids(out) and len(_doc_ids(out)) == 6, err
+
+
+def test_index_without_paths_or_an_index_yet_indexes_the_seed_folder(cli, tmp_path):
+    for args, folder in [(("index",), tmp_path / "a"), (("index", "--rebuild"), tmp_path / "b")]:
+        code, out, err = cli(*args, index_dir=folder)
+        assert code == 0 and "5 added" in out, err
+        assert _doc_ids(cli("docs")[1]) == {p.stem for p in SEEDS.glob("*.txt")}
+
+
+def test_replacing_the_articles_with_paths_says_how_many_stored_ones_were_dropped(cli, tmp_path):
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Ottawa announced new lumber quotas on Friday.", encoding="utf-8")
+    shutil.copy(SEEDS / f"{RETALIATION_DOC}.txt", folder)
+    code, out, err = cli("index", str(folder), "--rebuild")
+    assert code == 0 and "2 added" in out and "4 stored articles dropped" in out, err
+    assert _doc_ids(cli("docs")[1]) == {"a", RETALIATION_DOC}
