@@ -34,7 +34,7 @@ from .records import AddReport, Answer, Article
 from .retrieval import RetrievalConfig, Retrieved, hybrid_search
 from .settings import Settings
 from .store import DB_NAME, FORMAT_VERSION, Store, atomic_write_text, utc_now
-from .vectors import VectorIndex
+from .vectors import VectorIndex, faiss_path
 
 CURRENT = "CURRENT"
 
@@ -303,51 +303,59 @@ class NewsIndex:
     def _write(self, store: Store, vectors: VectorIndex, gen_dir: Path, prepared: list[_Prepared],
                remove: list[str], report: AddReport) -> None:
         """Apply prepared articles and removals in one transaction; the FAISS cache follows the commit."""
-        with store.transaction() as tx:
-            generation = int(tx.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-            dropped: list[int] = []
-            for doc_id in remove + [p.article.doc_id for p in prepared]:
-                ids = [r[0] for r in tx.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
-                if ids:
-                    tx.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
-                dropped.extend(ids)
-                tx.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
-                tx.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
-            added_ids: list[int] = []
-            added_vecs: list[np.ndarray] = []
-            now = utc_now()
-            for p in prepared:
-                a = p.article
-                tx.execute(
-                    "INSERT INTO documents(doc_id, title, date, source, url, author, path, content_hash, text, added_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (a.doc_id, a.title, a.date, a.source, a.url, a.author, a.path, p.content_hash, a.text, now),
-                )
-                for (chunk_no, start, end), fts, h, vec in zip(p.spans, p.fts_rows, p.hashes, p.vectors):
-                    cur = tx.execute(
-                        "INSERT INTO chunks(doc_id, chunk_no, start, end, embed_hash, vector) VALUES (?, ?, ?, ?, ?, ?)",
-                        (a.doc_id, chunk_no, start, end, h, vec.tobytes()),
+        # Readers share the live generation's vectors; a rebuild's new ones are private until the switch.
+        shared = self._live is not None and vectors is self._live.vectors
+        guard = self._rw.write if shared else nullcontext
+        changed = False
+        try:
+            with store.transaction() as tx:
+                generation = int(tx.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+                dropped: list[int] = []
+                for doc_id in remove + [p.article.doc_id for p in prepared]:
+                    ids = [r[0] for r in tx.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
+                    if ids:
+                        tx.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+                    dropped.extend(ids)
+                    tx.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+                    tx.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+                added_ids: list[int] = []
+                added_vecs: list[np.ndarray] = []
+                now = utc_now()
+                for p in prepared:
+                    a = p.article
+                    tx.execute(
+                        "INSERT INTO documents(doc_id, title, date, source, url, author, path, content_hash, text, "
+                        "added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (a.doc_id, a.title, a.date, a.source, a.url, a.author, a.path, p.content_hash, a.text, now),
                     )
-                    tx.execute("INSERT INTO chunks_fts(rowid, title, meta, body) VALUES (?, ?, ?, ?)", (cur.lastrowid, *fts))
-                    added_ids.append(cur.lastrowid)
-                    added_vecs.append(vec)
-                report.chunks += len(p.spans)
-            tx.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation + 1),))
-            # Readers share the live generation's vectors; a rebuild's new ones are private until the switch.
-            shared = self._live is not None and vectors is self._live.vectors
-            guard = self._rw.write if shared else nullcontext
-            try:
+                    for (chunk_no, start, end), fts, h, vec in zip(p.spans, p.fts_rows, p.hashes, p.vectors):
+                        cur = tx.execute(
+                            "INSERT INTO chunks(doc_id, chunk_no, start, end, embed_hash, vector) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (a.doc_id, chunk_no, start, end, h, vec.tobytes()),
+                        )
+                        tx.execute("INSERT INTO chunks_fts(rowid, title, meta, body) VALUES (?, ?, ?, ?)",
+                                   (cur.lastrowid, *fts))
+                        added_ids.append(cur.lastrowid)
+                        added_vecs.append(vec)
+                    report.chunks += len(p.spans)
+                tx.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation + 1),))
+                changed = True
                 with guard():
                     vectors.remove(dropped)
                     if added_ids:
                         vectors.add(np.asarray(added_ids, dtype=np.int64), np.vstack(added_vecs))
                 # Saved before COMMIT: a crash in between leaves an extra cache file, never a missing one.
                 vectors.save(gen_dir, generation + 1, keep_older=True)
-            except BaseException:
-                # The in-memory index may be half changed: reload it from the database, which rolls back.
+        except BaseException:
+            if changed:
+                # Rolled back (a failed COMMIT too: disk full), but the in-memory index may hold the change, under
+                # chunk ids SQLite hands out again to the next add: reload it from the database, and drop the cache
+                # file saved for the generation that did not happen.
                 with guard():
-                    vectors.index = VectorIndex.rebuild_from(store, vectors.dim).index
-                raise
+                    vectors.index = VectorIndex.rebuild_from(store, vectors.dim, vectors.policy).index
+                faiss_path(gen_dir, generation + 1).unlink(missing_ok=True)
+            raise
         vectors.drop_older(gen_dir, generation + 1)
         if vectors.outgrown:
             # Grown (or shrunk) out of its kind's size range: rebuilt from the committed vectors, then swapped in.

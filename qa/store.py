@@ -175,6 +175,11 @@ class Store:
                 found[h] = blob
         return found
 
+    def chunk_ids(self) -> np.ndarray:
+        """Every chunk id (read from an index, not the table: no vectors are read), to check a FAISS cache by."""
+        rows = self.db.execute("SELECT id FROM chunks").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
     def all_vectors(self, dim: int, batch: int = 50_000):
         """Yield ``(ids, matrix)`` blocks of every chunk vector, for rebuilding the FAISS cache."""
         cursor = self.db.execute("SELECT id, vector FROM chunks ORDER BY id")
@@ -207,8 +212,18 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT (disk full, I/O error) may leave the transaction open: end it, or every later
+                # BEGIN on this connection fails.
+                self._rollback()
+                raise
         else:
+            self._rollback()
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:  # SQLite rolls back by itself after some errors (SQLITE_FULL may)
             self.conn.execute("ROLLBACK")
 
 

@@ -2,6 +2,8 @@
 
 The file on disk is a cache of the vectors held in SQLite. Its name carries the database generation it matches,
 so a crash between the database commit and the file write is noticed at the next open and the cache is rebuilt.
+The number is not proof enough (a write whose COMMIT failed leaves a file for a generation that comes later with
+other content), so a cache is also trusted only if it holds exactly the database's chunk ids (``ids_stamp``).
 
 The kind of FAISS index follows the number of vectors (see ``IndexPolicy``):
 
@@ -17,6 +19,7 @@ needed, unlike HNSW), and the kind travels inside the saved file, so a reopened 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from contextlib import contextmanager
@@ -102,6 +105,12 @@ def _all_threads():
 
 def faiss_path(gen_dir: Path, generation: int) -> Path:
     return gen_dir / f"vectors-{generation:08d}.faiss"
+
+
+def ids_stamp(ids) -> tuple[int, int, str]:
+    """Count, largest id and SHA-1 of the sorted ids: what a FAISS cache and its database must share."""
+    ids = np.sort(np.asarray(ids, dtype="<i8"))
+    return len(ids), int(ids[-1]) if len(ids) else 0, hashlib.sha1(ids.tobytes()).hexdigest()
 
 
 def _as_matrix(vectors) -> np.ndarray:
@@ -217,6 +226,15 @@ class VectorIndex:
         if len(ids):
             self.index.remove_ids(ids)
 
+    def ids(self) -> np.ndarray:
+        """Every id held (a duplicate as often as it is held), in no particular order."""
+        if isinstance(self.index, faiss.IndexIDMap):
+            return faiss.vector_to_array(self.index.id_map)
+        ivf = faiss.extract_index_ivf(self.index)
+        parts = [faiss.rev_swig_ptr(ivf.invlists.get_ids(cell), ivf.invlists.list_size(cell)).copy()
+                 for cell in range(ivf.nlist) if ivf.invlists.list_size(cell)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Best ``k`` chunk ids for one normalized query vector, with cosine similarities."""
         if self.size == 0 or k <= 0:
@@ -268,14 +286,18 @@ class VectorIndex:
 
     @classmethod
     def load(cls, store: Store, gen_dir: Path, dim: int, policy: IndexPolicy | None = None) -> "VectorIndex":
-        """The cache for the store's current generation, rebuilt from SQLite when missing or stale."""
+        """The cache for the store's current generation, rebuilt from SQLite when missing, stale or not holding
+        exactly the stored chunk ids (a vector under an id SQLite has since given to another chunk would cite the
+        wrong article)."""
         generation = store.generation()
         path = faiss_path(gen_dir, generation)
         if path.exists():
             try:
                 index = faiss.read_index(str(path))
                 if index.d == dim:
-                    return cls(dim, index, policy=policy)
+                    cached = cls(dim, index, policy=policy)
+                    if ids_stamp(cached.ids()) == ids_stamp(store.chunk_ids()):
+                        return cached
             except RuntimeError:
                 pass  # unreadable cache: rebuild it from the database below
         vectors = cls.rebuild_from(store, dim, policy)

@@ -5,17 +5,21 @@ moment of a long build); the parent then reopens it. The fake embedder keeps thi
 
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
+import faiss
+import numpy as np
 import pytest
 
 from qa.index import NewsIndex
 from qa.ingest import article_from_text
 from qa.settings import Settings
+from qa.vectors import VectorIndex, faiss_path
 
 from conftest import FakeEmbedder
 
@@ -138,3 +142,90 @@ def test_a_crash_before_the_first_build_finishes_leaves_no_index(tmp_path):
     folder = tmp_path / "index"
     assert _run_child("before-switch", "rebuild", folder) == -signal.SIGKILL
     assert not NewsIndex(Settings.from_env(index_dir=folder), embedder=FakeEmbedder()).exists()
+
+
+# --- a write that fails without a crash: the process goes on, and so must its in-memory FAISS index -------------
+
+class _FullDisk:
+    """The writer connection of a store whose next COMMIT fails as on a full disk. SQLite may or may not roll
+    the transaction back by itself on such an error; ``rolled_back`` picks which."""
+
+    def __init__(self, conn, rolled_back: bool):
+        self._conn, self._rolled_back, self.failed = conn, rolled_back, False
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT" and not self.failed:
+            self.failed = True
+            if self._rolled_back:
+                self._conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def _assert_cites_truly(index: NewsIndex, queries: list[str]) -> None:
+    """Every passage is an exact slice of its article, and every vector FAISS holds under a chunk id is the
+    vector SQLite stores for that chunk (a phantom vector under a reused id would cite another article)."""
+    live = index.live()
+    assert live.vectors.size == live.store.counts()[1]
+    for query in queries:
+        for p in index.search(query, k=10):
+            assert index.document(p.doc_id)["text"][p.start:p.end] == p.text
+        q = index.embedder.encode([query])[0]
+        for chunk_id, score in live.vectors.search(q, 10):
+            row = live.store.db.execute("SELECT vector FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
+            assert row is not None and abs(float(np.frombuffer(row[0], dtype=np.float32) @ q) - score) < 1e-4
+
+
+@pytest.mark.parametrize("rolled_back", [True, False])
+def test_a_failed_commit_leaves_no_phantom_vector_in_memory_or_on_disk(tmp_path, rolled_back):
+    folder = tmp_path / "index"
+    _old_index(folder)
+    index = NewsIndex(Settings.from_env(index_dir=folder), embedder=FakeEmbedder())
+    live = index.live()
+    live.store._writer = _FullDisk(live.store.writer, rolled_back)
+    failed = "Ferry workers in Halifax went on strike over pay on Monday."
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        index.add([article_from_text(failed, doc_id="ferry")])
+    # The next add gets the chunk id the failed one had (AUTOINCREMENT's counter was rolled back with it).
+    index.add([article_from_text("Ottawa announced new lumber quotas on Friday.", doc_id="lumber")])
+    queries = [failed, "lumber quotas Ottawa", "steel tariffs story"]
+    reopened = NewsIndex(Settings.from_env(index_dir=folder), embedder=FakeEmbedder())
+    for idx in (index, reopened):  # in memory, and from the files as a restarted process reads them
+        assert {d.doc_id for d in idx.documents()} == OLD | {"lumber"}
+        _assert_cites_truly(idx, queries)
+        assert all("Ferry" not in p.text for p in idx.search(failed, k=10))
+        top = idx.search("Ottawa announced new lumber quotas on Friday.", k=1)[0]
+        assert top.doc_id == "lumber" and "lumber quotas" in top.text
+    index.close()
+    reopened.close()
+
+
+def _forged_ids(ids: list[int]) -> list[list[int]]:
+    return [ids + [max(ids) + 1],  # a vector for a chunk whose transaction failed
+            ids[:-1],  # a chunk missing
+            ids + [ids[0]]]  # one id twice: a phantom under an id handed out again
+
+
+@pytest.mark.parametrize("forgery", range(3))
+def test_a_cache_file_that_does_not_hold_the_databases_chunks_is_not_trusted(tmp_path, forgery):
+    folder = tmp_path / "index"
+    _old_index(folder)
+    index = NewsIndex(Settings.from_env(index_dir=folder), embedder=FakeEmbedder())
+    live = index.live()
+    ids = [r[0] for r in live.store.db.execute("SELECT id FROM chunks ORDER BY id")]
+    forged_ids = _forged_ids(ids)[forgery]
+    forged = VectorIndex(live.vectors.dim)
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(len(forged_ids), live.vectors.dim)).astype(np.float32)
+    forged.add(np.asarray(forged_ids, dtype=np.int64), vecs / np.linalg.norm(vecs, axis=1, keepdims=True))
+    forged.save(live.gen_dir, live.generation)  # under the very name the database generation points to
+    index.close()
+    reopened = NewsIndex(Settings.from_env(index_dir=folder), embedder=FakeEmbedder())
+    _assert_cites_truly(reopened, ["steel tariffs story", "Old story 1"])
+    reopened.close()
+    # The cache was rebuilt from SQLite and saved again: the next process loads it as it is.
+    cached = faiss.read_index(str(faiss_path(live.gen_dir, live.generation)))
+    assert sorted(faiss.vector_to_array(cached.id_map).tolist()) == ids

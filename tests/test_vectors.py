@@ -85,8 +85,13 @@ def test_a_saved_index_loads_as_the_same_kind_with_the_same_results(kind, tmp_pa
     index.save(tmp_path, 3)
 
     class Generation3:
+        """A store at generation 3 holding the chunks the saved index holds."""
+
         def generation(self):
             return 3
+
+        def chunk_ids(self):
+            return ids[1:]
 
     loaded = VectorIndex.load(Generation3(), tmp_path, DIM, SMALL)
     assert loaded.kind == kind
@@ -96,6 +101,7 @@ def test_a_saved_index_loads_as_the_same_kind_with_the_same_results(kind, tmp_pa
         assert loaded.search(vecs[row], 5) == index.search(vecs[row], 5)
     loaded.add(np.array([9000], dtype=np.int64), vecs[:1])
     assert loaded.search(vecs[0], 1)[0][0] == 9000
+    assert sorted(loaded.ids().tolist()) == sorted([*ids[1:].tolist(), 9000])
 
 
 @pytest.mark.parametrize("kind", ["flat", "sq8", "ivf"])
