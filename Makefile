@@ -33,7 +33,7 @@ test: $(STAMP)
 # cores; resumes after a stop), then export and quantise. The shipped file's sha256 is in models/reader/MODEL_CARD.md.
 DATA ?= ../shared/data
 reader: $(STAMP)
-	$(BIN)/python -m qa.reader_train train --data $(DATA) --out build/reader
+	$(BIN)/python -m qa.reader_train train --data $(DATA) --out build/reader --max-steps 1800
 	$(BIN)/python -m qa.reader_train export --out build/reader --to models/reader
 	sha256sum models/reader/reader_int8.onnx
 

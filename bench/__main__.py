@@ -1,6 +1,6 @@
 """`python -m bench [NAME ...]`: run benchmarks, print markdown tables, write them into docs/performance.md.
 
-Names: index, query, http, writes, cold, scale, int8, txtai (sets up txtai's virtualenv only). No name runs them all
+Names: index, query, reader, http, writes, cold, scale, int8, txtai (sets up txtai's virtualenv only). No name runs them all
 (what `make bench` does). Each section of docs/performance.md is replaced only by a run that includes it, so a
 partial run keeps the other sections' figures; the targets table is recomputed from every figure on record
 (bench/out/results.json).
@@ -21,7 +21,7 @@ from . import txtai_peer  # noqa: E402
 from .measure import OUT, machine  # noqa: E402
 from .report import Report  # noqa: E402
 
-SECTIONS = ("index", "query", "http", "writes", "cold", "scale", "int8")
+SECTIONS = ("index", "query", "reader", "http", "writes", "cold", "scale", "int8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +98,10 @@ def _section(name: str, corpora: list[str], with_txtai: bool, quick: bool, resul
         from .latency import run_queries
 
         return run_queries(corpora, with_txtai=with_txtai, results=results)
+    if name == "reader":
+        from .reader import run
+
+        return run(corpora, results)
     if name in ("http", "writes") and not shutil.which("wrk"):
         return "Not measured: the load generator `wrk` is missing (Debian: `apt-get install -y wrk`)."
     if name == "http":

@@ -15,7 +15,7 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 
 import numpy as np
@@ -60,6 +60,14 @@ class AnswerConfig:
     reader_keep: float = 0.5  # a further answer sentence needs this probability ...
     reader_keep_ratio: float = 0.6  # ... and this share of the best one's
     rerank_weight: float = 0.5  # share of the passage's best sentence probability in its new score
+
+    def with_(self, **changes) -> "AnswerConfig":
+        """A copy with some fields changed (values given as strings are converted to the field's type)."""
+        types = {f.name: type(getattr(self, f.name)) for f in fields(self)}
+        unknown = set(changes) - set(types)
+        if unknown:
+            raise ValueError(f"unknown answer setting(s) {sorted(unknown)}; known: {', '.join(sorted(types))}")
+        return replace(self, **{k: types[k](v) if isinstance(v, str) else v for k, v in changes.items()})
 
 
 @dataclass

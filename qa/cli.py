@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from .errors import InvalidInput, QAError
@@ -122,8 +123,12 @@ def cmd_eval(args, settings: Settings) -> None:
     """Measure retrieval and answers on labelled data in a temporary index (never yours); prints markdown tables.
 
     beir FOLDER (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) · multihop FOLDER (corpus.json, MultiHopRAG.json)
-    · questions FILE --articles FOLDER (our JSON Lines question format)."""
+    · questions FILE --articles FOLDER (our JSON Lines question format) · reader DATA_DIR (the reader alone: SQuAD
+    2.0 held-out articles, WikiQA and TrecQA tests, from ../shared/data).
+
+    Answers use the reader unless QA_READER=off; run both to compare."""
     from . import evaluation
+    from .answer import AnswerConfig
     from .retrieval import RetrievalConfig
 
     changes = {}
@@ -132,24 +137,32 @@ def cmd_eval(args, settings: Settings) -> None:
         if not sep:
             raise InvalidInput(f"--set takes KEY=VALUE, not {item!r}")
         changes[key.strip()] = value.strip()
-    config = RetrievalConfig().with_(**changes)
+    answer_fields = {f.name for f in fields(AnswerConfig)}
+    answering = AnswerConfig().with_(**{k: v for k, v in changes.items() if k in answer_fields})
+    config = RetrievalConfig().with_(**{k: v for k, v in changes.items() if k not in answer_fields})
     if args.limit < 0:
         raise InvalidInput("--limit must be 0 (all) or more")
     cache = Path(args.cache) if args.cache else evaluation.default_cache(settings)
     progress = not args.quiet
     path = Path(args.path)
-    if args.dataset == "beir":
+    if args.dataset == "reader":
+        from .reader import load_reader
+        from .reader_eval import run_reader_eval
+
+        reader = load_reader(settings.with_(reader=True))
+        report = run_reader_eval(reader, path, threshold=answering.reader_threshold)
+    elif args.dataset == "beir":
         report = evaluation.run_beir(settings, path, split=args.split or "test", limit=args.limit, cache=cache,
-                                     config=config, ablation=args.ablation, progress=progress)
+                                     config=config, ablation=args.ablation, progress=progress, answering=answering)
     elif args.dataset == "multihop":
         report = evaluation.run_multihop(settings, path, split=args.split or "all", limit=args.limit, cache=cache,
                                          config=config, ablation=args.ablation, abstain=args.abstention,
-                                         progress=progress)
+                                         progress=progress, answering=answering)
     else:
         if not args.articles:
             raise InvalidInput("qa eval questions needs --articles FOLDER")
         report = evaluation.run_questions(settings, path, Path(args.articles), split=args.split or "all", cache=cache,
-                                          config=config, progress=progress)
+                                          config=config, progress=progress, answering=answering)
     print(report.text())
 
 
@@ -187,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p = add("eval", cmd_eval)
-    p.add_argument("dataset", choices=("beir", "multihop", "questions"))
+    p.add_argument("dataset", choices=("beir", "multihop", "questions", "reader"))
     p.add_argument("path", help="the data set's folder (a question file for `questions`)")
     p.add_argument("--articles", help="folder of articles the questions are about (questions only)")
     p.add_argument("--split", help="beir: the qrels file (default test); multihop: dev (the seeded 30%% held out "
@@ -195,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N queries")
     p.add_argument("--cache", help="embedding cache file (default: INDEX_DIR/eval-cache/embeddings.sqlite3)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="change a retrieval setting, e.g. --set lexical_weight=0.5 (repeatable)")
+                   help="change a retrieval or answer setting, e.g. --set lexical_weight=0.5 or --set "
+                        "reader_threshold=0.4 (repeatable)")
     p.add_argument("--ablation", action="store_true", help="add rows with one part of the hybrid taken away")
     p.add_argument("--abstention", action="store_true", help="multihop: count false abstentions and false answers")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

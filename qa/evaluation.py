@@ -319,7 +319,8 @@ def default_cache(settings) -> Path:
 class EvalIndex:
     """A temporary index over ``articles`` whose embeddings go through the persistent cache; removed on close."""
 
-    def __init__(self, settings, articles: list[Article], cache_path: Path, *, progress: bool = False, embedder=None):
+    def __init__(self, settings, articles: list[Article], cache_path: Path, *, progress: bool = False, embedder=None,
+                 answering=None):
         from .embedding import load_embedder
         from .index import NewsIndex
 
@@ -329,6 +330,8 @@ class EvalIndex:
         self.folder = Path(tempfile.mkdtemp(prefix="qa-eval-"))
         try:
             self.index = NewsIndex(settings.with_(index_dir=self.folder / "index"), embedder=self.embedder)
+            if answering is not None:
+                self.index.answering = answering
             began = time.perf_counter()
             report = self.index.rebuild(articles)
             self.build_seconds = time.perf_counter() - began
@@ -341,8 +344,14 @@ class EvalIndex:
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.embedder.encode(texts)
 
-    def search(self, query: str, vector: np.ndarray, k: int, config):
-        return self.index._retrieve(query, k, query_vector=vector, config=config)
+    def search(self, query: str, vector: np.ndarray, k: int, config, *, read: bool = False):
+        """Top ``k``; with ``read``, the reader re-ranks them as ``NewsIndex.ask`` does."""
+        found = self.index._retrieve(query, k, query_vector=vector, config=config)
+        if read and self.index.reader is not None:
+            from .answer import compose_read
+
+            found.passages = compose_read(query, found, self.index.reader, self.index.answering).passages
+        return found
 
     def close(self) -> None:
         index = getattr(self, "index", None)
@@ -396,7 +405,7 @@ def evaluate_beir(run: EvalIndex, data: BeirData, configs: dict, limit: int = 0)
         scores = []
         for q, vec in zip(ids, vectors):
             rel = data.qrels[q]
-            top = rank_documents(run.search(data.queries[q], vec, 30, config).passages, 10)
+            top = rank_documents(run.search(data.queries[q], vec, 30, config, read=name == READER_ROW).passages, 10)
             wide = rank_documents(run.search(data.queries[q], vec, 400, deep).passages, 100)
             scores.append((ndcg_at_k(top, rel), recall_at_k(top, rel, 10), recall_at_k(wide, rel, 100),
                            mrr_at_k(top, rel)))
@@ -416,7 +425,7 @@ def evaluate_multihop(run: EvalIndex, queries: list[MultiHopQuery], configs: dic
         began = time.perf_counter()
         per_query = []
         for q, vec in zip(answerable, vectors):
-            texts = [p.text for p in run.search(q.query, vec, 10, config).passages]
+            texts = [p.text for p in run.search(q.query, vec, 10, config, read=name == READER_ROW).passages]
             per_query.append((q.question_type, multihop_scores(texts, q.facts)))
         means = mean_scores([s for _, s in per_query])
         rows.append([name, *(means[k] for k in keys), len(per_query), f"{time.perf_counter() - began:.1f}"])
@@ -444,7 +453,10 @@ def abstention(run: EvalIndex, items: list[tuple[str, bool]], k: int = 5) -> dic
     false_abstain = false_answer = n_yes = n_no = 0
     for (question, should), vec in zip(items, vectors):
         found = run.search(question, vec, k, index.retrieval)
-        decision = answering.compose(question, found, run.embedder, index.answering)
+        if index.reader is not None:
+            decision = answering.compose_read(question, found, index.reader, index.answering)
+        else:
+            decision = answering.compose(question, found, run.embedder, index.answering)
         if should:
             n_yes += 1
             false_abstain += not decision.answerable
@@ -517,7 +529,10 @@ def evaluate_questions(index, questions: list[Question], k: int = 5) -> tuple[li
 # --- what `qa eval` runs --------------------------------------------------------------------------------------------
 
 
-def retrieval_variants(config, ablation: bool) -> dict:
+READER_ROW = "hybrid + reader re-rank (as answers are shown)"
+
+
+def retrieval_variants(config, ablation: bool, reader: bool = False) -> dict:
     """The rows of a retrieval table: each retriever alone (no cues, parts or diversity), the hybrid as
     configured, and with ``ablation`` the hybrid with one part taken away at a time (and the old equal-weight
     RRF without any of them)."""
@@ -527,6 +542,8 @@ def retrieval_variants(config, ablation: bool) -> dict:
         "BM25 alone": config.with_(mode="bm25", **alone),
         "hybrid": config,
     }
+    if reader:
+        variants[READER_ROW] = config
     if ablation:
         variants.update({
             "hybrid, the old recipe: equal-weight RRF only": config.with_(
@@ -543,12 +560,12 @@ def retrieval_variants(config, ablation: bool) -> dict:
 
 
 def run_beir(settings, folder: Path, *, split: str, limit: int, cache: Path, config, ablation: bool,
-             progress: bool) -> Report:
+             progress: bool, answering=None) -> Report:
     began = time.perf_counter()
     data = load_beir(folder, split)
     report = Report(f"BEIR {Path(folder).name} ({split} qrels)")
-    with EvalIndex(settings, data.articles, cache, progress=progress) as run:
-        rows = evaluate_beir(run, data, retrieval_variants(config, ablation), limit)
+    with EvalIndex(settings, data.articles, cache, progress=progress, answering=answering) as run:
+        rows = evaluate_beir(run, data, retrieval_variants(config, ablation, settings.reader), limit)
         report.tables.append(markdown_table(
             ["retrieval", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", "queries", "seconds"], rows))
         report.notes.append(
@@ -558,14 +575,14 @@ def run_beir(settings, folder: Path, *, split: str, limit: int, cache: Path, con
 
 
 def run_multihop(settings, folder: Path, *, split: str, limit: int, cache: Path, config, ablation: bool,
-                 abstain: bool, progress: bool) -> Report:
+                 abstain: bool, progress: bool, answering=None) -> Report:
     began = time.perf_counter()
     articles, queries = load_multihop(folder)
     chosen = pick_split(queries, lambda q: f"multihop:{q.number}", split)[: limit or None]
     report = Report(f"MultiHop-RAG ({split} part, {sum(1 for q in chosen if q.facts)} queries with evidence)")
     keys = ["Hits@4", "Hits@10", "MAP@10", "MRR@10", "evidence recall@10", "all-evidence@10"]
-    with EvalIndex(settings, articles, cache, progress=progress) as run:
-        rows, by_type = evaluate_multihop(run, chosen, retrieval_variants(config, ablation))
+    with EvalIndex(settings, articles, cache, progress=progress, answering=answering) as run:
+        rows, by_type = evaluate_multihop(run, chosen, retrieval_variants(config, ablation, settings.reader))
         report.tables.append(markdown_table(["retrieval", *keys, "queries", "seconds"], rows))
         hybrid = by_type["hybrid"]
         report.tables.append(markdown_table(
@@ -585,7 +602,7 @@ def run_multihop(settings, folder: Path, *, split: str, limit: int, cache: Path,
 
 
 def run_questions(settings, path: Path, articles_dir: Path, *, split: str, cache: Path, config,
-                  progress: bool) -> Report:
+                  progress: bool, answering=None) -> Report:
     from .ingest import collect
 
     began = time.perf_counter()
@@ -594,7 +611,7 @@ def run_questions(settings, path: Path, articles_dir: Path, *, split: str, cache
     questions = [q for q in load_questions(path) if split in ("all", q.split)]
     found = collect([Path(articles_dir)], max_bytes=settings.max_article_bytes)
     report = Report(f"{Path(path).name} over {articles_dir} ({split})")
-    with EvalIndex(settings, found.articles, cache, progress=progress) as run:
+    with EvalIndex(settings, found.articles, cache, progress=progress, answering=answering) as run:
         run.index.retrieval = config
         rows, misses = evaluate_questions(run.index, questions)
         report.tables.append(markdown_table(

@@ -65,13 +65,14 @@ class _Prepared:
 class NewsIndex:
     """A folder of news articles made answerable: chunks with exact offsets, vectors, BM25, cited answers."""
 
-    def __init__(self, settings: Settings | None = None, *, embedder=None,
+    def __init__(self, settings: Settings | None = None, *, embedder=None, reader=None,
                  retrieval: RetrievalConfig = RetrievalConfig(),
                  answering_config: answering.AnswerConfig = answering.AnswerConfig()):
         self.settings = settings or Settings.from_env()
         self.retrieval = retrieval
         self.answering = answering_config
         self._embedder = embedder
+        self._reader = reader
         self._embedder_lock = threading.Lock()
         self._chunker: Chunker | None = None
         self._live: _Live | None = None
@@ -94,6 +95,15 @@ class NewsIndex:
 
                     self._embedder = load_embedder(self.settings)
         return self._embedder
+
+    @property
+    def reader(self):
+        """The reader that chooses answer sentences (loaded on first use), or None with ``QA_READER=off``."""
+        if self._reader is None and self.settings.reader:
+            from .reader import load_reader
+
+            self._reader = load_reader(self.settings)
+        return self._reader if self.settings.reader else None
 
     @property
     def chunker(self) -> Chunker:
@@ -251,20 +261,26 @@ class NewsIndex:
         """Answer a question from the articles: answer sentences with ``[n]`` citations and the passages.
 
         ``history`` holds earlier turns (``{"question": ..., "answer": ...}``); a follow-up that leans on them
-        ("and what did they say about it?") is searched together with the previous question."""
+        ("and what did they say about it?") is searched together with the previous question, while the reader reads
+        the question as asked, so the previous answer comes back only when it answers the new question too."""
         began = time.perf_counter()
         question = self.validate_question(question)
         if not 1 <= int(k) <= 100:
             raise InvalidInput("k must be between 1 and 100")
         query = answering.resolve_followup(question, list(history))
         found = self._retrieve(query, int(k))
-        passages = found.passages
-        composed = answering.compose(query, found, self.embedder, self.answering)
+        reader = self.reader
+        if reader is not None:
+            composed = answering.compose_read(question, found, reader, self.answering, query=query)
+        else:
+            composed = answering.compose(query, found, self.embedder, self.answering)
+        passages = composed.passages if composed.passages is not None else found.passages
         if not composed.answerable:
             for p in passages:
                 p.weak = True
         took = round((time.perf_counter() - began) * 1000, 2)
-        return Answer(question, composed.text, composed.answerable, passages, composed.spans, took, query)
+        return Answer(question, composed.text, composed.answerable, passages, composed.spans, took, query,
+                      composed.read)
 
     # --- writes --------------------------------------------------------------------------------------------------
     def _prepare(self, articles: list[Article], cache: Store | None, show_progress: bool) -> tuple[list[_Prepared], int]:

@@ -15,6 +15,7 @@ import re
 import weakref
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 
@@ -170,14 +171,23 @@ def _shingles(text: str, n: int = 5) -> frozenset[int]:
     return frozenset(hash(" ".join(words[i:i + n])) for i in range(len(words) - n + 1))
 
 
-def select(ranked: list[dict], k: int, per_article: int, duplicate_overlap: float) -> list[dict]:
+def select(ranked: list[dict], k: int, per_article: int, duplicate_overlap: float,
+           load_texts: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """The top ``k`` of ``ranked`` (best first) with two kinds of repetition kept out: a chunk whose word 5-grams
     are mostly in a chunk already chosen (another copy of the same text) is dropped, and an article that already
-    has ``per_article`` chunks waits until every other candidate has had its turn."""
+    has ``per_article`` chunks waits until every other candidate has had its turn.
+
+    Rows may come without their text: ``load_texts`` fills in ``"text"`` for a window of rows when the first of
+    them is reached, so texts are read only for the few rows looked at."""
     chosen: list[dict] = []
     waiting: list[dict] = []
     per_doc: dict[str, int] = {}
     kept: list[set[int]] = []
+    window = max(2 * k, 10)
+
+    def ensure_text(pos: int, rows: list[dict]) -> None:
+        if load_texts is not None and "text" not in rows[pos]:
+            load_texts([r for r in rows[pos:pos + window] if "text" not in r])
 
     def duplicate(row: dict) -> bool:
         if duplicate_overlap >= 1.0:
@@ -190,20 +200,22 @@ def select(ranked: list[dict], k: int, per_article: int, duplicate_overlap: floa
                 return True
         return False
 
-    for row in ranked:
+    for pos, row in enumerate(ranked):
         if len(chosen) >= k:
             break
         if per_article and per_doc.get(row["doc_id"], 0) >= per_article:
             waiting.append(row)
             continue
+        ensure_text(pos, ranked)
         if duplicate(row):
             continue
         chosen.append(row)
         kept.append(row["_shingles"] if duplicate_overlap < 1.0 else set())
         per_doc[row["doc_id"]] = per_doc.get(row["doc_id"], 0) + 1
-    for row in waiting:
+    for pos, row in enumerate(waiting):
         if len(chosen) >= k:
             break
+        ensure_text(pos, waiting)
         if not duplicate(row):
             chosen.append(row)
             kept.append(row["_shingles"] if duplicate_overlap < 1.0 else set())
@@ -223,6 +235,7 @@ class Pool:
     sources: set[str]
     dates: set[str]
     parts: list[tuple[dict[int, float], set[str], set[str]]] = field(default_factory=list)  # BM25, publishers, days
+    store: Store | None = None  # where the texts of the rows shown are read from
 
 
 def gather(store: Store, vectors: VectorIndex, query_vector: np.ndarray, query: str,
@@ -242,10 +255,10 @@ def gather(store: Store, vectors: VectorIndex, query_vector: np.ndarray, query: 
         for part in question_parts(query):
             found = dict(store.lexical_search(fts_query(part), config.candidates, config.bm25_weights))
             parts.append((found, named_sources(store, part), date_cues(part)))
-    rows = store.chunk_rows(list(dense))
+    rows = store.chunk_rows(list(dense), text=False)
     return Pool(query, query_vector, {i: s for i, s in dense.items() if i in rows},
                 {i: s for i, s in lexical.items() if i in rows}, rows,
-                named_sources(store, query), date_cues(query), parts)
+                named_sources(store, query), date_cues(query), parts, store)
 
 
 def _cued(score: float, row: dict, sources: set[str], dates: set[str], config: RetrievalConfig) -> float:
@@ -287,7 +300,13 @@ def rank(pool: Pool, config: RetrievalConfig) -> list[dict]:
 
 def finish(pool: Pool, ranked: list[dict], k: int, config: RetrievalConfig) -> Retrieved:
     """The top ``k`` of ``ranked`` as passages, repetition kept out."""
-    chosen = select(ranked, k, config.per_article, config.duplicate_overlap)
+    def load_texts(rows: list[dict]) -> None:
+        texts = pool.store.chunk_texts([r["id"] for r in rows])
+        for r in rows:
+            r["text"] = texts.get(r["id"], "")
+
+    chosen = select(ranked, k, config.per_article, config.duplicate_overlap,
+                    load_texts if pool.store is not None else None)
     passages = [
         Passage(rank=n, doc_id=r["doc_id"], title=r["title"], date=r["date"], chunk_no=r["chunk_no"], start=r["start"],
                 end=r["end"], text=r["text"], score=round(r["score"], 6), source=r["source"])

@@ -148,20 +148,30 @@ class Store:
             "SELECT chunk_no, start, end FROM chunks WHERE doc_id = ? ORDER BY chunk_no", (doc_id,)
         ).fetchall()
 
-    def chunk_rows(self, ids: list[int]) -> dict[int, dict]:
-        """Chunk id → its citation fields and text. The text is cut from the article by the stored offsets
-        (SQLite's substr counts characters, like Python slicing), so it cannot drift from the citation."""
+    def chunk_rows(self, ids: list[int], *, text: bool = True) -> dict[int, dict]:
+        """Chunk id → its citation fields and (unless ``text`` is false) its text. The text is cut from the
+        article by the stored offsets (SQLite's substr counts characters, like Python slicing), so it cannot drift
+        from the citation. Ranking needs no text: reading it only for what is shown keeps retrieval cheap."""
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
+        cut = ", substr(d.text, c.start + 1, c.end - c.start)" if text else ""
         rows = self.db.execute(
-            "SELECT c.id, c.doc_id, c.chunk_no, c.start, c.end, d.title, d.date, d.source, "
-            f"substr(d.text, c.start + 1, c.end - c.start) FROM chunks c JOIN documents d USING (doc_id) "
-            f"WHERE c.id IN ({marks})",
+            f"SELECT c.id, c.doc_id, c.chunk_no, c.start, c.end, d.title, d.date, d.source{cut} "
+            f"FROM chunks c JOIN documents d USING (doc_id) WHERE c.id IN ({marks})",
             ids,
         )
         keys = ("id", "doc_id", "chunk_no", "start", "end", "title", "date", "source", "text")
         return {row[0]: dict(zip(keys, row)) for row in rows}
+
+    def chunk_texts(self, ids: list[int]) -> dict[int, str]:
+        """Chunk id → its text, cut from the article by the stored offsets."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        return dict(self.db.execute(
+            "SELECT c.id, substr(d.text, c.start + 1, c.end - c.start) FROM chunks c JOIN documents d "
+            f"USING (doc_id) WHERE c.id IN ({marks})", ids))
 
     def vectors_by_hash(self, hashes: list[str]) -> dict[str, bytes]:
         """Stored vectors for these embedding-text hashes: the cache that spares re-embedding unchanged chunks."""
