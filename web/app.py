@@ -44,6 +44,7 @@ from .models import (
     Health, HistoryTurn, RebuildResult,
 )
 from .negotiation import content_type, is_form, wants_html
+from .openai_api import router as openai_router
 
 log = logging.getLogger("qa.web")
 HERE = Path(__file__).resolve().parent
@@ -525,6 +526,9 @@ def create_app(settings: Settings | None = None, index: NewsIndex | None = None)
         except QAError as e:
             return JSONResponse({"detail": str(e)}, status_code=503)
         return {"status": "ok", **{k: s[k] for k in Health.model_fields if k != "status"}}
+
+    # POST /v1/chat/completions and GET /v1/models: the OpenAI chat API over app.state.index (web/openai_api.py).
+    app.include_router(openai_router)
 
     @app.get("/docs", include_in_schema=False)
     def docs():
