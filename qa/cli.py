@@ -10,7 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .errors import InvalidInput, QAError
-from .settings import Settings
+from .settings import Settings, host_name
 
 
 def _index(settings: Settings):
@@ -110,10 +110,18 @@ def cmd_serve(args, settings: Settings) -> None:
         index.rebuild(collect([settings.seeds_dir], max_bytes=settings.max_article_bytes).articles)
     from web.app import create_app
 
+    # The address served on is one the server answers to (a LAN address, say); a wildcard names no host, so
+    # clients reaching it by another name need QA_ALLOWED_HOSTS.
+    served = host_name(args.host)
+    if served and served not in ("0.0.0.0", "::") and served not in settings.allowed_hosts:
+        settings = settings.with_(allowed_hosts=settings.allowed_hosts + (served,))
     app = create_app(settings, index=index)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_token:
         print(f"warning: serving on {args.host} without QA_API_TOKEN: anyone who can reach it can add and delete "
               "articles", file=sys.stderr)
+    if served in ("0.0.0.0", "::") and not settings.allowed_hosts:
+        print("note: requests naming a host other than localhost or 127.0.0.1 are refused; list the names clients "
+              "use in QA_ALLOWED_HOSTS", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"serving http://{host}:{args.port} (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -22,6 +24,35 @@ def _switch(name: str, value: str) -> bool:
     return value in ("on", "1", "true", "yes")
 
 
+_HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
+
+
+def host_name(value: str) -> str | None:
+    """A host as the guards compare it: lower case, no trailing dot, IPv6 without brackets; None when it is not a
+    host name or an IP address."""
+    name = value.strip().lower().rstrip(".")
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    return name if len(name) <= 253 and _HOST_NAME.fullmatch(name) else None
+
+
+def _hosts(name: str, value: str) -> tuple[str, ...]:
+    hosts = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        host = host_name(item)
+        if host is None:
+            raise ValueError(f"{name} must be host names or IP addresses separated by commas (no scheme, port or "
+                             f"path), not {item.strip()!r}")
+        hosts.append(host)
+    return tuple(dict.fromkeys(hosts))
+
+
 def _default_reader_dir() -> Path:
     from .reader import DEFAULT_DIR
 
@@ -34,7 +65,7 @@ class Settings:
 
     Every field has an environment variable: ``QA_INDEX_DIR``, ``QA_MODEL``, ``QA_BACKEND``, ``QA_API_TOKEN``,
     ``QA_SEEDS_DIR``, ``QA_MAX_TOKENS``, ``QA_TITLE_TOKENS``, ``QA_OVERLAP_SENTENCES``, ``QA_MAX_QUESTION_CHARS``,
-    ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``, ``QA_READER``, ``QA_READER_DIR``.
+    ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``, ``QA_READER``, ``QA_READER_DIR``, ``QA_ALLOWED_HOSTS``.
     """
 
     index_dir: Path = Path("index")
@@ -43,6 +74,9 @@ class Settings:
     # by at most 0.002 (docs/performance.md), within the 0.005 the project allows for a default.
     backend: str = "onnx-int8"
     api_token: str | None = None
+    # Host names (besides localhost, 127.0.0.1 and ::1) that the server answers to and accepts writes from: any
+    # other Host header is refused, so a rebinding DNS name cannot reach the server from a browser.
+    allowed_hosts: tuple[str, ...] = ()
     seeds_dir: Path = Path("seeds")
     # The model reads at most 256 word pieces (CLS and SEP included): chunks are sized so nothing is cut off.
     max_tokens: int = 256
@@ -65,6 +99,7 @@ class Settings:
             "model": _env("QA_MODEL", DEFAULT_MODEL),
             "backend": _env("QA_BACKEND", "onnx-int8"),
             "api_token": os.environ.get("QA_API_TOKEN") or None,
+            "allowed_hosts": _hosts("QA_ALLOWED_HOSTS", os.environ.get("QA_ALLOWED_HOSTS", "")),
             "seeds_dir": Path(_env("QA_SEEDS_DIR", "seeds")),
             "max_tokens": int(_env("QA_MAX_TOKENS", "256")),
             "title_tokens": int(_env("QA_TITLE_TOKENS", "32")),

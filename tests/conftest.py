@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# FastAPI's TestClient names the host "testserver", which the server refuses unless configured (DNS rebinding);
+# tests that keep the TestClient's default host rely on this. tests/test_api.py uses localhost instead.
+os.environ.setdefault("QA_ALLOWED_HOSTS", "testserver")
 
 from qa.embedding import load_embedder  # noqa: E402
 from qa.index import NewsIndex  # noqa: E402

@@ -13,9 +13,12 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from conftest import RETALIATION_DOC, SEEDS
 from qa.index import NewsIndex
+from qa.settings import Settings
 from web.app import create_app
 from web.models import AddResult, AskResponse, DocumentOut, DocumentSummary, Health, PassageOut, RebuildResult
 
+# The host the tests' requests name: an allowed one (loopback), as a browser on this machine would send.
+BASE = "http://localhost:8000"
 HTML = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 TOKEN = "s3cret-token"
 ZORBLAX = (
@@ -48,14 +51,14 @@ def is_error(response, status: int) -> bool:
 @pytest.fixture(scope="module")
 def reader(seed_index):
     """A client over the shared, read-only seed index."""
-    with TestClient(create_app(seed_index.settings, index=seed_index)) as client:
+    with TestClient(create_app(seed_index.settings, index=seed_index), base_url=BASE) as client:
         yield client
 
 
 @pytest.fixture
 def writer(seed_copy):
     """A client over a private copy of the seed index, for tests that add, delete or rebuild."""
-    with TestClient(create_app(seed_copy.settings, index=seed_copy)) as client:
+    with TestClient(create_app(seed_copy.settings, index=seed_copy), base_url=BASE) as client:
         client.index = seed_copy
         yield client
 
@@ -63,7 +66,7 @@ def writer(seed_copy):
 @pytest.fixture
 def guarded(seed_copy):
     """A client for a server started with QA_API_TOKEN set."""
-    with TestClient(create_app(seed_copy.settings.with_(api_token=TOKEN), index=seed_copy)) as client:
+    with TestClient(create_app(seed_copy.settings.with_(api_token=TOKEN), index=seed_copy), base_url=BASE) as client:
         yield client
 
 
@@ -342,7 +345,7 @@ def test_an_article_over_5_mb_is_413(writer):
 
 def test_a_body_over_the_server_limit_is_refused_before_it_is_read(seed_copy):
     settings = seed_copy.settings.with_(max_article_bytes=1000)
-    with TestClient(create_app(settings, index=seed_copy)) as client:
+    with TestClient(create_app(settings, index=seed_copy), base_url=BASE) as client:
         big = b'{"text": "' + b"a" * (2 << 20) + b'"}'
         assert is_error(client.post("/documents", content=big, headers={"content-type": "application/json"}), 413)
         chunked = client.post("/documents", content=iter([big[:1 << 20], big[1 << 20:]]),
@@ -449,9 +452,55 @@ def test_a_write_posted_from_another_site_is_403(writer):
     forged = writer.post(f"/documents/{RETALIATION_DOC}/delete", headers={"origin": "http://evil.example"})
     assert is_error(forged, 403)
     assert writer.get(f"/documents/{RETALIATION_DOC}").status_code == 200
-    own = writer.post("/documents", json={"text": ZORBLAX}, headers={"origin": "http://testserver"})
+    own = writer.post("/documents", json={"text": ZORBLAX}, headers={"origin": BASE})
     assert own.status_code == 201
 
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "testserver", "127.0.0.1.nip.io",
+                                  "localhost.evil.example", "user@localhost", "localhost:notaport"])
+def test_a_request_naming_another_host_is_400_dns_rebinding(seed_copy, host):
+    # The default settings: only loopback names, not even the TestClient's own "testserver".
+    app = create_app(seed_copy.settings.with_(allowed_hosts=()), index=seed_copy)
+    with TestClient(app, base_url=BASE) as client:
+        for request in (lambda h: client.get("/health", headers=h),
+                        lambda h: client.post("/ask", json={"question": "which countries retaliated?"}, headers=h),
+                        lambda h: client.delete(f"/documents/{RETALIATION_DOC}", headers=h)):
+            assert is_error(request({"host": host}), 400)
+        assert client.get(f"/documents/{RETALIATION_DOC}").status_code == 200
+        for own in ("localhost", "localhost:8000", "127.0.0.1:8000", "[::1]:8000", "LOCALHOST."):
+            assert client.get("/health", headers={"host": own}).status_code == 200, own
+
+
+def test_qa_allowed_hosts_adds_hosts_and_is_validated(seed_copy, monkeypatch):
+    monkeypatch.setenv("QA_ALLOWED_HOSTS", " news.example.org, 192.168.1.5 ,[fe80::1],")
+    settings = Settings.from_env(index_dir=seed_copy.settings.index_dir)
+    assert settings.allowed_hosts == ("news.example.org", "192.168.1.5", "fe80::1")
+    with TestClient(create_app(settings, index=seed_copy), base_url="http://news.example.org") as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/health", headers={"host": "192.168.1.5:8000"}).status_code == 200
+        assert is_error(client.get("/health", headers={"host": "other.example.org"}), 400)
+        own = client.post("/documents", json={"text": ZORBLAX}, headers={"origin": "https://news.example.org"})
+        assert own.status_code == 201
+    monkeypatch.delenv("QA_ALLOWED_HOSTS")
+    assert Settings.from_env().allowed_hosts == ()
+    for bad in ("http://news.example.org", "news.example.org:8000", "news example", "a/b"):
+        monkeypatch.setenv("QA_ALLOWED_HOSTS", bad)
+        with pytest.raises(ValueError, match="QA_ALLOWED_HOSTS"):
+            Settings.from_env()
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "http://testserver", "null", "http://localhost.evil.example",
+                                    "file://"])
+def test_a_write_from_an_origin_outside_the_allowed_hosts_is_403(seed_copy, origin):
+    with TestClient(create_app(seed_copy.settings.with_(allowed_hosts=()), index=seed_copy), base_url=BASE) as client:
+        h = {"origin": origin}
+        assert is_error(client.post("/documents", json={"text": ZORBLAX}, headers=h), 403)
+        assert is_error(client.delete(f"/documents/{RETALIATION_DOC}", headers=h), 403)
+        assert is_error(client.post("/index/rebuild", headers=h), 403)
+        assert client.get(f"/documents/{RETALIATION_DOC}").status_code == 200
+        for own in ("http://127.0.0.1:8000", "http://[::1]:8000", "http://localhost:8000"):
+            assert client.post("/documents", json={"text": ZORBLAX}, headers={"origin": own}).status_code == 201
 
 # --- health, docs, errors --------------------------------------------------------------------------------------
 def test_health_reports_counts_model_and_vector_index(reader):
@@ -462,7 +511,7 @@ def test_health_reports_counts_model_and_vector_index(reader):
 
 
 def test_without_an_index_reads_get_clear_errors_not_crashes(index):
-    with TestClient(create_app(index.settings, index=index)) as client:
+    with TestClient(create_app(index.settings, index=index), base_url=BASE) as client:
         assert is_error(client.get("/health"), 503)
         assert is_error(client.post("/ask", json={"question": "which countries retaliated?"}), 409)
         assert is_error(client.get("/documents"), 409)
@@ -471,7 +520,7 @@ def test_without_an_index_reads_get_clear_errors_not_crashes(index):
 
 
 def test_the_first_article_added_creates_the_index(index):
-    with TestClient(create_app(index.settings, index=index)) as client:
+    with TestClient(create_app(index.settings, index=index), base_url=BASE) as client:
         assert client.post("/documents", json={"text": ZORBLAX}).status_code == 201
         assert client.get("/health").json()["documents"] == 1
 

@@ -37,7 +37,7 @@ from qa.ingest import HTML_SUFFIXES, TEXT_SUFFIXES, article_from_text, decode, h
 from qa.records import Article
 from qa.settings import Settings
 
-from .guards import BodyLimit, UnsupportedBody, check_origin, check_token
+from .guards import BodyLimit, HostGuard, UnsupportedBody, allowed_hosts, check_origin, check_token
 from .highlight import answer_parts, passage_segments, segments
 from .models import (
     AddArticle, AddResult, ArticleUpload, AskForm, AskRequest, AskResponse, DocumentOut, DocumentSummary, ErrorOut,
@@ -208,7 +208,9 @@ def create_app(settings: Settings | None = None, index: NewsIndex | None = None)
     )
     app.state.index = index
     app.state.settings = settings
+    app.state.allowed_hosts = allowed_hosts(settings.allowed_hosts)
     app.add_middleware(BodyLimit, limit=body_limit)
+    app.add_middleware(HostGuard, allowed=app.state.allowed_hosts)  # outermost: checked before anything else
 
     swagger = importlib.util.find_spec("swagger_ui")
     if swagger is not None and swagger.origin:

@@ -1,15 +1,21 @@
-"""What protects the server: the API token on writes, same-origin writes from browsers, and a cap on how
-many bytes a request body may send."""
+"""What protects the server: the Host header (only loopback names and QA_ALLOWED_HOSTS, against DNS rebinding),
+the API token on writes, writes from browsers only from allowed origins, and a cap on how many bytes a request body
+may send."""
 
 from __future__ import annotations
 
 import hmac
 import json
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from qa.errors import QAError, TooLarge
+from qa.settings import host_name
+
+# The names a browser on this machine uses for a server on loopback.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class Unauthorized(QAError):
@@ -46,15 +52,65 @@ def check_token(request: Request, expected: str | None, form_token: str | None =
         raise Unauthorized("wrong API token")
 
 
+def allowed_hosts(configured=()) -> frozenset[str]:
+    """The host names the server answers to: loopback and the configured ones (QA_ALLOWED_HOSTS)."""
+    return LOOPBACK_HOSTS | {h for h in (host_name(c) for c in configured) if h}
+
+
+def _request_host(value: str) -> str | None:
+    """The host name of a Host header ('localhost:8000', '[::1]:8000'), None when it is malformed."""
+    try:
+        parts = urlsplit("//" + value)
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+    except ValueError:
+        return None
+    if not parts.hostname or parts.username is not None or parts.path or parts.query or parts.fragment:
+        return None
+    return host_name(parts.hostname)
+
+
 def check_origin(request: Request) -> None:
-    """Refuse a write that a browser sends from another site's page (a forged form post to 127.0.0.1).
-    Programs send no Origin header and are not affected."""
+    """Refuse a write that a browser sends from a page whose origin's host is not one the server answers to
+    (a forged form post to 127.0.0.1 from another site, a rebound DNS name, ``Origin: null``). Programs send no
+    Origin header and are not affected. The allowed hosts are ``request.app.state.allowed_hosts``."""
     origin = request.headers.get("origin")
     if origin is None:
         return
-    host = request.headers.get("host", "")
-    if origin.rstrip("/").lower() != f"{request.url.scheme}://{host}".lower():
+    allowed = getattr(request.app.state, "allowed_hosts", LOOPBACK_HOSTS)
+    try:
+        host = host_name(urlsplit(origin.strip()).hostname or "")
+    except ValueError:
+        host = None
+    if host is None or host not in allowed:
         raise Forbidden(f"changes are accepted only from this server's own pages, not from {origin}")
+
+
+class HostGuard:
+    """ASGI middleware: a request whose Host header names another host gets 400 before any route runs. A web page
+    whose DNS name is rebound to 127.0.0.1 sends its own name as Host, so it cannot read from or write to the
+    server. Requests without a Host header (HTTP/1.0 programs) pass."""
+
+    def __init__(self, app: ASGIApp, allowed: frozenset[str]):
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = next((value for key, value in scope.get("headers", ()) if key == b"host"), None)
+        if raw is not None:
+            value = raw.decode("latin-1")
+            if _request_host(value) not in self.allowed:
+                shown = value if len(value) <= 100 else value[:100] + "…"
+                detail = (f"this server does not answer to the host {shown!r}: use localhost or 127.0.0.1, or add the "
+                          "host name to QA_ALLOWED_HOSTS")
+                body = json.dumps({"detail": detail}).encode()
+                await send({"type": "http.response.start", "status": 400, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
