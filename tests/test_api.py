@@ -177,6 +177,46 @@ def test_no_ask_body_makes_a_server_error(reader, body):
     assert r.status_code == 200 or is_error(r, r.status_code) and r.status_code in (400, 422)
 
 
+
+def _form(question: str, turns: list[tuple[str, str]]) -> dict:
+    """The page's form with earlier turns in its hidden fields (repeated names, in order)."""
+    return {"question": question, "history_question": [q for q, _ in turns], "history_answer": [a for _, a in turns]}
+
+
+@pytest.mark.parametrize("turns,said", [
+    ([("x" * 2001, "")], "at most 2,000"),                        # an earlier question is held to the question limit
+    ([("Why?", "y" * 10_001)], "at most 10,000"),                 # an earlier answer is bounded
+    ([("q" * 2000, "a" * 10_000)] * 9, "the limit is 100,000"),   # and so is the whole conversation
+])
+def test_history_over_the_limits_is_400_in_json_and_in_the_form(reader, turns, said):
+    question = "which countries retaliated?"
+    as_json = reader.post("/ask", json={"question": question, "history": [{"question": q, "answer": a}
+                                                                          for q, a in turns]})
+    assert is_error(as_json, 400) and said in as_json.json()["detail"]
+    form = reader.post("/ask", data=_form(question, turns))
+    assert is_error(form, 400) and said in form.json()["detail"]
+    page = reader.post("/ask", data=_form(question, turns), headers=HTML)
+    assert page.status_code == 400 and said in soup(page).select_one("#ask-error").get_text()
+
+
+def test_a_json_history_of_more_than_20_turns_is_400_and_the_form_reads_the_latest_20(reader):
+    turns = [(f"What happened on day {n}?", "Nothing much.") for n in range(25)]
+    r = reader.post("/ask", json={"question": "which countries retaliated?",
+                                  "history": [{"question": q, "answer": a} for q, a in turns]})
+    assert is_error(r, 400) and "at most the latest 20" in r.json()["detail"]
+    # The page sends its whole conversation; older turns than the latest 20 are not read, so they cannot be
+    # used to smuggle anything past the limits either.
+    old = [("x" * 100_000, "y" * 100_000)] * 5
+    form = reader.post("/ask", data=_form("which countries retaliated?", old + turns[5:]))
+    assert form.status_code == 200 and form.json()["passages"][0]["doc_id"] == RETALIATION_DOC
+    page = soup(reader.post("/ask", headers=HTML, data=_form("which countries retaliated?", old + turns[5:])))
+    assert len(page.select('input[name=history_question]')) == 21
+
+
+def test_a_form_question_over_the_limit_is_400(reader):
+    r = reader.post("/ask", data={"question": "x" * 2001})
+    assert is_error(r, 400) and "limit is 2000" in r.json()["detail"]
+
 # --- pages -----------------------------------------------------------------------------------------------------
 def test_the_chat_page_has_a_labelled_question_field(reader):
     page = soup(reader.get("/", headers=HTML))

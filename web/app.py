@@ -41,7 +41,7 @@ from .guards import BodyLimit, HostGuard, UnsupportedBody, allowed_hosts, check_
 from .highlight import answer_parts, passage_segments, segments
 from .models import (
     AddArticle, AddResult, ArticleUpload, AskForm, AskRequest, AskResponse, DocumentOut, DocumentSummary, ErrorOut,
-    Health, HistoryTurn, RebuildResult,
+    MAX_HISTORY_TURNS, Health, HistoryTurn, RebuildResult, check_history,
 )
 from .negotiation import content_type, is_form, wants_html
 from .openai_api import router as openai_router
@@ -49,8 +49,8 @@ from .openai_api import router as openai_router
 log = logging.getLogger("qa.web")
 HERE = Path(__file__).resolve().parent
 UPLOAD_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES
-# The no-JavaScript page carries the conversation in hidden fields; the search only leans on the latest turns.
-FORM_HISTORY_TURNS = 20
+# The page carries the whole conversation in hidden fields; the search only leans on the latest turns.
+FORM_HISTORY_TURNS = MAX_HISTORY_TURNS
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 HTML_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
@@ -323,6 +323,13 @@ def create_app(settings: Settings | None = None, index: NewsIndex | None = None)
             pairs = list(zip_longest(body.history_question, body.history_answer, fillvalue=""))
             pairs = [(q, a) for q, a in pairs if q.strip()][-FORM_HISTORY_TURNS:]
             first = len(body.history_question) - len(pairs) + 1
+            try:
+                check_history(pairs, settings.max_question_chars, name="the conversation", first=first,
+                              fields=("the question of turn {i}", "the answer of turn {i}"))
+            except QAError as e:
+                if not html:
+                    raise
+                return chat_page(request, [], error=str(e), status=e.status, partial=partial)
             earlier = [_history_view(first + i, q, a) for i, (q, a) in enumerate(pairs)]
             history = [{"question": q, "answer": a} for q, a in pairs]
             return await reply(request, body.question, body.k, history, turn=len(body.history_question) + 1,
@@ -330,6 +337,7 @@ def create_app(settings: Settings | None = None, index: NewsIndex | None = None)
         if not (_is_json(request) or is_form(request)):
             raise UnsupportedBody("send the question as JSON (content-type: application/json)")
         body = _parse(AskRequest, await _json_body(request))
+        check_history([(t.question, t.answer or "") for t in body.history], settings.max_question_chars)
         history = [turn.model_dump() for turn in body.history]
         earlier = [_history_view(i + 1, t.question, t.answer or "") for i, t in enumerate(body.history)]
         return await reply(request, body.question, body.k, history, turn=len(history) + 1, partial=partial,

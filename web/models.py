@@ -6,14 +6,41 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from qa.errors import InvalidInput
+
 DOC_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+# The limits on a conversation's earlier turns, for the JSON body and the page's form alike (an earlier question is
+# also held to QA_MAX_QUESTION_CHARS, since a follow-up is searched together with it).
+MAX_HISTORY_TURNS = 20
+MAX_HISTORY_ANSWER_CHARS = 10_000
+MAX_HISTORY_CHARS = 100_000  # questions and answers of all the turns together
+
+
+def check_history(turns: list[tuple[str, str]], max_question_chars: int, *, name: str = "history",
+                  fields: tuple[str, str] = ("history[{i}].question", "history[{i}].answer"), first: int = 0) -> None:
+    """Refuse (400) earlier turns ``(question, answer)`` over the limits, saying which field (``fields`` with
+    ``{i}``, counted from ``first``) and by how much."""
+    if len(turns) > MAX_HISTORY_TURNS:
+        raise InvalidInput(f"{name} holds {len(turns)} turns; send at most the latest {MAX_HISTORY_TURNS}")
+    total = 0
+    for i, (question, answer) in enumerate(turns):
+        if len(question.strip()) > max_question_chars:
+            raise InvalidInput(f"{fields[0].format(i=first + i)} is {len(question.strip()):,} characters long; an earlier "
+                               f"question, like a question, may have at most {max_question_chars:,}")
+        if len(answer) > MAX_HISTORY_ANSWER_CHARS:
+            raise InvalidInput(f"{fields[1].format(i=first + i)} is {len(answer):,} characters long; an earlier answer may "
+                               f"have at most {MAX_HISTORY_ANSWER_CHARS:,}")
+        total += len(question) + len(answer)
+    if total > MAX_HISTORY_CHARS:
+        raise InvalidInput(f"{name} holds {total:,} characters in all; the limit is {MAX_HISTORY_CHARS:,}")
 
 
 class HistoryTurn(BaseModel):
     """An earlier turn of the conversation; follow-ups that lean on it are searched together with it."""
 
-    question: str = Field(max_length=10_000)
-    answer: str | None = Field(default=None, max_length=50_000)
+    question: str = Field(description="at most 2,000 characters (QA_MAX_QUESTION_CHARS), like a question; "
+                                      "longer gets 400")
+    answer: str | None = Field(default=None, description="at most 10,000 characters; longer gets 400")
 
 
 class AskRequest(BaseModel):
@@ -21,7 +48,8 @@ class AskRequest(BaseModel):
 
     question: str = Field(description="1 to 2,000 characters; blank or longer questions get 400")
     k: int = Field(default=5, ge=1, le=20, description="how many passages to return")
-    history: list[HistoryTurn] = Field(default_factory=list, max_length=50)
+    history: list[HistoryTurn] = Field(default_factory=list, description=(
+        "earlier turns, oldest first: at most 20, 100,000 characters in all; more gets 400"))
 
     model_config = {"json_schema_extra": {"examples": [
         {"question": "Which countries retaliated?", "k": 5, "history": []},
@@ -32,7 +60,8 @@ class AskRequest(BaseModel):
 
 class AskForm(BaseModel):
     """The chat page's form (works without JavaScript): earlier turns travel as repeated hidden fields,
-    ``history_question`` and ``history_answer`` paired by position."""
+    ``history_question`` and ``history_answer`` paired by position. The latest 20 turns are read, with the limits
+    of the JSON body's ``history``."""
 
     question: str
     k: int = Field(default=5, ge=1, le=20)
