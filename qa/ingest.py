@@ -14,7 +14,7 @@ from datetime import date as Date, datetime
 from pathlib import Path
 
 from .errors import Conflict, InvalidInput, NotFound, TooLarge, UnsupportedFile
-from .records import Article
+from .records import Article, strip_controls
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -164,7 +164,9 @@ def article_from_text(
     author: str = "",
     path: str = "",
 ) -> Article:
-    """An article from decoded text; explicit fields win over front matter, which wins over what is derived."""
+    """An article from decoded text; explicit fields win over front matter, which wins over what is derived.
+    Control characters (C0 but tab, newline and carriage return) are removed first."""
+    raw = strip_controls(raw)
     fields, start = split_front_matter(raw)
     text = raw[start:]
     if not text.strip():
@@ -218,7 +220,7 @@ def html_to_article(html: str, *, doc_id: str, path: str = "", date: str = "") -
     for tag in soup.find_all(_BLOCK_TAGS):
         tag.insert_before("\n")
         tag.insert_after("\n")
-    lines = [" ".join(line.split()) for line in soup.get_text("").splitlines()]
+    lines = [" ".join(line.split()) for line in strip_controls(soup.get_text("")).splitlines()]
     text = "\n\n".join(line for line in lines if line)
     if not text:
         raise InvalidInput(f"{path or doc_id}: the page has no visible text")
@@ -251,7 +253,7 @@ def articles_from_records(records: list, *, name: str, max_bytes: int) -> list[A
     for n, record in enumerate(records):
         if not isinstance(record, dict):
             raise InvalidInput(f"{name}: record {n} is not an object")
-        text = _first(record, "body", "text", "content", "article")
+        text = strip_controls(_first(record, "body", "text", "content", "article"))
         if not text.strip():
             raise InvalidInput(f"{name}: record {n} has no body or text")
         if len(text.encode("utf-8")) > max_bytes:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, fields
+
+# C0 control characters but tab, newline and carriage return. NUL ends a string in SQLite's text functions (so
+# ``substr`` would cut a chunk short of its offsets) and none of them is text.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def strip_controls(text: str) -> str:
+    """``text`` without NUL and the other C0 control characters except \\t, \\n and \\r."""
+    return _CONTROLS.sub("", text) if _CONTROLS.search(text) else text
 
 
 @dataclass
 class Article:
-    """One article as ingested. ``text`` is verbatim after decoding: every offset refers to it."""
+    """One article as ingested. ``text`` is verbatim after decoding, less the C0 control characters other than
+    tab, newline and carriage return (removed from every field): every offset refers to it."""
 
     doc_id: str
     text: str
@@ -17,6 +28,12 @@ class Article:
     url: str = ""
     author: str = ""
     path: str = ""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str):
+                setattr(self, f.name, strip_controls(value))
 
 
 @dataclass(frozen=True)

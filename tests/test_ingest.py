@@ -144,3 +144,36 @@ def test_dates_in_common_forms_parse_and_nonsense_does_not():
     assert parse_date("28 March 2025") == "2025-03-28"
     with pytest.raises(InvalidInput):
         parse_date("soon")
+
+
+CONTROLS = "\x00\x01\x08\x0b\x0c\x1b\x1f"
+
+
+def test_nul_and_other_c0_controls_are_removed_at_ingest_and_chunks_stay_exact_slices(fake_index, tmp_path):
+    sentences = [f"Sentence {n}{CONTROLS[n % 7:]}\x00 tells of ferry workers who struck over pay on day {n}.\t"
+                 for n in range(80)]
+    body = "Ferry strike\x00\n\n" + "\n\n".join(" ".join(sentences[i:i + 4]) for i in range(0, 80, 4)) + "\r\n"
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    # NUL after the first 64 KB is not taken for a binary file; in a JSON record it is an escape.
+    (folder / "late-nul.txt").write_text("Harbour news. " * 5_000 + "\n\n" + body, encoding="utf-8")
+    (folder / "records.jsonl").write_text(json.dumps({"id": "from-json", "title": "T\x00itle", "body": body}) + "\n",
+                                          encoding="utf-8")
+    fake_index.add_text(body, doc_id="pasted", source="Coastal\x00 Post")
+    fake_index.add_paths([folder])
+    store = fake_index.live().store
+    for doc_id in ("pasted", "late-nul", "from-json"):
+        doc = fake_index.document(doc_id)
+        for key in ("text", "title", "source"):
+            assert not any(c in doc[key] for c in CONTROLS), (doc_id, key)
+        assert "\t" in doc["text"] and "\r\n" in doc["text"] and "Sentence 7 tells" in doc["text"]
+        spans = store.chunk_spans(doc_id)
+        assert len(spans) > 1
+        ids = [i for (i,) in store.db.execute("SELECT id FROM chunks WHERE doc_id = ? ORDER BY chunk_no", (doc_id,))]
+        texts = store.chunk_texts(ids)
+        for chunk_id, (_, start, end) in zip(ids, spans):
+            assert texts[chunk_id] == doc["text"][start:end]
+    assert fake_index.document("pasted")["source"] == "Coastal Post"
+    assert fake_index.document("from-json")["title"] == "Title"
+    with pytest.raises(InvalidInput):
+        fake_index.add_text("\x00\x01 \x02\n", doc_id="only-controls")
