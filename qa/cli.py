@@ -5,12 +5,42 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from dataclasses import fields
 from pathlib import Path
 
 from .errors import InvalidInput, QAError
 from .settings import Settings, host_name
+
+
+# What a terminal would act on rather than show: escape sequences (CSI, OSC, DCS and the like, 7- and 8-bit), then
+# any other C0 control character but tab and newline, DEL and C1. Titles and texts come from articles anyone wrote.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]?"              # CSI: colours, cursor moves, screen clears
+    r"|\x1b[\]PX^_][^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"  # OSC (window title, hyperlink), DCS, SOS, PM, APC
+    r"|\x1b[ -/]*[0-~]?"                      # the other ESC sequences
+    r"|\x9b[0-?]*[ -/]*[@-~]?"                # 8-bit CSI
+    r"|[\x9d\x90\x98\x9e\x9f][^\x07\x1b\x9c\n]*(?:\x07|\x9c)?"  # 8-bit OSC, DCS, SOS, PM, APC
+)
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_RAW_IN_JSON = re.compile(r"[\x7f-\x9f\u2028\u2029]")  # what json.dumps(ensure_ascii=False) leaves raw
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` as a terminal may print it: escape sequences and control characters removed (not \\n, \\t)."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
+def _show(*values, file=None) -> None:
+    """print(), for text that may hold what an article's author put there."""
+    print(terminal_safe(" ".join(map(str, values))), file=file)
+
+
+def _show_json(data) -> None:
+    """JSON with the data unchanged: characters a terminal acts on are written as \\u escapes."""
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    print(_RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def _index(settings: Settings):
@@ -20,12 +50,12 @@ def _index(settings: Settings):
 
 
 def _report(report, verb: str) -> None:
-    print(
+    _show(
         f"{verb}: {len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged; "
         f"{report.chunks} chunks written, {report.embedded} embedded in {report.seconds:.1f} s"
     )
     for reason in report.skipped:
-        print(f"skipped {reason}", file=sys.stderr)
+        _show(f"skipped {reason}", file=sys.stderr)
 
 
 def cmd_index(args, settings: Settings) -> None:
@@ -51,7 +81,7 @@ def cmd_index(args, settings: Settings) -> None:
         _report(report, "built")
         if replacing:
             n = len(report.dropped)
-            print(f"{n} stored article{'' if n == 1 else 's'} dropped (not in {', '.join(map(str, paths))})")
+            _show(f"{n} stored article{'' if n == 1 else 's'} dropped (not in {', '.join(map(str, paths))})")
     else:
         _report(index.add_paths(paths, date=args.date or "", ids=args.ids, show_progress=progress), "indexed")
 
@@ -65,7 +95,7 @@ def cmd_add(args, settings: Settings) -> None:
 def cmd_remove(args, settings: Settings) -> None:
     """Remove an article by its document id."""
     _index(settings).remove(args.doc_id)
-    print(f"removed {args.doc_id}")
+    _show(f"removed {args.doc_id}")
 
 
 def cmd_docs(args, settings: Settings) -> None:
@@ -74,28 +104,28 @@ def cmd_docs(args, settings: Settings) -> None:
     stats = index.stats()
     docs = index.documents()
     if args.json:
-        print(json.dumps({"stats": stats, "documents": [d.to_dict() for d in docs]}, ensure_ascii=False, indent=2))
+        _show_json({"stats": stats, "documents": [d.to_dict() for d in docs]})
         return
-    print(f"{stats['documents']} documents, {stats['chunks']} chunks · model {stats['model']} ({stats['precision']}, "
+    _show(f"{stats['documents']} documents, {stats['chunks']} chunks · model {stats['model']} ({stats['precision']}, "
           f"{stats['dim']} dims) · vectors: {stats['vector_index']} · {stats['path']}")
     for d in docs:
-        print(f"{d.doc_id}\t{d.date or '-'}\t{d.chunks} chunks\t{d.title}")
+        _show(f"{d.doc_id}\t{d.date or '-'}\t{d.chunks} chunks\t{d.title}")
 
 
 def cmd_ask(args, settings: Settings) -> None:
     """Ask a question; prints the answer and the passages it cites."""
     answer = _index(settings).ask(args.question, k=args.k)
     if args.json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        _show_json(answer.to_dict())
         return
-    print(answer.answer)
+    _show(answer.answer)
     if not answer.answerable and answer.passages:
-        print("Nearest passages (weak matches):")
-    print()
+        _show("Nearest passages (weak matches):")
+    _show()
     for p in answer.passages:
-        print(f"[{p.rank}] {p.title} ({p.doc_id}, chars {p.start}–{p.end}){' · ' + p.date if p.date else ''}")
-        print("    " + " ".join(p.text.split()))
-        print()
+        _show(f"[{p.rank}] {p.title} ({p.doc_id}, chars {p.start}–{p.end}){' · ' + p.date if p.date else ''}")
+        _show("    " + " ".join(p.text.split()))
+        _show()
 
 
 def cmd_serve(args, settings: Settings) -> None:
@@ -104,7 +134,7 @@ def cmd_serve(args, settings: Settings) -> None:
 
     index = _index(settings)
     if not index.exists():
-        print(f"no index in {settings.index_dir}: building it from {settings.seeds_dir} …", file=sys.stderr)
+        _show(f"no index in {settings.index_dir}: building it from {settings.seeds_dir} …", file=sys.stderr)
         from .ingest import collect
 
         index.rebuild(collect([settings.seeds_dir], max_bytes=settings.max_article_bytes).articles)
@@ -117,13 +147,13 @@ def cmd_serve(args, settings: Settings) -> None:
         settings = settings.with_(allowed_hosts=settings.allowed_hosts + (served,))
     app = create_app(settings, index=index)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_token:
-        print(f"warning: serving on {args.host} without QA_API_TOKEN: anyone who can reach it can add and delete "
+        _show(f"warning: serving on {args.host} without QA_API_TOKEN: anyone who can reach it can add and delete "
               "articles", file=sys.stderr)
     if served in ("0.0.0.0", "::") and not settings.allowed_hosts:
-        print("note: requests naming a host other than localhost or 127.0.0.1 are refused; list the names clients "
+        _show("note: requests naming a host other than localhost or 127.0.0.1 are refused; list the names clients "
               "use in QA_ALLOWED_HOSTS", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"serving http://{host}:{args.port} (Ctrl-C stops)", file=sys.stderr)
+    _show(f"serving http://{host}:{args.port} (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
@@ -171,7 +201,7 @@ def cmd_eval(args, settings: Settings) -> None:
             raise InvalidInput("qa eval questions needs --articles FOLDER")
         report = evaluation.run_questions(settings, path, Path(args.articles), split=args.split or "all", cache=cache,
                                           config=config, progress=progress, answering=answering)
-    print(report.text())
+    _show(report.text())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,16 +263,16 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(**overrides)
         args.func(args, settings)
     except QAError as e:
-        print(f"qa: error: {e}", file=sys.stderr)
+        _show(f"qa: error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # bad settings in the environment
-        print(f"qa: error: {e}", file=sys.stderr)
+        _show(f"qa: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"qa: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        _show(f"qa: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("qa: interrupted", file=sys.stderr)
+        _show("qa: interrupted", file=sys.stderr)
         return 130
     return 0
 

@@ -137,3 +137,59 @@ def test_replacing_the_articles_with_paths_says_how_many_stored_ones_were_droppe
     code, out, err = cli("index", str(folder), "--rebuild")
     assert code == 0 and "2 added" in out and "4 stored articles dropped" in out, err
     assert _doc_ids(cli("docs")[1]) == {"a", RETALIATION_DOC}
+
+
+# --- terminal escapes: the CLI's functions in process, over an index whose titles and texts hold escapes ------------
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x1b[31mRed\x1b[0m \x9b2Jtitle\x08\x7f\r\x85\x1bc"
+PRINTED = ("\x1b", "\x07", "\x08", "\x7f", "\r", "\x85", "\x9b", "pwned", "[2J", "[31m")
+
+
+class _HostileIndex:
+    """What an index built before control characters were removed at ingest may hold (C1 ones still pass it)."""
+
+    def ask(self, question, k=5):
+        from qa.records import Answer, Passage
+
+        passage = Passage(1, "doc-1", f"Ferry {HOSTILE}", "2025-03-03", 0, 0, 40, f"Workers {HOSTILE} struck.", 0.9)
+        return Answer(question, f"They struck {HOSTILE} [1]", True, [passage])
+
+    def stats(self):
+        return {"documents": 1, "chunks": 1, "model": "m", "precision": "int8", "dim": 4, "vector_index": "flat",
+                "path": "index"}
+
+    def documents(self):
+        from qa.records import DocumentInfo
+
+        return [DocumentInfo("doc-1", f"Ferry {HOSTILE}", "2025-03-03", f"Post {HOSTILE}", "", 1, 40, "now")]
+
+
+@pytest.mark.parametrize("argv", [["ask", "why did they strike?"], ["docs"]])
+def test_titles_and_texts_are_printed_without_terminal_escapes(monkeypatch, capsys, argv):
+    from qa import cli as qa_cli
+
+    monkeypatch.setattr(qa_cli, "_index", lambda settings: _HostileIndex())
+    assert qa_cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Ferry Red title" in out and not any(bad in out for bad in PRINTED), repr(out)
+    assert "\n" in out and ("\t" in out) == (argv == ["docs"])
+
+
+@pytest.mark.parametrize("argv", [["ask", "why did they strike?", "--json"], ["docs", "--json"]])
+def test_json_output_keeps_the_data_but_no_raw_control_characters(monkeypatch, capsys, argv):
+    from qa import cli as qa_cli
+
+    monkeypatch.setattr(qa_cli, "_index", lambda settings: _HostileIndex())
+    assert qa_cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert not any(c in out for c in "\x1b\x07\x08\x7f\r\x85\x9b")
+    data = json.loads(out)
+    title = data["passages"][0]["title"] if argv[0] == "ask" else data["documents"][0]["title"]
+    assert title == f"Ferry {HOSTILE}"  # the exact data, escaped as JSON
+
+
+def test_an_error_naming_a_hostile_file_is_printed_without_escapes(tmp_path, capsys):
+    from qa import cli as qa_cli
+
+    assert qa_cli.main(["--index-dir", str(tmp_path / "index"), "add", str(tmp_path / "\x1b[2Jgone.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "gone.txt" in err and "\x1b" not in err
