@@ -35,6 +35,11 @@ _LINE = re.compile(r"[^\n]+")
 _WORD_BEFORE = re.compile(r"(\S+)$")
 _WORD_AFTER = re.compile(r"[\"'\u201c\u2018(\[]*([\w.'\u2019-]+)")
 SPLITTER_VERSION = 1
+# No word piece of the model's vocabulary spans more characters than this (the longest, "telecommunications", has
+# 18). A token that does is an [UNK] standing for a whole word the vocabulary cannot spell, up to megabytes long
+# without a space: it is counted as one token per this many characters, and may be cut between them, so that a
+# chunk stays within its budget of tokens and of characters (budget x this, a few thousand) whatever the text.
+MAX_TOKEN_CHARS = 20
 
 
 def _is_initialism(word: str) -> bool:
@@ -144,10 +149,16 @@ class Chunker:
         self.config = config
 
     def _token_offsets(self, text: str) -> tuple[list[int], list[int]]:
+        """Start and end offsets of the tokens of ``text``; a token over ``MAX_TOKEN_CHARS`` characters long is
+        given as pieces of that many characters."""
         enc = self.tokenizer.encode(text, add_special_tokens=False)
         starts, ends = [], []
         for s, e in enc.offsets:
-            if e > s:
+            if e - s > MAX_TOKEN_CHARS:
+                for a in range(s, e, MAX_TOKEN_CHARS):
+                    starts.append(a)
+                    ends.append(min(a + MAX_TOKEN_CHARS, e))
+            elif e > s:
                 starts.append(s)
                 ends.append(e)
         return starts, ends
@@ -179,7 +190,8 @@ class Chunker:
         """Split ``text`` into chunks of whole sentences with a whole-sentence overlap.
 
         A sentence longer than the budget is cut between words (or, for a run with no spaces, between word
-        pieces) so that nothing is silently truncated by the model.
+        pieces, or every ``MAX_TOKEN_CHARS`` characters of a word the model reads as one [UNK]) so that nothing is
+        silently truncated by the model and no chunk is longer than a few thousand characters.
         """
         budget = self.budget(self.title_prefix(title))
         starts, ends = self._token_offsets(text)

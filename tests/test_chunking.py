@@ -2,7 +2,7 @@
 
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from qa.chunking import Chunker, ChunkerConfig, load_tokenizer, split_sentences
+from qa.chunking import MAX_TOKEN_CHARS, Chunker, ChunkerConfig, load_tokenizer, split_sentences
 from qa.settings import Settings
 
 TOKENIZER = load_tokenizer(str(Settings().model_dir))
@@ -105,3 +105,29 @@ def test_neighbouring_chunks_share_one_whole_sentence():
     for a, b in zip(chunks, chunks[1:]):
         shared = [(s, e) for s, e in sentences if a.start <= s and e <= a.end and b.start <= s and e <= b.end]
         assert len(shared) == 1 and b.start == shared[0][0]
+
+
+LONGEST = MAX_TOKEN_CHARS * 256  # characters in a chunk at most: about 5,000
+
+
+def test_a_200_kb_word_without_spaces_is_cut_into_bounded_chunks():
+    # The model reads a word over 100 characters as one [UNK]: counted as one token, it made one 200 KB chunk.
+    word = "".join("abcdefghijklmnopqrstuvwxyz"[i * 7 % 26] for i in range(200_000))
+    text = f"The leak held one line. {word} It ended there.\n\nA second paragraph follows."
+    chunker = Chunker(TOKENIZER)
+    title = "Leak " + "z" * 5_000
+    _check(text, chunker, title)
+    chunks = chunker.chunk(text, title)
+    assert len(chunks) > 38 and max(len(c.text) for c in chunks) <= LONGEST
+    assert len(chunker.title_prefix(title)) <= MAX_TOKEN_CHARS * chunker.config.title_tokens
+    assert chunks[-1].text.endswith("A second paragraph follows.")
+
+
+def test_a_200_kb_word_is_stored_in_bounded_passages(fake_index):
+    word = "x" * 200_000
+    fake_index.add_text(f"Harbour news.\n\nThe file held {word} and nothing else.", doc_id="leak")
+    doc = fake_index.document("leak")
+    spans = [(c["start"], c["end"]) for c in doc["chunks"]]
+    assert len(spans) > 38 and all(0 < e - s <= LONGEST for s, e in spans)
+    hits = fake_index.search("harbour news", k=3)
+    assert hits and all(len(p.text) <= LONGEST and doc["text"][p.start:p.end] == p.text for p in hits)
