@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 index: $(STAMP)
-	test -f index/CURRENT || $(BIN)/qa index
+	test -f "$${QA_INDEX_DIR:-index}/CURRENT" || $(BIN)/qa index
 
 serve: index
 	$(BIN)/qa serve

@@ -73,9 +73,10 @@ def cmd_index(args, settings: Settings) -> None:
         _report(index.rebuild(show_progress=progress), "rebuilt")
         return
     paths = [Path(p) for p in args.paths] or [settings.seeds_dir]
+    found = collect(paths, max_bytes=settings.max_article_bytes, date=args.date or "", ids=args.ids)
+    _show(found.summary())  # what was read, so a stray file (or one a .qaignore should list) shows in the counts
     if args.rebuild or not index.exists():
         replacing = index.exists()
-        found = collect(paths, max_bytes=settings.max_article_bytes, date=args.date or "", ids=args.ids)
         report = index.rebuild(found.articles, show_progress=progress)
         report.skipped = found.skipped
         _report(report, "built")
@@ -83,7 +84,9 @@ def cmd_index(args, settings: Settings) -> None:
             n = len(report.dropped)
             _show(f"{n} stored article{'' if n == 1 else 's'} dropped (not in {', '.join(map(str, paths))})")
     else:
-        _report(index.add_paths(paths, date=args.date or "", ids=args.ids, show_progress=progress), "indexed")
+        report = index.add(found.articles, show_progress=progress)
+        report.skipped = found.skipped
+        _report(report, "indexed")
 
 
 def cmd_add(args, settings: Settings) -> None:

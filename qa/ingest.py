@@ -325,17 +325,122 @@ def _parse_collection(text: str, path: Path) -> list:
         raise InvalidInput(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
+IGNORE_FILE = ".qaignore"
+
+
+def _glob_regex(pattern: str) -> str:
+    """A gitignore glob as a regular expression over a /-separated relative path."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[" and pattern.find("]", i + 2) != -1:
+            end = pattern.find("]", i + 2)
+            body = pattern[i + 1:end]
+            negated = body[:1] in ("!", "^")
+            out.append("[" + ("^" if negated else "") + re.sub(r"([\\\[\]^])", r"\\\1", body[negated:]) + "]")
+            i = end + 1
+            continue
+        elif c == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    regex: re.Pattern
+    negated: bool
+    dirs_only: bool
+
+
+class IgnoreRules:
+    """The ``.qaignore`` of a folder: gitignore-style glob lines, ``#`` comments. A pattern without a slash matches
+    a file or folder name at any depth (``PROVENANCE.md``, ``*.csv``, ``drafts/``); one with a slash matches the
+    path from the folder (``notes/*.md``, ``/README.md``, ``**/tmp``); a trailing ``/`` matches folders only;
+    ``!`` re-includes a file; the last matching line wins, and what is in an ignored folder stays ignored."""
+
+    def __init__(self, lines: list[str]):
+        self.rules: list[_Rule] = []
+        for line in lines:
+            line = line.rstrip("\r\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            line = line.rstrip() if not line.endswith("\\ ") else line
+            negated = line.startswith("!")
+            if negated or line.startswith("\\!") or line.startswith("\\#"):
+                line = line[1:]
+            dirs_only = line.endswith("/")
+            anchored = "/" in line.rstrip("/")
+            body = _glob_regex(line.rstrip("/").lstrip("/"))
+            regex = re.compile(("^" if anchored else "^(?:.*/)?") + body + "$", re.DOTALL)
+            self.rules.append(_Rule(regex, negated, dirs_only))
+
+    @classmethod
+    def of(cls, folder: Path) -> "IgnoreRules":
+        path = Path(folder) / IGNORE_FILE
+        if not path.is_file():
+            return cls([])
+        return cls(decode(path.read_bytes(), str(path)).splitlines())
+
+    def _matches(self, rel: str, is_dir: bool) -> bool:
+        ignored = False
+        for rule in self.rules:
+            if (not rule.dirs_only or is_dir) and rule.regex.match(rel):
+                ignored = not rule.negated
+        return ignored
+
+    def ignores(self, rel: str) -> bool:
+        """Is the file at ``rel`` (a /-separated path inside the folder) or a folder above it ignored?"""
+        if not self.rules:
+            return False
+        parts = rel.split("/")
+        return any(self._matches("/".join(parts[:n]), True) for n in range(1, len(parts))) or self._matches(rel, False)
+
+
 @dataclass
 class Collected:
-    """Articles gathered from paths, and the files that were passed over with the reason."""
+    """Articles gathered from paths, the files that were passed over with the reason, and counts for a summary:
+    files read by type, and files left out by a folder's ``.qaignore``."""
 
     articles: list[Article] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    files: dict[str, int] = field(default_factory=dict)  # suffix → files read
+    ignored: int = 0
+
+    def summary(self) -> str:
+        """'read 12 articles from 10 files (8 .txt, 2 .jsonl); 3 files ignored by .qaignore; 1 skipped'."""
+        n = sum(self.files.values())
+        by_count = sorted(self.files.items(), key=lambda kv: (-kv[1], kv[0]))
+        kinds = ", ".join(f"{count} {suffix}" for suffix, count in by_count)
+        line = (f"read {len(self.articles)} article{'' if len(self.articles) == 1 else 's'} from {n} "
+                f"file{'' if n == 1 else 's'}{f' ({kinds})' if kinds else ''}")
+        if self.ignored:
+            line += f"; {self.ignored} file{'' if self.ignored == 1 else 's'} ignored by {IGNORE_FILE}"
+        if self.skipped:
+            line += f"; {len(self.skipped)} skipped"
+        return line
 
 
 def collect(paths: list[Path], *, max_bytes: int, date: str = "", ids: str = "stem") -> Collected:
     """Articles from files and folders (recursively). A file named directly must be readable (its error is
-    raised); a file found inside a folder that cannot be read is skipped and reported. Two articles with one
+    raised); a file found inside a folder that cannot be read is skipped and reported. In a folder, hidden files
+    and folders are passed over, and so is what its ``.qaignore`` lists (see IgnoreRules). Two articles with one
     id are an error. ``ids="path"`` names articles by their path inside the folder ('sport-001')."""
     found = Collected()
     owner: dict[str, str] = {}
@@ -343,7 +448,19 @@ def collect(paths: list[Path], *, max_bytes: int, date: str = "", ids: str = "st
         root = Path(root)
         if not root.exists():
             raise NotFound(f"{root}: no such file or folder")
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if root.is_file():
+            files = [root]
+        else:
+            rules = IgnoreRules.of(root)
+            files = []
+            for p in sorted(root.rglob("*")):
+                rel = p.relative_to(root).as_posix()
+                if not p.is_file() or any(part.startswith(".") for part in rel.split("/")):
+                    continue
+                if p.suffix.lower() in SUPPORTED and rules.ignores(rel):
+                    found.ignored += 1
+                    continue
+                files.append(p)
         for file in files:
             if root.is_dir() and file.suffix.lower() not in SUPPORTED:
                 continue
@@ -357,6 +474,8 @@ def collect(paths: list[Path], *, max_bytes: int, date: str = "", ids: str = "st
                     raise
                 found.skipped.append(str(e))
                 continue
+            suffix = file.suffix.lower() or "(none)"
+            found.files[suffix] = found.files.get(suffix, 0) + 1
             for article in articles:
                 if article.doc_id in owner:
                     raise Conflict(

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -193,3 +194,50 @@ def test_an_error_naming_a_hostile_file_is_printed_without_escapes(tmp_path, cap
     assert qa_cli.main(["--index-dir", str(tmp_path / "index"), "add", str(tmp_path / "\x1b[2Jgone.txt")]) == 2
     err = capsys.readouterr().err
     assert "gone.txt" in err and "\x1b" not in err
+
+
+# --- qa index over a folder: .qaignore and the counts it prints (in process, over the fake embedder) ---------------
+def test_qa_index_honours_qaignore_and_says_what_it_read(monkeypatch, capsys, tmp_path):
+    from conftest import FakeEmbedder
+    from qa import cli as qa_cli
+    from qa.index import NewsIndex
+
+    monkeypatch.setattr(qa_cli, "_index", lambda settings: NewsIndex(settings, embedder=FakeEmbedder()))
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Ottawa announced new lumber quotas on Friday.", encoding="utf-8")
+    (folder / "b.md").write_text("Ferry workers went on strike on Monday over pay.", encoding="utf-8")
+    (folder / "PROVENANCE.md").write_text("Downloaded from example.org on 2025-01-02.", encoding="utf-8")
+    (folder / ".qaignore").write_text("# not an article\nPROVENANCE.md\n", encoding="utf-8")
+    index_dir = str(tmp_path / "index")
+    assert qa_cli.main(["--index-dir", index_dir, "index", str(folder)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "read 2 articles from 2 files (1 .md, 1 .txt); 1 file ignored by .qaignore"
+    assert out[1].startswith("built: 2 added") and len(out) == 2
+    (folder / "c.txt").write_text("The harbour reopened on Tuesday.", encoding="utf-8")
+    assert qa_cli.main(["--index-dir", index_dir, "index", str(folder)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("read 3 articles from 3 files") and out[1].startswith("indexed: 1 added, 0 updated, 2 ")
+    assert qa_cli.main(["--index-dir", index_dir, "docs"]) == 0
+    assert _doc_ids(capsys.readouterr().out) == {"a", "b", "c"}
+
+
+@pytest.mark.parametrize("has_index", [True, False])
+def test_make_index_looks_for_the_index_in_qa_index_dir(tmp_path, has_index):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    work = tmp_path / "checkout"  # no index/ here: only QA_INDEX_DIR can hold it
+    work.mkdir()
+    shutil.copy(Path(__file__).resolve().parent.parent / "Makefile", work / "Makefile")
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "qa").write_text(f"#!/bin/sh\ntouch {tmp_path / 'qa-ran'}\n", encoding="utf-8")
+    (fake_bin / "qa").chmod(0o755)
+    index_dir = tmp_path / "elsewhere"
+    index_dir.mkdir()
+    if has_index:
+        (index_dir / "CURRENT").write_text("gen-000001\n", encoding="utf-8")
+    proc = subprocess.run(["make", "-o", ".venv/.installed", "index", f"BIN={fake_bin}"], cwd=work, text=True,
+                          capture_output=True, env={**os.environ, "QA_INDEX_DIR": str(index_dir)}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "qa-ran").exists() is not has_index

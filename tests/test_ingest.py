@@ -177,3 +177,20 @@ def test_nul_and_other_c0_controls_are_removed_at_ingest_and_chunks_stay_exact_s
     assert fake_index.document("from-json")["title"] == "Title"
     with pytest.raises(InvalidInput):
         fake_index.add_text("\x00\x01 \x02\n", doc_id="only-controls")
+
+
+def test_a_folders_qaignore_leaves_out_what_it_lists(tmp_path):
+    (tmp_path / ".qaignore").write_text(
+        "# notes about the data, not articles\nPROVENANCE.md\n*.csv.json\ndrafts/\n/LICENSE.txt\nnotes/*.md\n"
+        "!notes/keep.md\n", encoding="utf-8")
+    for rel in ["a.txt", "PROVENANCE.md", "sub/PROVENANCE.md", "rows.csv.json", "drafts/d.txt", "x/drafts/e.txt",
+                "LICENSE.txt", "sub/LICENSE.txt", "notes/n.md", "notes/keep.md", ".hidden/h.txt"]:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"Ottawa announced new lumber quotas on Friday in {rel}.", encoding="utf-8")
+    found = collect([tmp_path], max_bytes=MB, ids="path")
+    assert sorted(a.doc_id for a in found.articles) == ["a", "notes-keep", "sub-LICENSE"]
+    assert found.ignored == 7 and found.files == {".txt": 2, ".md": 1}
+    assert found.summary() == "read 3 articles from 3 files (2 .txt, 1 .md); 7 files ignored by .qaignore"
+    # A file named directly is read whatever the folder's .qaignore says.
+    assert [a.doc_id for a in collect([tmp_path / "PROVENANCE.md"], max_bytes=MB).articles] == ["PROVENANCE"]
