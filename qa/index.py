@@ -33,7 +33,7 @@ from .locks import ReadWriteLock, process_lock
 from .records import AddReport, Answer, Article
 from .retrieval import RetrievalConfig, Retrieved, hybrid_search
 from .settings import Settings
-from .store import DB_NAME, FORMAT_VERSION, Store, atomic_write_text, utc_now
+from .store import DB_NAME, FORMAT_VERSION, Store, StoreClosed, atomic_write_text, utc_now
 from .vectors import VectorIndex, faiss_path
 
 CURRENT = "CURRENT"
@@ -160,8 +160,11 @@ class NewsIndex:
         if gen_dir is None:
             raise IndexMissing(f"no index in {self.root} yet: run `qa index` first")
         live = self._live
-        if live is not None and live.gen_dir == gen_dir and live.store.generation() == live.generation:
-            return live
+        try:
+            if live is not None and live.gen_dir == gen_dir and live.store.generation() == live.generation:
+                return live
+        except StoreClosed:
+            pass  # replaced by a rebuild meanwhile: self._live is the new one
         with self._open_lock:
             live = self._live
             if live is not None and live.gen_dir == gen_dir:
@@ -170,8 +173,12 @@ class NewsIndex:
                     live.vectors = VectorIndex.load(live.store, gen_dir, live.vectors.dim)
                     live.generation = generation
                 return live
-            self._live = self._open(gen_dir)
-            return self._live
+            fresh = self._live = self._open(gen_dir)
+        if live is not None:
+            # Another process switched generations: the old one's connections (whose files it deleted) are closed
+            # once no read in this process can still be using them (outside _open_lock, which readers may want).
+            self._rw.call_when_idle(live.store.close)
+        return fresh
 
     def _open(self, gen_dir: Path) -> _Live:
         store = Store(gen_dir / DB_NAME)
@@ -181,10 +188,19 @@ class NewsIndex:
         return _Live(gen_dir, store, vectors, int(meta["generation"]), meta)
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections (every thread's)."""
         if self._live is not None:
             self._live.store.close()
             self._live = None
+
+    def _sweep(self, gen_dir: Path | None) -> None:
+        """Remove what a writer killed mid-save left behind (``.vectors-*.tmp``, ``.CURRENT.*.tmp``). Called by
+        writers under the process lock, so no other writer is saving one right now."""
+        leftovers = list(self.root.glob(f".{CURRENT}.*.tmp"))
+        if gen_dir is not None:
+            leftovers += gen_dir.glob(".vectors-*.tmp")
+        for path in leftovers:
+            path.unlink(missing_ok=True)
 
     # --- reads ---------------------------------------------------------------------------------------------------
     def stats(self) -> dict:
@@ -391,6 +407,7 @@ class NewsIndex:
         report = AddReport()
         with self._write_lock, process_lock(self.root / "write.lock"):
             live = self.live()
+            self._sweep(live.gen_dir)
             self._checked_embedder(live)
             todo = []
             for article in articles:
@@ -430,6 +447,7 @@ class NewsIndex:
         """Delete an article from SQLite, BM25 and FAISS alike; NotFound for an unknown id."""
         with self._write_lock, process_lock(self.root / "write.lock"):
             live = self.live()
+            self._sweep(live.gen_dir)
             if live.store.content_hash(doc_id) is None:
                 raise NotFound(f"no document with id {doc_id!r}")
             self._write(live.store, live.vectors, live.gen_dir, [], [doc_id], AddReport())
@@ -460,6 +478,7 @@ class NewsIndex:
                 articles = self.stored_articles()
             report = AddReport(added=[a.doc_id for a in articles])
             old_dir = self._current_dir()
+            self._sweep(None)
             numbers = [int(p.name[4:]) for p in self.root.glob("gen-*") if p.name[4:].isdigit()]
             gen_dir = self.root / f"gen-{max(numbers, default=0) + 1:06d}"
             for stale in self.root.glob("gen-*"):
@@ -467,6 +486,7 @@ class NewsIndex:
                     shutil.rmtree(stale, ignore_errors=True)  # left behind by a crashed build
             gen_dir.mkdir(parents=True)
             old_store = Store(old_dir / DB_NAME) if old_dir else None
+            store = None
             try:
                 if old_store is not None:
                     kept = {a.doc_id for a in articles}
@@ -481,6 +501,8 @@ class NewsIndex:
                 store.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 store.close()
             except BaseException:
+                if store is not None:
+                    store.close()
                 shutil.rmtree(gen_dir, ignore_errors=True)
                 raise
             finally:
@@ -490,6 +512,8 @@ class NewsIndex:
             fresh = self._open(gen_dir)
             with self._rw.write():  # no reader is between its reads while the old generation goes
                 old, self._live = self._live, fresh
+                if old is not None:
+                    old.store.close()  # every thread's connections: none may keep the deleted files open
                 if old_dir is not None:
                     shutil.rmtree(old_dir, ignore_errors=True)
         report.seconds = round(time.perf_counter() - began, 3)

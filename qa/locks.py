@@ -17,6 +17,27 @@ class ReadWriteLock:
         self._readers = 0
         self._writer = False
         self._waiting_writers = 0
+        self._when_idle: list = []
+
+    def call_when_idle(self, fn) -> None:
+        """Run ``fn`` as soon as no reader or writer holds the lock (now, if none does), excluding both while it
+        runs: how a replaced generation's connections are closed once no read can still be using them."""
+        with self._cond:
+            if self._readers or self._writer:
+                self._when_idle.append(fn)
+                return
+        # Idle now: run it as a writer would, so no reader starts meanwhile.
+        with self.write():
+            fn()
+
+    def _run_when_idle(self) -> None:
+        """With ``_cond`` held and the lock free: the deferred calls (a failing one does not stop the rest)."""
+        calls, self._when_idle = self._when_idle, []
+        for fn in calls:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 -- closing a connection must not break the read that ends here
+                pass
 
     @contextmanager
     def read(self):
@@ -30,6 +51,8 @@ class ReadWriteLock:
             with self._cond:
                 self._readers -= 1
                 if not self._readers:
+                    if self._when_idle and not self._writer:
+                        self._run_when_idle()
                     self._cond.notify_all()
 
     @contextmanager
@@ -45,6 +68,8 @@ class ReadWriteLock:
         finally:
             with self._cond:
                 self._writer = False
+                if self._when_idle:
+                    self._run_when_idle()
                 self._cond.notify_all()
 
 

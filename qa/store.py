@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -56,27 +57,48 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
+class StoreClosed(sqlite3.ProgrammingError):
+    """A store used after ``close()``: its generation was replaced (and is being deleted) or the index closed."""
+
+
+class _Connection(sqlite3.Connection):
+    """A connection a store can track weakly: one a finished thread no longer holds is closed as it is freed."""
+
+
 class Store:
     """SQLite access for one index generation. Reads use one connection per thread; writes go through
-    ``transaction()`` on a dedicated connection, which the caller serializes."""
+    ``transaction()`` on a dedicated connection, which the caller serializes. Every connection still open is
+    tracked, so ``close()`` closes them all, whichever threads opened them."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._local = threading.local()
         self._writer: sqlite3.Connection | None = None
+        self._connections: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        with self._lock:
+            if self._closed:
+                raise StoreClosed(f"{self.path} is closed")
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None,
+                                   factory=_Connection)
+            self._connections.add(conn)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def db(self) -> sqlite3.Connection:
         """This thread's reading connection."""
         conn = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is None or self._closed:
             conn = self._local.conn = self._connect()
         return conn
 
@@ -90,7 +112,7 @@ class Store:
 
     @property
     def writer(self) -> sqlite3.Connection:
-        if self._writer is None:
+        if self._writer is None or self._closed:
             self._writer = self._connect()
         return self._writer
 
@@ -99,13 +121,19 @@ class Store:
         return _Transaction(self.writer)
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-        if self._writer is not None:
-            self._writer.close()
+        """Close every connection this store opened, in any thread; using the store afterwards raises StoreClosed
+        (never a new connection to a generation that may be gone). The caller makes sure no other thread is in
+        the middle of a read on it (NewsIndex closes a replaced generation under its write lock)."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = list(self._connections), weakref.WeakSet()
             self._writer = None
+        self._local = threading.local()
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
 
     # --- reads -------------------------------------------------------------------------------------------------
     def meta(self) -> dict:

@@ -103,3 +103,83 @@ def test_a_rebuild_called_while_an_add_is_embedding_keeps_the_added_article(fake
     assert not errors, errors[0]
     assert {d.doc_id for d in fake_index.documents()} == {"doc0", "doc1"}
     assert "doc1" in {p.doc_id for p in fake_index.search("Report 1: steel tariffs round 1", k=5)}
+
+
+def _deleted_databases() -> list[str]:
+    """Descriptors this process holds on index databases (or their WAL) that were deleted: leaked generations."""
+    import os
+
+    import psutil
+
+    paths = [f.path for f in psutil.Process().open_files()]
+    # psutil lists only paths that still exist; a deleted file's link reads '<path> (deleted)'.
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return sorted({p for p in paths if "qa.sqlite3" in p and (p.endswith(" (deleted)") or not os.path.exists(p))})
+
+
+def test_rebuilds_close_every_connection_to_the_generations_they_replace(fake_index):
+    fake_index.rebuild([_article(i) for i in range(3)])
+
+    def read():
+        # Each thread gets its own connection to the generation it reads.
+        fake_index.search("steel tariffs", k=2)
+        fake_index.documents()
+
+    for _ in range(10):
+        threads = [threading.Thread(target=read) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        fake_index.add([_article(50)])  # the writer's connection too
+        fake_index.rebuild()
+    assert _deleted_databases() == []
+    assert len(fake_index.search("steel tariffs", k=2)) == 2
+
+
+def test_a_generation_replaced_by_another_process_is_closed_once_reads_end(fake_index, settings):
+    from conftest import FakeEmbedder
+    from qa.index import NewsIndex
+
+    fake_index.rebuild([_article(i) for i in range(3)])
+    fake_index.search("steel tariffs", k=2)
+    other = NewsIndex(settings, embedder=FakeEmbedder())  # stands for another process: its own objects
+    try:
+        for _ in range(3):
+            other.rebuild()
+            assert len(fake_index.search("steel tariffs", k=2)) == 2  # notices the new generation, reloads
+    finally:
+        other.close()
+    assert _deleted_databases() == []
+
+
+def test_a_writer_removes_temporary_files_left_by_a_crashed_save(fake_index):
+    fake_index.rebuild([_article(i) for i in range(2)])
+    gen_dir = fake_index.live().gen_dir
+    leftovers = [gen_dir / ".vectors-000007.faiss.4242.tmp", fake_index.root / ".CURRENT.4242.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half a file")
+    fake_index.search("steel tariffs", k=1)  # readers leave them alone
+    assert all(p.exists() for p in leftovers)
+    fake_index.add([_article(9)])
+    assert not any(p.exists() for p in leftovers)
+    assert not list(gen_dir.glob("*.tmp")) and not list(gen_dir.glob(".*.tmp"))
+
+
+def test_a_finished_threads_connection_is_not_kept_open(fake_index):
+    fake_index.rebuild([_article(i) for i in range(2)])
+    store = fake_index.live().store
+    fake_index.documents()
+    before = len(store._connections)
+    for _ in range(5):
+        t = threading.Thread(target=fake_index.documents)
+        t.start()
+        t.join()
+    import gc
+
+    gc.collect()
+    assert len(store._connections) == before
