@@ -25,11 +25,11 @@ def check_history(turns: list[tuple[str, str]], max_question_chars: int, *, name
     total = 0
     for i, (question, answer) in enumerate(turns):
         if len(question.strip()) > max_question_chars:
-            raise InvalidInput(f"{fields[0].format(i=first + i)} is {len(question.strip()):,} characters long; an earlier "
-                               f"question, like a question, may have at most {max_question_chars:,}")
+            raise InvalidInput(f"{fields[0].format(i=first + i)} is {len(question.strip()):,} characters long; an "
+                               f"earlier question, like a question, may have at most {max_question_chars:,}")
         if len(answer) > MAX_HISTORY_ANSWER_CHARS:
-            raise InvalidInput(f"{fields[1].format(i=first + i)} is {len(answer):,} characters long; an earlier answer may "
-                               f"have at most {MAX_HISTORY_ANSWER_CHARS:,}")
+            raise InvalidInput(f"{fields[1].format(i=first + i)} is {len(answer):,} characters long; an earlier "
+                               f"answer may have at most {MAX_HISTORY_ANSWER_CHARS:,}")
         total += len(question) + len(answer)
     if total > MAX_HISTORY_CHARS:
         raise InvalidInput(f"{name} holds {total:,} characters in all; the limit is {MAX_HISTORY_CHARS:,}")
