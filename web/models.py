@@ -204,3 +204,9 @@ class ErrorOut(BaseModel):
     """Every error: one sentence saying what is wrong and how to fix it."""
 
     detail: str
+
+
+class ValidationErrorOut(ErrorOut):
+    """A malformed body or parameter: ``detail`` in one line, ``errors`` field by field."""
+
+    errors: list[dict] = []

@@ -33,6 +33,7 @@ from qa.errors import IndexMismatch, IndexMissing, QAError
 from qa.index import NewsIndex
 from qa.records import Answer, Passage
 
+from .deps import get_index
 from .models import AskResponse
 
 log = logging.getLogger("qa.web.openai")
@@ -153,9 +154,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_index(request: Request) -> NewsIndex:
-    """The NewsIndex the app serves (the one /ask reads)."""
-    return request.app.state.index
 
 
 # --- request --------------------------------------------------------------------------------------------------------

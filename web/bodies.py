@@ -1,0 +1,72 @@
+"""Reading request bodies the routes parse themselves (they accept several media types)."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+from qa.errors import QAError
+
+from .negotiation import content_type
+
+
+class MalformedBody(QAError):
+    """A body that is not JSON, or not the JSON the route reads."""
+
+    status = 422
+
+
+def parse(model: type[BaseModel], data) -> BaseModel:
+    """``model`` from parsed data, or the same 422 that FastAPI gives for a declared body."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors(include_url=False, include_context=False, include_input=False)
+        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in errors]) from None
+
+
+async def json_body(request: Request):
+    raw = await request.body()
+    if not raw.strip():
+        raise MalformedBody("the body is empty: send a JSON object")
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise MalformedBody(f"the body is not valid UTF-8 JSON ({e})") from None
+    check_unicode(data)
+    return data
+
+
+def check_unicode(value) -> None:
+    """JSON may escape lone surrogates ("\\ud800"), which are not text: refuse them before they reach SQLite."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MalformedBody("the body holds a lone surrogate escape, which is not valid Unicode text") from None
+    elif isinstance(value, list):
+        for item in value:
+            check_unicode(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_unicode(key)
+            check_unicode(item)
+
+
+def looks_like_json(raw: bytes) -> bool:
+    # `curl -d '{"question": …}'` without a content type sends urlencoded: read it as the JSON it is.
+    return raw.lstrip()[:1] == b"{"
+
+
+def is_json(request: Request) -> bool:
+    """A JSON body, or one sent without a content type (read as JSON)."""
+    media = content_type(request)
+    return media in ("", "application/json") or media.endswith("+json")
+
+
+def text(value) -> str:
+    """A form field as text ('' for a missing field or a file where text was expected)."""
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,94 @@
+"""Asking: POST and GET /ask (JSON for programs, the chat page for browsers) and the chat page itself."""
+
+from __future__ import annotations
+
+from itertools import zip_longest
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from qa.index import NewsIndex
+
+from ..bodies import is_json, json_body, looks_like_json, parse
+from ..deps import get_index, get_pages
+from ..errors import show_errors_on
+from ..guards import UnsupportedBody
+from ..models import MAX_HISTORY_TURNS, AskForm, AskRequest, AskResponse, check_history
+from ..negotiation import is_form, wants_html
+from ..pages import Pages, history_view, turn_view
+from .common import ERRORS, HTML_200, INDEX_ERRORS, body
+
+router = APIRouter()
+# The page carries the whole conversation in hidden fields; the search only leans on the latest turns.
+FORM_HISTORY_TURNS = MAX_HISTORY_TURNS
+
+
+async def reply(request: Request, index: NewsIndex, pages: Pages, question: str, k: int, history: list[dict], *,
+                turn: int, partial: bool, earlier: list[dict]):
+    """The one answer path behind GET and POST /ask: JSON for programs, the chat page for browsers."""
+    show_errors_on(request, lambda r, status, detail: pages.chat(
+        r, earlier, k=k, error=detail, status=status, partial=partial, question=question))
+    answer = await run_in_threadpool(index.ask, question, k, history)
+    data = answer.to_dict()
+    if wants_html(request):
+        return pages.chat(request, earlier + [turn_view(turn, data)], k=k, partial=partial)
+    return data
+
+
+@router.post("/ask", summary="Answer a question", response_model=AskResponse,
+             responses={**HTML_200, **ERRORS, **INDEX_ERRORS},
+             openapi_extra=body({"application/json": "AskRequest", "application/x-www-form-urlencoded": "AskForm"}))
+async def ask(request: Request, partial: bool = Query(False, include_in_schema=False),
+              index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
+    """Answer a question from the articles.
+
+    Send JSON `{"question": "...", "k": 5, "history": [{"question": "...", "answer": "..."}]}`. The reply's
+    `answer` holds one to three sentences taken from the passages, each followed by `[n]` (the passage's
+    `rank`); `answer_spans` locate those sentences in their articles. When the articles don't answer the
+    question, `answerable` is false, the answer says so, and the nearest passages are listed as weak matches.
+    A follow-up that leans on the previous turn ("and what did they say about it?") is searched together
+    with it. The chat page posts the same route as a form."""
+    max_chars = request.app.state.settings.max_question_chars
+    if is_form(request) and not looks_like_json(await request.body()):
+        form = await request.form()
+        raw = {"question": form.get("question", ""), "k": form.get("k") or 5,
+               "history_question": form.getlist("history_question"),
+               "history_answer": form.getlist("history_answer")}
+        show_errors_on(request, lambda r, status, detail: pages.chat(
+            r, [], error=detail, status=status, partial=partial))
+        form_body = parse(AskForm, raw)
+        pairs = list(zip_longest(form_body.history_question, form_body.history_answer, fillvalue=""))
+        pairs = [(q, a) for q, a in pairs if q.strip()][-FORM_HISTORY_TURNS:]
+        first = len(form_body.history_question) - len(pairs) + 1
+        check_history(pairs, max_chars, name="the conversation", first=first,
+                      fields=("the question of turn {i}", "the answer of turn {i}"))
+        earlier = [history_view(first + i, q, a) for i, (q, a) in enumerate(pairs)]
+        history = [{"question": q, "answer": a} for q, a in pairs]
+        return await reply(request, index, pages, form_body.question, form_body.k, history,
+                           turn=len(form_body.history_question) + 1, partial=partial, earlier=earlier)
+    if not (is_json(request) or is_form(request)):
+        raise UnsupportedBody("send the question as JSON (content-type: application/json)")
+    json_request = parse(AskRequest, await json_body(request))
+    check_history([(t.question, t.answer or "") for t in json_request.history], max_chars)
+    history = [turn.model_dump() for turn in json_request.history]
+    earlier = [history_view(i + 1, t.question, t.answer or "") for i, t in enumerate(json_request.history)]
+    return await reply(request, index, pages, json_request.question, json_request.k, history,
+                       turn=len(history) + 1, partial=partial, earlier=earlier)
+
+
+@router.get("/ask", summary="Answer a question given in the URL", response_model=AskResponse,
+            responses={**HTML_200, **ERRORS, **INDEX_ERRORS})
+async def ask_get(request: Request, q: str = Query("", description="the question (1 to 2,000 characters)"),
+                  k: int = Query(5, ge=1, le=20, description="how many passages to return"),
+                  index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
+    """Answer a question given in the URL: `/ask?q=which+countries+retaliated%3F&k=5`. Same reply as POST."""
+    if not q.strip() and wants_html(request):
+        return RedirectResponse("/", status_code=303)
+    return await reply(request, index, pages, q, k, [], turn=1, partial=False, earlier=[])
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def chat(request: Request, pages: Pages = Depends(get_pages)):
+    """The chat page."""
+    return pages.chat(request, [])

@@ -1,0 +1,194 @@
+"""The articles: list, read, add, delete, rebuild (JSON for programs, the articles pages for browsers)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from qa.errors import InvalidInput, TooLarge, UnsupportedFile
+from qa.index import NewsIndex
+from qa.ingest import HTML_SUFFIXES, TEXT_SUFFIXES, article_from_text, decode, html_to_article, parse_date, safe_doc_id
+from qa.records import Article
+from qa.settings import Settings
+
+from ..bodies import is_json, json_body, parse, text
+from ..deps import get_index, get_pages, get_settings, write_access
+from ..errors import show_errors_on
+from ..guards import UnsupportedBody
+from ..highlight import segments
+from ..models import AddArticle, AddResult, DocumentOut, DocumentSummary, ErrorOut, RebuildResult
+from ..negotiation import is_form, wants_html
+from ..pages import Pages, size_text
+from .common import ERRORS, HTML_200, INDEX_ERRORS, WRITE_ERRORS, body
+
+UPLOAD_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES
+
+
+def on_documents_page(request: Request) -> None:
+    """Errors of the articles page's forms are shown on the articles page."""
+    pages: Pages = request.app.state.pages
+    show_errors_on(request, lambda r, status, detail: pages.documents(r, error=detail, status=status))
+
+
+router = APIRouter()
+# The write routes: errors on the articles page for browsers, then the origin and token checks.
+writes = APIRouter(dependencies=[Depends(on_documents_page), Depends(write_access)])
+
+
+@router.get("/documents", summary="List the articles", response_model=list[DocumentSummary],
+            responses={**HTML_200, **INDEX_ERRORS})
+def list_documents(request: Request, index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
+    """Every article: id, title, date, source, url, chunk count, length and when it was added (HTML for
+    browsers: the articles page, with forms to add, delete and rebuild)."""
+    if wants_html(request):
+        return pages.documents(request)
+    return [d.to_dict() for d in index.documents()]
+
+
+@router.get("/documents/{doc_id}", summary="One article", response_model=DocumentOut,
+            responses={**HTML_200, **ERRORS, 404: {"model": ErrorOut}, **INDEX_ERRORS})
+def get_document(request: Request, doc_id: str,
+                 start: int | None = Query(None, ge=0, description="HTML only: start of the passage to highlight"),
+                 end: int | None = Query(None, ge=0, description="HTML only: end of the passage to highlight"),
+                 hl: list[str] = Query([], description="HTML only: answer sentences to highlight, as start-end"),
+                 index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
+    """One article with its verbatim text and its chunks' offsets (HTML for browsers, with the passage
+    `start:end` and the answer sentences `hl` highlighted)."""
+    doc = index.document(doc_id)
+    if not wants_html(request):
+        return doc
+    article = doc["text"]
+    passage = None
+    if start is not None or end is not None:
+        if start is None or end is None or not start < end <= len(article):
+            raise InvalidInput(f"start and end must satisfy 0 ≤ start < end ≤ {len(article)}")
+        passage = (start, end)
+    answers = []
+    for item in hl:
+        a, sep, b = item.partition("-")
+        if not (sep and a.isdigit() and b.isdigit() and int(a) < int(b) <= len(article)):
+            raise InvalidInput(f"hl must be start-end inside the article, not {item!r}")
+        answers.append((int(a), int(b)))
+    anchors: dict[int, list[str]] = {}
+    for c in doc["chunks"]:
+        anchors.setdefault(c["start"], []).append(f"chunk-{c['chunk_no']}")
+    if passage:
+        anchors.setdefault(passage[0], []).append("passage")
+    url = doc["url"] if doc["url"].lower().startswith(("http://", "https://")) else ""
+    return pages.render(request, "document.html", {
+        "doc": doc, "url": url, "passage": passage,
+        "segments": segments(article, 0, passage=passage, answers=answers, anchors=anchors),
+    })
+
+
+def add_sync(index: NewsIndex, settings: Settings, article: Article | None, fields: AddArticle | None) -> dict:
+    if article is not None:
+        report = index.add([article])
+    else:
+        if len(fields.text.encode("utf-8")) > settings.max_article_bytes:
+            raise TooLarge(f"the article is over the {size_text(settings.max_article_bytes)} limit")
+        report = index.add_text(fields.text, title=fields.title, date=fields.date, source=fields.source,
+                                url=fields.url, doc_id=fields.doc_id)
+    doc_id = (report.added + report.updated + report.unchanged)[0]
+    status = "added" if report.added else "updated" if report.updated else "unchanged"
+    doc = index.document(doc_id)
+    return {"doc_id": doc_id, "title": doc["title"], "chunks": len(doc["chunks"]), "status": status,
+            "embedded": report.embedded, "seconds": report.seconds}
+
+
+def upload_article(settings: Settings, filename: str, data: bytes, fields: dict) -> Article:
+    """An article from an uploaded file; fields given in the form win over what the file states."""
+    name = Path(filename.replace("\\", "/")).name
+    suffix = Path(name).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        raise UnsupportedFile(f"{name}: unsupported file type {suffix or '(none)'}; upload .txt, .md or .html")
+    if len(data) > settings.max_article_bytes:
+        raise TooLarge(f"{name} is {len(data) / 1e6:.1f} MB, over the {size_text(settings.max_article_bytes)} limit")
+    decoded = decode(data, name)
+    doc_id = fields.get("doc_id") or safe_doc_id(Path(name).stem)
+    if suffix in HTML_SUFFIXES:
+        article = html_to_article(decoded, doc_id=doc_id, path=name, date=fields.get("date", ""))
+        overrides = {k: fields[k].strip() for k in ("title", "source", "url") if fields.get(k, "").strip()}
+        return dataclasses.replace(article, **overrides)
+    return article_from_text(decoded, doc_id=doc_id, path=name, **{
+        k: fields.get(k, "") for k in ("title", "date", "source", "url")})
+
+
+@writes.post("/documents", summary="Add an article", status_code=201, response_model=AddResult,
+             responses={**WRITE_ERRORS, 413: {"model": ErrorOut, "description": "Article over the size limit"},
+                        415: {"model": ErrorOut, "description": "Binary, non-UTF-8 or unsupported file"}},
+             openapi_extra=body({"application/json": "AddArticle", "multipart/form-data": "ArticleUpload"}))
+async def add_document(request: Request, index: NewsIndex = Depends(get_index),
+                       settings: Settings = Depends(get_settings), pages: Pages = Depends(get_pages)):
+    """Add an article: JSON `{"text": "...", "title"?, "date"?, "source"?, "url"?, "doc_id"?}` or a multipart
+    upload of a .txt, .md or .html `file`. It is searchable by the very next question. Adding an article
+    again with the same id replaces it."""
+    article, fields = None, None
+    if is_form(request):
+        form = await request.form(max_part_size=request.app.state.body_limit)
+        values = {k: text(form.get(k)) for k in ("text", "title", "date", "source", "url", "doc_id")}
+        upload = form.get("file")
+        if isinstance(upload, UploadFile) and upload.filename:
+            data = await upload.read(settings.max_article_bytes + 1)
+            if values["date"]:
+                values["date"] = parse_date(values["date"])
+            if values["doc_id"]:
+                values["doc_id"] = safe_doc_id(values["doc_id"])
+            article = upload_article(settings, upload.filename, data, values)
+        elif not values["text"].strip():
+            raise InvalidInput("paste the article text or choose a file to upload")
+        else:
+            fields = parse(AddArticle, values)
+    elif is_json(request):
+        fields = parse(AddArticle, await json_body(request))
+    else:
+        raise UnsupportedBody("send the article as JSON or as a multipart upload of a .txt, .md or .html file")
+    result = await run_in_threadpool(add_sync, index, settings, article, fields)
+    if wants_html(request):
+        verb = {"added": "Added", "updated": "Updated", "unchanged": "Already indexed, unchanged:"}[result["status"]]
+        return pages.documents(
+            request, status=201, added=result["doc_id"],
+            message=f"{verb} “{result['title']}” ({result['doc_id']}, {result['chunks']} chunks) in "
+                    f"{result['seconds']:.1f} s. Ask about it on the chat page.")
+    return JSONResponse(AddResult(**result).model_dump(), status_code=201)
+
+
+@writes.delete("/documents/{doc_id}", summary="Delete an article", status_code=204, response_class=Response,
+               responses={**WRITE_ERRORS, 404: {"model": ErrorOut}})
+async def delete_document(doc_id: str, index: NewsIndex = Depends(get_index)):
+    """Remove an article from the index (its text, chunks, vectors and BM25 entries)."""
+    await run_in_threadpool(index.remove, doc_id)
+    return Response(status_code=204)
+
+
+@writes.post("/documents/{doc_id}/delete", include_in_schema=False)
+async def delete_document_form(request: Request, doc_id: str, index: NewsIndex = Depends(get_index),
+                               pages: Pages = Depends(get_pages)):
+    """The articles page's delete button (HTML forms cannot send DELETE)."""
+    await run_in_threadpool(index.remove, doc_id)
+    if wants_html(request):
+        return pages.documents(request, message=f"Deleted {doc_id}.")
+    return Response(status_code=204)
+
+
+@writes.post("/index/rebuild", summary="Rebuild the index", response_model=RebuildResult,
+             responses={**WRITE_ERRORS, **INDEX_ERRORS})
+async def rebuild(request: Request, index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
+    """Rebuild the index from the stored articles into a new generation and switch to it atomically;
+    questions keep being answered from the old one until then. Unchanged chunks reuse their vectors."""
+    report = await run_in_threadpool(index.rebuild)
+    result = {"documents": len(report.added), "chunks": report.chunks, "embedded": report.embedded,
+              "seconds": report.seconds}
+    if wants_html(request):
+        return pages.documents(request, message=(
+            f"Rebuilt the index: {result['documents']} articles, {result['chunks']} chunks "
+            f"({result['embedded']} embedded anew) in {result['seconds']:.1f} s."))
+    return result
+
+
+router.include_router(writes)
