@@ -6,7 +6,10 @@ import argparse
 import json
 import os
 import re
+import shlex
+import shutil
 import sys
+import textwrap
 from dataclasses import fields
 from pathlib import Path
 
@@ -43,6 +46,21 @@ def _show_json(data) -> None:
     print(_RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
+def _plural(n: int, word: str, plural: str = "") -> str:
+    """'1 chunk', '2 chunks', '0 chunks'."""
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def _quiet_stdout() -> None:
+    """After a reader closed the pipe (``qa docs | head -1``): point stdout at devnull, so the flush at exit has
+    nowhere to fail (what Python's documentation on SIGPIPE recommends)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def _index(settings: Settings):
     from .index import NewsIndex
 
@@ -52,7 +70,7 @@ def _index(settings: Settings):
 def _report(report, verb: str) -> None:
     _show(
         f"{verb}: {len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged; "
-        f"{report.chunks} chunks written, {report.embedded} embedded in {report.seconds:.1f} s"
+        f"{_plural(report.chunks, 'chunk')} written, {report.embedded} embedded in {report.seconds:.1f} s"
     )
     for reason in report.skipped:
         _show(f"skipped {reason}", file=sys.stderr)
@@ -91,7 +109,16 @@ def cmd_index(args, settings: Settings) -> None:
 
 def cmd_add(args, settings: Settings) -> None:
     """Add article files (.txt, .md, .html, .json, .jsonl); they are answerable at once."""
-    report = _index(settings).add_paths([Path(p) for p in args.files], date=args.date or "", ids="stem")
+    index = _index(settings)
+    report = index.add_paths([Path(p) for p in args.files], date=args.date or "", ids="stem",
+                             show_progress=sys.stderr.isatty())
+    # Each new or changed article by the id `qa remove` takes; the unchanged ones are the summary's count.
+    changed = set(report.added) | set(report.updated)
+    titles = {d.doc_id: d.title for d in index.documents() if d.doc_id in changed} if changed else {}
+    for verb, ids in (("added", report.added), ("updated", report.updated)):
+        for doc_id in ids:
+            title = titles.get(doc_id, "")
+            _show(f"{verb} {shlex.quote(doc_id)}{' — ' + title if title else ''}")
     _report(report, "added")
 
 
@@ -109,26 +136,134 @@ def cmd_docs(args, settings: Settings) -> None:
     if args.json:
         _show_json({"stats": stats, "documents": [d.to_dict() for d in docs]})
         return
-    _show(f"{stats['documents']} documents, {stats['chunks']} chunks · model {stats['model']} ({stats['precision']}, "
+    _show(f"{_plural(stats['documents'], 'document')}, {_plural(stats['chunks'], 'chunk')} · model {stats['model']} ({stats['precision']}, "
           f"{stats['dim']} dims) · vectors: {stats['vector_index']} · {stats['path']}")
     for d in docs:
-        _show(f"{d.doc_id}\t{d.date or '-'}\t{d.chunks} chunks\t{d.title}")
+        _show(f"{d.doc_id}\t{d.date or '-'}\t{_plural(d.chunks, 'chunk')}\t{d.title}")
 
 
-def cmd_ask(args, settings: Settings) -> None:
-    """Ask a question; prints the answer and the passages it cites."""
-    answer = _index(settings).ask(args.question, k=args.k)
-    if args.json:
-        _show_json(answer.to_dict())
-        return
+# How the answer sentences are marked inside the printed passages: bold yellow on a terminal, guillemets otherwise.
+_TTY_MARKS = ("\x1b[1;33m", "\x1b[0m")
+_PLAIN_MARKS = ("»", "«")
+
+
+def _marks() -> tuple[str, str]:
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    return _TTY_MARKS if colour else _PLAIN_MARKS
+
+
+def _passage_pieces(passage, spans) -> list[tuple[str, bool]]:
+    """The passage's text cut at the answer sentences it holds: (text, is_answer) pieces. The spans' article offsets
+    are made relative to the passage's ``start``; the text is never searched."""
+    size = len(passage.text)
+    ranges = sorted((max(s.start - passage.start, 0), min(s.end - passage.start, size))
+                    for s in spans if s.rank == passage.rank and s.doc_id == passage.doc_id)
+    pieces, at = [], 0
+    for a, b in ranges:
+        a = max(a, at)
+        if b <= a:
+            continue
+        pieces += [(passage.text[at:a], False), (passage.text[a:b], True)]
+        at = b
+    pieces.append((passage.text[at:], False))
+    return [(text, marked) for text, marked in pieces if text]
+
+
+def _passage_line(passage, spans, marks: tuple[str, str]) -> str:
+    """The passage on one line, whitespace runs made one space, the answer sentences between ``marks``. Each piece
+    is made terminal-safe on its own, and only then are the marks (our own escapes, on a terminal) put around it."""
+    opening, closing = marks
+    out = []
+    for text, marked in _passage_pieces(passage, spans):
+        text = re.sub(r"\s+", " ", terminal_safe(text))
+        core = text.strip()
+        if marked and core:
+            lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()):]
+            text = f"{lead}{opening}{core}{closing}{trail}"
+        out.append(text)
+    return re.sub(" {2,}", " ", "".join(out)).strip()
+
+
+def _citation(p) -> str:
+    """'[n] title — source, date (doc_id, chars a–b)', the parts an article lacks left out."""
+    about = ", ".join(part for part in (p.source, p.date) if part)
+    return f"[{p.rank}] {p.title or p.doc_id}{' — ' + about if about else ''} ({p.doc_id}, chars {p.start}–{p.end})"
+
+
+def _print_answer(answer) -> None:
+    """The answer, then each cited passage: its citation line and its text with the answer sentences marked."""
     _show(answer.answer)
     if not answer.answerable and answer.passages:
         _show("Nearest passages (weak matches):")
     _show()
+    marks = _marks()
     for p in answer.passages:
-        _show(f"[{p.rank}] {p.title} ({p.doc_id}, chars {p.start}–{p.end}){' · ' + p.date if p.date else ''}")
-        _show("    " + " ".join(p.text.split()))
+        _show(_citation(p))
+        print("    " + _passage_line(p, answer.answer_spans, marks))
         _show()
+
+
+def cmd_ask(args, settings: Settings) -> None:
+    """Ask a question; prints the answer and the passages it cites, the answer sentences marked in them."""
+    answer = _index(settings).ask(args.question, k=args.k)
+    if args.json:
+        _show_json(answer.to_dict())
+        return
+    _print_answer(answer)
+
+
+MAX_CHAT_TURNS = 20  # the earlier turns a question is asked with (what POST /ask accepts)
+
+
+def cmd_chat(args, settings: Settings) -> None:
+    """Ask questions with follow-ups: each question is asked with the conversation so far.
+
+    One question a line; an empty line or Ctrl-D (end of input) ends, /new starts a new conversation. An error
+    about one question is one line on stderr and the chat goes on."""
+    index = _index(settings)
+    index.stats()  # no index, or one built with other settings: the one-line error now, not at every question
+    interactive = sys.stdin.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401  (line editing and the up arrow's history for input())
+        except ImportError:
+            pass
+        _show("Ask about the articles; follow-ups are read with the conversation. /new starts a new one; an empty "
+              "line or Ctrl-D ends.", file=sys.stderr)
+    history: list[dict] = []
+    while True:
+        try:
+            if interactive and not sys.stdout.isatty():
+                print("? ", end="", file=sys.stderr, flush=True)
+            line = input("? " if interactive and sys.stdout.isatty() else "")
+        except EOFError:
+            if interactive:
+                print(file=sys.stderr)
+            break
+        except KeyboardInterrupt:  # Ctrl-C at the prompt drops the line, as a shell does
+            print(file=sys.stderr)
+            continue
+        question = line.strip()
+        if not question:
+            break
+        if question == "/new":
+            history.clear()
+            _show("(new conversation)", file=sys.stderr)
+            continue
+        if not interactive:
+            _show(f"? {question}")  # a transcript of piped questions says what each answer answers
+        try:
+            answer = index.ask(question, k=args.k, history=history)
+        except QAError as e:
+            _show(f"qa: error: {e}", file=sys.stderr)
+            continue
+        except KeyboardInterrupt:
+            _show("(interrupted)", file=sys.stderr)
+            continue
+        _print_answer(answer)
+        sys.stdout.flush()
+        history.append({"question": question, "answer": answer.answer})
+        del history[:-MAX_CHAT_TURNS]
 
 
 def cmd_serve(args, settings: Settings) -> None:
@@ -207,13 +342,76 @@ def cmd_eval(args, settings: Settings) -> None:
     _show(report.text())
 
 
+EXAMPLES = {
+    "qa": """\
+  qa index                                   # index seeds/ (or $QA_SEEDS_DIR)
+  qa index ~/news                            # add a folder's new and changed articles
+  qa ask "which countries retaliated?"
+  qa chat                                    # questions with follow-ups
+  qa docs
+  qa serve                                   # the chat page on http://127.0.0.1:8000
+  qa COMMAND --help                          # a command's options and examples""",
+    "index": """\
+  qa index                                   # the seed folder; builds the index if there is none
+  qa index ~/news                            # add new and changed articles from a folder
+  qa index ~/news --date 2025-09-03          # a date for the articles that state none
+  qa index ~/bbc --ids path                  # ids from paths in the folder (sport/001.txt: sport-001)
+  qa index --rebuild                         # after a settings change: rebuild from the stored articles
+  qa index ~/news --rebuild                  # replace the stored articles with these""",
+    "add": """\
+  qa add article.txt                         # prints "added article — Its title"
+  qa add story.html notes.md --date 2025-02-11
+  qa add collection.jsonl                    # one article a line
+  qa remove article                          # the id `qa add` printed""",
+    "remove": """\
+  qa docs                                    # the ids are the first column
+  qa remove 000_0fdd7e176c3271ac""",
+    "docs": """\
+  qa docs
+  qa docs --json | jq -r '.documents[].doc_id'""",
+    "ask": """\
+  qa ask "which countries retaliated?"
+  qa ask "who called the strike?" -k 3       # cite at most 3 passages
+  qa ask "which countries retaliated?" --json | jq -r .answer
+  NO_COLOR=1 qa ask "..."                    # answer sentences marked »like this« rather than in colour""",
+    "chat": """\
+  qa chat
+  ? who went on strike?
+  ? why did they?                            # a follow-up, read with the previous question
+  ? /new                                     # forget the conversation
+  ?                                          # an empty line (or Ctrl-D) ends
+  printf 'who went on strike?\\nwhy?\\n' | qa chat -k 2""",
+    "serve": """\
+  qa serve                                   # http://127.0.0.1:8000 (Ctrl-C stops)
+  qa serve --port 8080
+  QA_API_TOKEN=secret QA_ALLOWED_HOSTS=news.lan qa serve --host 0.0.0.0""",
+    "eval": """\
+  qa eval beir data/scifact --split test --ablation
+  qa eval multihop data/multihop --split dev --limit 200
+  qa eval questions questions.jsonl --articles articles/
+  qa eval reader ../shared/data
+  QA_READER=off qa eval multihop data/multihop --set lexical_weight=0.5""",
+}
+
+
+def _help_text(doc: str) -> str:
+    """A docstring's paragraphs filled to the terminal (descriptions are printed raw, so the examples keep their
+    lines)."""
+    width = max(min(shutil.get_terminal_size().columns, 100) - 2, 40)
+    paragraphs = [" ".join(par.split()) for par in re.split(r"\n\s*\n", doc.strip())]
+    return "\n\n".join(textwrap.fill(par, width) for par in paragraphs if par)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qa", description="Ask questions of a folder of news articles, with citations.")
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="qa", description="Ask questions of a folder of news articles, with citations.",
+                                     epilog="examples:\n" + EXAMPLES["qa"], formatter_class=raw)
     parser.add_argument("--index-dir", help="index folder (default: $QA_INDEX_DIR or ./index)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, **kw):
-        p = sub.add_parser(name, help=func.__doc__.splitlines()[0], description=func.__doc__, **kw)
+        p = sub.add_parser(name, help=func.__doc__.splitlines()[0], description=_help_text(func.__doc__),
+                           epilog="examples:\n" + EXAMPLES[name], formatter_class=raw, **kw)
         p.set_defaults(func=func)
         return p
 
@@ -237,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("-k", type=int, default=5, help="passages to show (1-20, default 5)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p = add("chat", cmd_chat)
+    p.add_argument("-k", type=int, default=5, help="passages to show (1-20, default 5)")
     p = add("serve", cmd_serve)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -265,6 +465,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env(**overrides)
         args.func(args, settings)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+    except BrokenPipeError:  # `qa docs | head -1`: the reader has what it wanted
+        _quiet_stdout()
+        return 0
     except QAError as e:
         _show(f"qa: error: {e}", file=sys.stderr)
         return 2
