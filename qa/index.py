@@ -333,8 +333,9 @@ class NewsIndex:
         return int(self.embedder.encode(["dimension probe"]).shape[1])
 
     def _write(self, store: Store, vectors: VectorIndex, gen_dir: Path, prepared: list[_Prepared],
-               remove: list[str], report: AddReport) -> None:
-        """Apply prepared articles and removals in one transaction; the FAISS cache follows the commit."""
+               remove: list[str], report: AddReport, added_at: dict[str, str] | None = None) -> None:
+        """Apply prepared articles and removals in one transaction; the FAISS cache follows the commit.
+        ``added_at`` keeps the time articles were first added (a rebuild carries it over), else it is now."""
         # Readers share the live generation's vectors; a rebuild's new ones are private until the switch.
         shared = self._live is not None and vectors is self._live.vectors
         guard = self._rw.write if shared else nullcontext
@@ -358,7 +359,8 @@ class NewsIndex:
                     tx.execute(
                         "INSERT INTO documents(doc_id, title, date, source, url, author, path, content_hash, text, "
                         "added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (a.doc_id, a.title, a.date, a.source, a.url, a.author, a.path, p.content_hash, a.text, now),
+                        (a.doc_id, a.title, a.date, a.source, a.url, a.author, a.path, p.content_hash, a.text,
+                         (added_at or {}).get(a.doc_id, now)),
                     )
                     for (chunk_no, start, end), fts, h, vec in zip(p.spans, p.fts_rows, p.hashes, p.vectors):
                         cur = tx.execute(
@@ -497,7 +499,8 @@ class NewsIndex:
                 store.create(self.expected_meta(dim))
                 vectors = VectorIndex(dim)
                 prepared, report.embedded = self._prepare(articles, old_store, show_progress)
-                self._write(store, vectors, gen_dir, prepared, [], report)
+                added_at = dict(old_store.db.execute("SELECT doc_id, added_at FROM documents")) if old_store else {}
+                self._write(store, vectors, gen_dir, prepared, [], report, added_at)
                 store.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 store.close()
             except BaseException:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from qa.errors import InvalidInput, TooLarge, UnsupportedFile
+from qa.errors import InvalidInput, QAError, TooLarge, UnsupportedFile
 from qa.index import NewsIndex
 from qa.ingest import HTML_SUFFIXES, TEXT_SUFFIXES, article_from_text, decode, html_to_article, parse_date, safe_doc_id
 from qa.records import Article
@@ -46,8 +47,46 @@ def list_documents(request: Request, index: NewsIndex = Depends(get_index), page
     """Every article: id, title, date, source, url, chunk count, length and when it was added (HTML for
     browsers: the articles page, with forms to add, delete and rebuild)."""
     if wants_html(request):
-        return pages.documents(request)
+        message, added = done_message(index, request.query_params)
+        return pages.documents(request, message=message, added=added)
     return [d.to_dict() for d in index.documents()]
+
+
+def done_message(index: NewsIndex, query) -> tuple[str, str]:
+    """What the articles page says after a form's write redirected to it (POST-redirect-GET): the write is
+    named in the query (``added``/``status``, ``deleted``, ``rebuilt``); the rest is read from the index now."""
+    seconds = _number(query.get("seconds"))
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    if query.get("added"):
+        doc_id = query["added"]
+        try:
+            doc = index.document(doc_id)
+        except QAError:
+            return "", ""
+        verb = {"updated": "Updated", "unchanged": "Already indexed, unchanged:"}.get(query.get("status", ""), "Added")
+        return (f"{verb} “{doc['title']}” ({doc_id}, {len(doc['chunks'])} chunks){took}. "
+                "Ask about it on the chat page."), doc_id
+    if query.get("deleted"):
+        return f"Deleted {query['deleted']}.", ""
+    if query.get("rebuilt") is not None:
+        documents, chunks, embedded = (_number(query.get(k)) for k in ("rebuilt", "chunks", "embedded"))
+        if None not in (documents, chunks, embedded):
+            return (f"Rebuilt the index: {documents:.0f} articles, {chunks:.0f} chunks ({embedded:.0f} embedded "
+                    f"anew){took}."), ""
+    return "", ""
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and 0 <= number < 1e12 else None
+
+
+def see_documents(**query) -> RedirectResponse:
+    """303 to the articles page, which says what was done: reloading it repeats nothing."""
+    return RedirectResponse(f"/documents?{urlencode(query)}", status_code=303)
 
 
 @router.get("/documents/{doc_id}", summary="One article", response_model=DocumentOut,
@@ -124,7 +163,7 @@ def upload_article(settings: Settings, filename: str, data: bytes, fields: dict)
                         415: {"model": ErrorOut, "description": "Binary, non-UTF-8 or unsupported file"}},
              openapi_extra=body({"application/json": "AddArticle", "multipart/form-data": "ArticleUpload"}))
 async def add_document(request: Request, index: NewsIndex = Depends(get_index),
-                       settings: Settings = Depends(get_settings), pages: Pages = Depends(get_pages)):
+                       settings: Settings = Depends(get_settings)):
     """Add an article: JSON `{"text": "...", "title"?, "date"?, "source"?, "url"?, "doc_id"?}` or a multipart
     upload of a .txt, .md or .html `file`. It is searchable by the very next question. Adding an article
     again with the same id replaces it."""
@@ -150,11 +189,7 @@ async def add_document(request: Request, index: NewsIndex = Depends(get_index),
         raise UnsupportedBody("send the article as JSON or as a multipart upload of a .txt, .md or .html file")
     result = await run_in_threadpool(add_sync, index, settings, article, fields)
     if wants_html(request):
-        verb = {"added": "Added", "updated": "Updated", "unchanged": "Already indexed, unchanged:"}[result["status"]]
-        return pages.documents(
-            request, status=201, added=result["doc_id"],
-            message=f"{verb} “{result['title']}” ({result['doc_id']}, {result['chunks']} chunks) in "
-                    f"{result['seconds']:.1f} s. Ask about it on the chat page.")
+        return see_documents(added=result["doc_id"], status=result["status"], seconds=f"{result['seconds']:.1f}")
     return JSONResponse(AddResult(**result).model_dump(), status_code=201)
 
 
@@ -167,27 +202,26 @@ async def delete_document(doc_id: str, index: NewsIndex = Depends(get_index)):
 
 
 @writes.post("/documents/{doc_id}/delete", include_in_schema=False)
-async def delete_document_form(request: Request, doc_id: str, index: NewsIndex = Depends(get_index),
-                               pages: Pages = Depends(get_pages)):
-    """The articles page's delete button (HTML forms cannot send DELETE)."""
+async def delete_document_form(request: Request, doc_id: str, index: NewsIndex = Depends(get_index)):
+    """The articles page's delete button (HTML forms cannot send DELETE); browsers are sent on to the articles
+    page (303), so reloading it deletes nothing again."""
     await run_in_threadpool(index.remove, doc_id)
     if wants_html(request):
-        return pages.documents(request, message=f"Deleted {doc_id}.")
+        return see_documents(deleted=doc_id)
     return Response(status_code=204)
 
 
 @writes.post("/index/rebuild", summary="Rebuild the index", response_model=RebuildResult,
              responses={**WRITE_ERRORS, **INDEX_ERRORS})
-async def rebuild(request: Request, index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
+async def rebuild(request: Request, index: NewsIndex = Depends(get_index)):
     """Rebuild the index from the stored articles into a new generation and switch to it atomically;
     questions keep being answered from the old one until then. Unchanged chunks reuse their vectors."""
     report = await run_in_threadpool(index.rebuild)
     result = {"documents": len(report.added), "chunks": report.chunks, "embedded": report.embedded,
               "seconds": report.seconds}
     if wants_html(request):
-        return pages.documents(request, message=(
-            f"Rebuilt the index: {result['documents']} articles, {result['chunks']} chunks "
-            f"({result['embedded']} embedded anew) in {result['seconds']:.1f} s."))
+        return see_documents(rebuilt=result["documents"], chunks=result["chunks"], embedded=result["embedded"],
+                             seconds=f"{result['seconds']:.1f}")
     return result
 
 
