@@ -12,14 +12,23 @@ import pytest
 from conftest import RETALIATION_DOC, SEEDS
 
 
+QA = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "qa"
+
+
 @pytest.fixture
-def cli(tmp_path, seed_index_dir, model_cache):
-    """Run `qa` against a private copy of the seed index; returns (exit code, stdout, stderr)."""
+def seed_env(tmp_path, seed_index_dir, model_cache):
+    """The environment of a `qa` run against a private copy of the seed index (answers without the reader)."""
     folder = tmp_path / "index"
     shutil.copytree(seed_index_dir, folder)
     if (model_cache / "onnx").exists():
         shutil.copytree(model_cache / "onnx", folder / "onnx")
-    env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_SEEDS_DIR": str(SEEDS)}
+    return {**os.environ, "QA_INDEX_DIR": str(folder), "QA_SEEDS_DIR": str(SEEDS), "QA_READER": "off"}
+
+
+@pytest.fixture
+def cli(seed_env):
+    """Run `qa` against a private copy of the seed index; returns (exit code, stdout, stderr)."""
+    env = dict(seed_env)
 
     def run(*args, index_dir=None, **extra_env):
         if index_dir is not None:
@@ -54,7 +63,9 @@ def test_ask_json_gives_exact_citations(cli):
 
 def test_docs_lists_the_articles(cli):
     code, out, _ = cli("docs")
-    assert code == 0 and out.count("chunks\t") == 5 and "2025-09-03" in out
+    assert code == 0 and len(_doc_ids(out)) == 5 and "2025-09-03" in out
+    assert out.startswith("5 documents, ") and all("\t1 chunk\t" in line or " chunks\t" in line
+                                                   for line in out.splitlines()[1:])
 
 
 def test_add_then_remove_an_article(cli, tmp_path):
@@ -241,3 +252,196 @@ def test_make_index_looks_for_the_index_in_qa_index_dir(tmp_path, has_index):
                           capture_output=True, env={**os.environ, "QA_INDEX_DIR": str(index_dir)}, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "qa-ran").exists() is not has_index
+
+
+# --- issue 10: what qa add lists, plural forms, closed pipes, marked answers, qa chat, examples, progress ----------
+def _fake_index(monkeypatch):
+    """Run the CLI's functions in process over the fake embedder."""
+    from conftest import FakeEmbedder
+    from qa import cli as qa_cli
+    from qa.index import NewsIndex
+
+    monkeypatch.setattr(qa_cli, "_index", lambda settings: NewsIndex(settings, embedder=FakeEmbedder()))
+    return qa_cli
+
+
+def test_qa_add_prints_each_added_or_updated_id_with_its_title(monkeypatch, capsys, tmp_path):
+    qa_cli = _fake_index(monkeypatch)
+    index_dir = str(tmp_path / "index")
+    rink, ferry = tmp_path / "rink.txt", tmp_path / "ferry.md"
+    rink.write_text("title: Rink closes\n\nThe Saskatoon rink closed on Monday after the roof leaked.", encoding="utf-8")
+    ferry.write_text("title: Ferry strike\n\nFerry workers went on strike on Monday over pay.", encoding="utf-8")
+    assert qa_cli.main(["--index-dir", index_dir, "add", str(rink)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "added rink — Rink closes"
+    assert out[1].startswith("added: 1 added, 0 updated, 0 unchanged; 1 chunk written, ") and len(out) == 2
+    rink.write_text("title: Rink reopens\n\nThe Saskatoon rink reopened on Friday with a new roof.", encoding="utf-8")
+    assert qa_cli.main(["--index-dir", index_dir, "add", str(rink), str(ferry)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["added ferry — Ferry strike", "updated rink — Rink reopens"]
+    assert out[2].startswith("added: 1 added, 1 updated, 0 unchanged; 2 chunks written") and len(out) == 3
+    assert qa_cli.main(["--index-dir", index_dir, "add", str(rink), str(ferry)]) == 0  # nothing new: one line
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("added: 0 added, 0 updated, 2 unchanged; 0 chunks written, 0 embedded")
+    assert qa_cli.main(["--index-dir", index_dir, "docs"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 documents, 2 chunks · ") and "rink\t-\t1 chunk\tRink reopens" in out
+    assert qa_cli.main(["--index-dir", index_dir, "remove", "rink"]) == 0  # the id printed is the one remove takes
+    assert qa_cli.main(["--index-dir", index_dir, "docs"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("1 document, 1 chunk · ")
+
+
+@pytest.mark.parametrize("argv", [["docs", "--json"], ["ask", "which countries retaliated?"]])
+def test_a_closed_pipe_ends_quietly(seed_env, argv):
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before qa writes a byte: every write is a broken pipe
+    try:
+        proc = subprocess.run([str(QA), *argv], stdout=write, stderr=subprocess.PIPE, text=True, env=seed_env,
+                              timeout=300)
+    finally:
+        os.close(write)
+    assert proc.returncode == 0 and "Broken pipe" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert "Exception ignored" not in proc.stderr
+
+
+def test_qa_docs_piped_to_head(seed_env):
+    proc = subprocess.run(["bash", "-c", f"'{QA}' docs --json | head -1; exit ${{PIPESTATUS[0]}}"],
+                          capture_output=True, text=True, env=seed_env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout == "{\n" and proc.stderr == "", proc.stderr
+
+
+_MARKED_TEXT = f"One a b c. Ferry {HOSTILE}.  Ferry {HOSTILE}. Tail words here to the end."  # escapes in the answer
+
+
+class _MarkedIndex:
+    """One answer whose sentence sits at article offsets 111–127, inside passage 1 (chars 100–150), which also holds
+    the same words elsewhere (the marks come from the offsets, not from searching the text)."""
+
+    def ask(self, question, k=5, history=()):
+        from qa.records import Answer, AnswerSpan, Passage
+
+        text = _MARKED_TEXT
+        start = text.index("Ferry")
+        end = start + len(f"Ferry {HOSTILE}.")
+        first = Passage(1, "doc-1", "Ferry strike", "2025-03-03", 0, 100, 100 + len(text), text, 0.9,
+                        source="Coastal Post")
+        second = Passage(2, "doc-2", "Harbour", "", 0, 0, len(text), text, 0.5)
+        spans = [AnswerSpan(1, "doc-1", 100 + start, 100 + end)]
+        return Answer(question, "Ferry workers struck [1].", True, [first, second], spans)
+
+
+def test_qa_ask_marks_the_answer_sentences_by_their_offsets(monkeypatch, capsys):
+    from qa import cli as qa_cli
+
+    monkeypatch.setattr(qa_cli, "_index", lambda settings: _MarkedIndex())
+    assert qa_cli.main(["ask", "why did they strike?"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    n = len(_MARKED_TEXT)
+    assert out[2] == f"[1] Ferry strike — Coastal Post, 2025-03-03 (doc-1, chars 100–{100 + n})"
+    assert out[3] == "    One a b c. »Ferry Red title.« Ferry Red title. Tail words here to the end."
+    assert out[5] == f"[2] Harbour (doc-2, chars 0–{n})"
+    assert out[6] == "    One a b c. Ferry Red title. Ferry Red title. Tail words here to the end."  # no span of its own
+
+
+def test_qa_ask_on_a_terminal_marks_in_colour_and_prints_no_other_escapes(monkeypatch, capsys):
+    from qa import cli as qa_cli
+
+    monkeypatch.setattr(qa_cli, "_index", lambda settings: _MarkedIndex())
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert qa_cli.main(["ask", "why did they strike?"]) == 0
+    out = capsys.readouterr().out
+    on, off = qa_cli._TTY_MARKS
+    assert f"One a b c. {on}Ferry Red title.{off} Ferry" in out and out.count(on) == 1 and "»" not in out
+    plain = out.replace(on, "").replace(off, "")
+    assert not any(bad in plain for bad in PRINTED), repr(plain)
+
+
+class _ChatIndex:
+    def __init__(self):
+        self.calls = []
+
+    def stats(self):
+        return {}
+
+    def ask(self, question, k=5, history=()):
+        from qa.errors import InvalidInput
+        from qa.records import Answer
+
+        self.calls.append((question, [dict(h) for h in history]))
+        if question == "bad":
+            raise InvalidInput("the question is bad")
+        return Answer(question, f"answer to {question}", True, [])
+
+
+def test_qa_chat_passes_the_earlier_turns_and_goes_on_after_an_error(monkeypatch, capsys):
+    import io
+
+    from qa import cli as qa_cli
+
+    index = _ChatIndex()
+    monkeypatch.setattr(qa_cli, "_index", lambda settings: index)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("first?\nbad\nsecond?\n/new\nthird?\n\nnever asked\n"))
+    assert qa_cli.main(["chat", "-k", "2"]) == 0
+    captured = capsys.readouterr()
+    assert [q for q, _ in index.calls] == ["first?", "bad", "second?", "third?"]  # the empty line ended it
+    assert index.calls[2][1] == [{"question": "first?", "answer": "answer to first?"}]  # the error is no turn
+    assert index.calls[3][1] == []  # /new forgot them
+    assert "answer to first?" in captured.out and "answer to third?" in captured.out
+    errors = [line for line in captured.err.splitlines() if line.startswith("qa: error:")]
+    assert errors == ["qa: error: the question is bad"]
+
+
+def test_qa_chat_through_stdin_answers_each_question(seed_env):
+    proc = subprocess.run([str(QA), "chat", "-k", "2"], input="which countries retaliated?\nwhat about China?\n",
+                          capture_output=True, text=True, env=seed_env, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    blocks = proc.stdout.split("? ")[1:]
+    assert [b.splitlines()[0] for b in blocks] == ["which countries retaliated?", "what about China?"]
+    for block in blocks:
+        assert "[1] " in block and "(000_0fdd7e176c3271ac, chars " in block and "»" in block
+
+
+@pytest.mark.parametrize("command", [[], ["index"], ["add"], ["remove"], ["docs"], ["ask"], ["chat"], ["serve"],
+                                     ["eval"]])
+def test_every_help_has_examples(capsys, command):
+    from qa import cli as qa_cli
+
+    with pytest.raises(SystemExit) as stop:
+        qa_cli.main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert stop.value.code == 0 and "\nexamples:\n" in out
+    examples = out.split("\nexamples:\n", 1)[1]
+    assert (f"qa {command[0]}" if command else "qa ask") in examples
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_only_when_stderr_is_a_terminal(monkeypatch, capsys, tmp_path, tty):
+    from conftest import FakeEmbedder
+    from qa import cli as qa_cli
+    from qa.index import NewsIndex
+
+    seen = []
+
+    class Recording(NewsIndex):
+        def add(self, articles, *, show_progress=False):
+            seen.append(show_progress)
+            return super().add(articles, show_progress=show_progress)
+
+        def rebuild(self, articles=None, *, show_progress=False):
+            seen.append(show_progress)
+            return super().rebuild(articles, show_progress=show_progress)
+
+    monkeypatch.setattr(qa_cli, "_index", lambda settings: Recording(settings, embedder=FakeEmbedder()))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Ottawa announced new lumber quotas on Friday.", encoding="utf-8")
+    extra = tmp_path / "b.txt"
+    extra.write_text("Ferry workers went on strike on Monday over pay.", encoding="utf-8")
+    index_dir = str(tmp_path / "index")
+    for argv in (["index", str(folder)], ["add", str(extra)], ["index", "--rebuild"]):
+        assert qa_cli.main(["--index-dir", index_dir, *argv]) == 0
+    assert seen and set(seen) == {tty}
+    assert capsys.readouterr().err == ""  # the fake embedder draws no bar; nothing else is written
