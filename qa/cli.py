@@ -99,8 +99,7 @@ def cmd_index(args, settings: Settings) -> None:
         report.skipped = found.skipped
         _report(report, "built")
         if replacing:
-            n = len(report.dropped)
-            _show(f"{n} stored article{'' if n == 1 else 's'} dropped (not in {', '.join(map(str, paths))})")
+            _show(f"{_plural(len(report.dropped), 'stored article')} dropped (not in {', '.join(map(str, paths))})")
     else:
         report = index.add(found.articles, show_progress=progress)
         report.skipped = found.skipped
