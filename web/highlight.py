@@ -78,3 +78,23 @@ def answer_parts(answer: str, ranks: set[int]) -> list[tuple[str, int | None]]:
     if pos < len(answer):
         parts.append((answer[pos:], None))
     return parts
+
+
+def excerpt(passage: dict, spans: list[dict], context: int = 90, plain: int = 220) -> dict:
+    """A glance at a passage: its answer sentences with about ``context`` characters either side (cut at a space),
+    or its first ``plain`` characters when it holds none. ``before``/``after`` say whether text was left out."""
+    text, base = passage["text"], passage["start"]
+    mine = [(s["start"], s["end"]) for s in spans if s["rank"] == passage["rank"] and s["doc_id"] == passage["doc_id"]]
+    mine = _clip(mine, base, base + len(text))
+    if mine:
+        lo, hi = mine[0][0] - base - context, mine[-1][1] - base + context
+    else:
+        lo, hi = 0, plain
+    lo, hi = max(0, lo), min(len(text), hi)
+    if lo > 0:
+        space = text.find(" ", lo, mine[0][0] - base if mine else hi)
+        lo = space + 1 if space != -1 else lo
+    if hi < len(text):
+        space = text.rfind(" ", mine[-1][1] - base if mine else lo, hi)
+        hi = space if space != -1 else hi
+    return {"segments": segments(text[lo:hi], base + lo, answers=mine), "before": lo > 0, "after": hi < len(text)}

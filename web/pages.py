@@ -13,7 +13,7 @@ from qa.errors import QAError
 from qa.index import NewsIndex
 from qa.settings import Settings
 
-from .highlight import answer_parts, passage_segments
+from .highlight import answer_parts, excerpt, passage_segments
 
 HERE = Path(__file__).resolve().parent
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; form-action 'self'; "
@@ -34,14 +34,21 @@ def document_link(doc_id: str, start: int, end: int, spans: list[dict]) -> str:
 def turn_view(n: int, data: dict) -> dict:
     """What the page shows for one answered question."""
     spans = data["answer_spans"]
+    cited_ranks = {s["rank"] for s in spans}
     cards = []
     for p in data["passages"]:
         mine = [s for s in spans if s["rank"] == p["rank"] and s["doc_id"] == p["doc_id"]]
-        cards.append({**p, "segments": passage_segments(p, spans),
+        quote = " ".join(p["text"][s["start"] - p["start"]:s["end"] - p["start"]].strip() for s in mine)
+        cards.append({**p, "segments": passage_segments(p, spans), "excerpt": excerpt(p, spans),
+                      "cited": p["rank"] in cited_ranks,
+                      "quote": " ".join((quote or p["text"]).split()),
                       "link": document_link(p["doc_id"], p["start"], p["end"], mine)})
+    cited = [c for c in cards if c["cited"]]
+    # The cited passages first; the others (the nearest ones, when none is cited) under "More passages".
+    shown, more = (cited, [c for c in cards if not c["cited"]]) if cited else (cards, [])
     return {"n": n, "question": data["question"], "answer": data["answer"], "answerable": data["answerable"],
             "parts": answer_parts(data["answer"], {p["rank"] for p in data["passages"]}), "cards": cards,
-            "took_ms": data["took_ms"], "full": True}
+            "shown": shown, "more": more, "took_ms": data["took_ms"], "full": True}
 
 
 def history_view(n: int, question: str, answer: str) -> dict:

@@ -1,8 +1,11 @@
 // Progressive enhancement, no framework: the chat form answers in place with fetch (the server renders the new
-// turn, escaped, with the same template as the page); delete buttons ask before deleting. Without JavaScript
-// both forms post normally and the server renders the whole page.
+// turn, escaped, with the same template as the page) and the conversation is kept in sessionStorage, so Back from
+// an article and a reload bring it back; delete buttons ask before deleting; cards get a "Copy citation" button.
+// Without JavaScript the forms post normally and the server renders the whole page.
 (function () {
   "use strict";
+
+  var STORE = "newsqa-conversation";
 
   function messageOf(text, response) {
     var type = response.headers.get("content-type") || "";
@@ -14,14 +17,82 @@
     return (notice.textContent || response.statusText).trim();
   }
 
+  function storage() {
+    try { return window.sessionStorage; } catch (e) { return null; }
+  }
+
+  // Keep focused elements clear of the input bar that sticks to the bottom of the window.
+  function keepClearOfBar(bar) {
+    function update() {
+      document.documentElement.style.setProperty("--bar-height", Math.ceil(bar.getBoundingClientRect().height) + "px");
+    }
+    update();
+    if (window.ResizeObserver) new ResizeObserver(update).observe(bar);
+    document.addEventListener("focusin", function (event) {
+      var el = event.target;
+      if (bar.contains(el) || !el.getBoundingClientRect) return;
+      var rect = el.getBoundingClientRect();
+      var barTop = bar.getBoundingClientRect().top;
+      if (rect.bottom > barTop - 4) window.scrollBy(0, rect.bottom - barTop + 12);
+      else if (rect.top < 0) window.scrollBy(0, rect.top - 12);
+    });
+  }
+
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    return new Promise(function (resolve, reject) {
+      var area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.className = "visually-hidden";
+      document.body.appendChild(area);
+      area.select();
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      document.body.removeChild(area);
+      ok ? resolve() : reject(new Error("the browser refused"));
+    });
+  }
+
+  function citationOf(button) {
+    var d = button.dataset;
+    var where = [d.title, d.source, d.date].filter(Boolean).join(", ");
+    return "“" + d.quote + "” — " + where + ". " + new URL(d.href, window.location.href).href;
+  }
+
+  function showCopyButtons(root) {
+    root.querySelectorAll("button.copy").forEach(function (button) { button.hidden = false; });
+  }
+
+  function enableCopy(root, say) {
+    showCopyButtons(root);
+    root.addEventListener("click", function (event) {
+      var button = event.target.closest && event.target.closest("button.copy");
+      if (!button) return;
+      copyText(citationOf(button)).then(
+        function () { say("Citation copied."); },
+        function (error) { say("Could not copy the citation (" + error.message + ")."); });
+    });
+  }
+
   function enhanceChat(form) {
     var conversation = document.getElementById("conversation");
     var errorBox = document.getElementById("ask-error");
     var status = document.getElementById("ask-status");
     var announce = document.getElementById("ask-announce");
     var input = form.elements.namedItem("question");
-    var button = form.querySelector("button[type=submit]");
+    var button = document.getElementById("ask-button");
     var label = form.querySelector("label[for=question]");
+    var hint = document.getElementById("ask-hint");
+    var restart = document.getElementById("new-conversation");
+    var maxChars = parseInt(input.getAttribute("data-max-chars"), 10) || 2000;
+    var hintText = hint.textContent;
+    var store = storage();
+
+    function say(message) {
+      errorBox.hidden = true;
+      status.textContent = message;
+    }
 
     function showError(message) {
       errorBox.textContent = message;
@@ -30,18 +101,82 @@
       announce.textContent = "";
     }
 
+    function save() {
+      if (!store) return;
+      try {
+        if (conversation.querySelector("article.turn")) store.setItem(STORE, conversation.innerHTML);
+        else store.removeItem(STORE);
+      } catch (e) { /* full or disabled: the conversation just isn't kept */ }
+    }
+
+    function hasTurns(yes) {
+      restart.hidden = !yes;
+      label.textContent = yes ? "Ask a follow-up or a new question" : "Your question";
+    }
+
+    function working(yes) {
+      button.disabled = yes;
+      button.textContent = yes ? "Working…" : "Ask";
+      form.setAttribute("aria-busy", yes ? "true" : "false");
+      conversation.setAttribute("aria-busy", yes ? "true" : "false");
+    }
+
+    function length() { return input.value.trim().length; }
+
+    function tooLong() {
+      return "Your question is " + length().toLocaleString("en") + " characters long; the limit is " +
+        maxChars.toLocaleString("en") + ". Shorten it and ask again.";
+    }
+
+    // The conversation the server rendered wins (GET /ask?q=…); otherwise the one kept from before.
+    if (conversation.querySelector("article.turn")) save();
+    else if (store && store.getItem(STORE)) conversation.innerHTML = store.getItem(STORE);
+    hasTurns(!!conversation.querySelector("article.turn"));
+    enableCopy(conversation, say);
+
+    input.addEventListener("input", function () {
+      var n = length();
+      hint.textContent = n > maxChars * 0.8 ? n.toLocaleString("en") + " of " + maxChars.toLocaleString("en") +
+        " characters" + (n > maxChars ? ": too long" : "") : hintText;
+      hint.classList.toggle("over", n > maxChars);
+    });
+    input.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        if (form.requestSubmit) form.requestSubmit(); else form.dispatchEvent(new Event("submit", { cancelable: true }));
+      }
+    });
+
+    restart.addEventListener("click", function (event) {
+      event.preventDefault();
+      conversation.innerHTML = "";
+      save();
+      hasTurns(false);
+      input.value = "";
+      errorBox.hidden = true;
+      say("Started a new conversation.");
+      window.scrollTo(0, 0);
+      input.focus();
+    });
+
     form.addEventListener("submit", function (event) {
       event.preventDefault();
-      if (!input.value.trim()) {
+      if (button.disabled) return;
+      if (!length()) {
         showError("Type a question first.");
+        input.focus();
+        return;
+      }
+      if (length() > maxChars) {
+        showError(tooLong());
         input.focus();
         return;
       }
       // FormData includes the hidden history fields of earlier turns (they name this form with form="ask").
       var body = new URLSearchParams(new FormData(form));
-      button.disabled = true;
+      working(true);
+      errorBox.hidden = true;
       status.textContent = "Searching the articles…";
-      announce.textContent = "Searching the articles…";
       fetch("/ask?partial=1", { method: "POST", body: body, headers: { Accept: "text/html" } })
         .then(function (response) {
           return response.text().then(function (text) {
@@ -49,12 +184,14 @@
               showError(messageOf(text, response));
               return;
             }
-            errorBox.hidden = true;
             conversation.insertAdjacentHTML("beforeend", text);
             var turn = conversation.lastElementChild;
+            showCopyButtons(turn);
             input.value = "";
-            label.textContent = "Ask a follow-up or a new question";
+            hint.textContent = hintText;
+            hasTurns(true);
             status.textContent = "";
+            save();
             // Screen readers hear the answer; the cards stay one Tab away.
             announce.textContent = (turn.querySelector(".answer") || turn).textContent.trim();
             turn.scrollIntoView({ block: "start" });
@@ -62,14 +199,17 @@
         })
         .catch(function (error) { showError("The server did not answer (" + error.message + ")."); })
         .then(function () {
-          button.disabled = false;
+          working(false);
           input.focus({ preventScroll: true });
         });
     });
   }
 
   var chat = document.getElementById("ask");
-  if (chat) enhanceChat(chat);
+  if (chat) {
+    keepClearOfBar(chat);
+    enhanceChat(chat);
+  }
 
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (event) {
