@@ -362,6 +362,14 @@ def test_feedback_conversation_focus_and_accessibility(browser, server, axe_sour
             assert card.locator(".excerpt mark").count() >= 1 and card.locator("button.copy").is_visible()
             assert not card.locator("blockquote").is_visible()
             assert page.locator("article.turn").nth(1).locator("li.card.weak").first.is_visible()
+            if name == "desktop":  # Copy citation: title, outlet, date, the quoted answer sentence, the link
+                context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+                card.locator("button.copy").click()
+                page.get_by_role("status").filter(has_text="Citation copied").wait_for()
+                copied = page.evaluate("navigator.clipboard.readText()")
+                title = card.locator("a.title").inner_text()
+                assert copied.startswith("“") and title in copied and card.locator(".excerpt mark").first.inner_text() \
+                    in copied and f"{server}/documents/" in copied, copied
 
             seen = focus_stays_clear_of_the_bar(page)
             assert seen > 10, name
