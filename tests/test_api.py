@@ -257,6 +257,10 @@ def test_cards_highlight_exactly_the_answer_spans(reader):
                   for s in reply["answer_spans"] if s["rank"] == p["rank"]]
         assert marked == wanted
         assert card.select_one("blockquote").get_text() == p["text"]
+        # The card's glance: the same answer sentences with a little context, a slice of the passage.
+        assert [m.get_text() for m in card.select(".excerpt mark")] == wanted
+        glance = card.select_one(".excerpt").get_text().removeprefix("… ").removesuffix(" …")
+        assert glance in p["text"] and (len(glance) < len(p["text"]) or glance == p["text"])
 
 
 def test_a_card_links_to_the_article_with_the_passage_highlighted(reader):
@@ -293,6 +297,17 @@ def test_the_script_asks_for_just_the_new_turn(reader):
     r = reader.post("/ask?partial=1", data={"question": "which countries retaliated?"}, headers=HTML)
     page = soup(r)
     assert page.find("html") is None and page.select_one("article.turn#turn-1 li.card")
+
+
+def test_uncited_passages_wait_under_more_passages(reader):
+    reply = reader.post("/ask", json={"question": "which countries retaliated?"}).json()
+    page = soup(reader.post("/ask", data={"question": "which countries retaliated?"}, headers=HTML))
+    cited = {s["rank"] for s in reply["answer_spans"]}
+    assert cited and len(cited) < len(reply["passages"])
+    assert {int(c["id"].rsplit("p", 1)[1]) for c in page.select("#turn-1 > ol.cards > li.card")} == cited
+    more = page.select("#turn-1 details.more li.card")
+    assert {int(c["id"].rsplit("p", 1)[1]) for c in more} == {p["rank"] for p in reply["passages"]} - cited
+    assert "More passages" in page.select_one("#turn-1 details.more > summary").get_text()
 
 
 def test_an_unanswerable_question_marks_the_cards_as_weak_on_the_page(reader):
