@@ -56,10 +56,16 @@ class AnswerConfig:
     # SQuAD 2.0 dev articles (docs/quality.md).
     reader_passages: int = 5  # sentences of this many best passages are read
     reader_limit: int = 24  # at most this many sentences read per question (about 2 ms each on two cores)
-    reader_threshold: float = 0.5  # below this probability for every sentence, the articles don't say
+    reader_threshold: float = 0.15  # below this probability for every sentence, the articles don't say
     reader_keep: float = 0.5  # a further answer sentence needs this probability ...
     reader_keep_ratio: float = 0.6  # ... and this share of the best one's
     rerank_weight: float = 0.5  # share of the passage's best sentence probability in its new score
+    # Which sentences answer: the reader's probability plus these shares of the sentence's term overlap with the
+    # question and of its passage's retrieval prior (1 / rank). The model alone under-rates paraphrases.
+    read_lexical_weight: float = 0.0
+    read_rank_weight: float = 0.2
+    # Also require the retrieval similarity gate of the reader-less path (min_similarity, similarity_slope).
+    similarity_gate: bool = False
 
     def with_(self, **changes) -> "AnswerConfig":
         """A copy with some fields changed (values given as strings are converted to the field's type)."""
@@ -67,7 +73,14 @@ class AnswerConfig:
         unknown = set(changes) - set(types)
         if unknown:
             raise ValueError(f"unknown answer setting(s) {sorted(unknown)}; known: {', '.join(sorted(types))}")
-        return replace(self, **{k: types[k](v) if isinstance(v, str) else v for k, v in changes.items()})
+        def convert(key, value):
+            if not isinstance(value, str):
+                return value
+            if types[key] is bool:
+                return value.lower() in ("1", "true", "on", "yes")
+            return types[key](value)
+
+        return replace(self, **{k: convert(k, v) for k, v in changes.items()})
 
 
 @dataclass
@@ -274,11 +287,12 @@ def _reader_pool(question: str, passages: list[Passage], config: AnswerConfig) -
     pool = candidates(passages, config.reader_passages)
     by_rank = {p.rank: p for p in passages}
     pool = [c for c in pool if not is_heading(c, by_rank[c.rank])]
-    if len(pool) <= config.reader_limit:
-        return pool
     weights = _weights(query_terms(question), pool)
     for c in pool:
         c.lexical = _overlap(weights, c.text)
+        c.prior = 1.0 / c.rank
+    if len(pool) <= config.reader_limit:
+        return pool
     keep = sorted(pool, key=lambda c: (-(c.lexical + config.rank_prior / c.rank), c.rank, c.start))
     return keep[: config.reader_limit]
 
@@ -307,18 +321,23 @@ def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConf
     probs = reader.score(asked, [c.text for c in pool])
     best_by_rank: dict[int, float] = {}
     for c, p in zip(pool, probs):
-        c.score = float(p)
-        best_by_rank[c.rank] = max(best_by_rank.get(c.rank, 0.0), c.score)
+        c.dense = float(p)  # the reader's probability
+        c.score = c.dense + config.read_lexical_weight * c.lexical + config.read_rank_weight * c.prior
+        best_by_rank[c.rank] = max(best_by_rank.get(c.rank, 0.0), c.dense)
     ordered, renumber = rerank(passages, best_by_rank, config.rerank_weight)
     for c in pool:
         c.rank = renumber[c.rank]
+    confidence = max(c.dense for c in pool)
+    gated = config.similarity_gate and found.similarity < similarity_threshold(len(query_terms(asked)), config)
+    if confidence < config.reader_threshold or gated:
+        return Composed(NOT_FOUND, best_score=confidence, passages=ordered, read=len(pool))
     best = max(pool, key=lambda c: (c.score, -c.rank))
-    if best.score < config.reader_threshold:
-        return Composed(NOT_FOUND, best_score=best.score, passages=ordered, read=len(pool))
     limit = config.max_sentences if _LIST_CUE.search(question) else 2
-    floor = max(config.reader_keep, config.reader_keep_ratio * best.score)
-    chosen = [c for c in sorted(pool, key=lambda c: (-c.score, c.rank, c.start)) if c.score >= floor][:limit]
+    floor = max(config.reader_keep, config.reader_keep_ratio * best.dense)
+    ranked = sorted(pool, key=lambda c: (-c.score, c.rank, c.start))
+    chosen = [best] + [c for c in ranked[1:] if c.dense >= floor and c.score >= config.reader_keep_ratio * best.score]
+    chosen = chosen[:limit]
     chosen.sort(key=lambda c: (c.rank, c.start))
     text = " ".join(f"{c.text} [{c.rank}]" for c in chosen)
     spans = [AnswerSpan(c.rank, c.doc_id, c.start, c.end) for c in chosen]
-    return Composed(text, spans, True, best.score, passages=ordered, read=len(pool))
+    return Composed(text, spans, True, confidence, passages=ordered, read=len(pool))

@@ -65,9 +65,9 @@ def best_threshold(questions: list[Question], scores: list[np.ndarray]) -> float
 
 
 def _wikiqa_filtered(data_dir: Path) -> list[Question]:
-    keep = {line.split()[0] for line in
-            (Path(data_dir) / "wikiqa" / "WikiQA-test-filtered.ref").read_text(encoding="utf-8").splitlines() if line}
-    return [q for q in wikiqa_questions(data_dir, "test") if q.qid in keep]
+    """The filtered test set of Yang et al. (2015), as in ``WikiQA-test-filtered.ref``: questions with both a
+    correct and an incorrect candidate sentence (237)."""
+    return [q for q in wikiqa_questions(data_dir, "test") if q.positives and len(q.positives) < len(q.sentences)]
 
 
 def run_reader_eval(reader, data_dir: Path, *, threshold: float) -> "Report":

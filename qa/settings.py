@@ -88,7 +88,7 @@ class Settings:
     threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     # The reader (qa/reader.py) chooses answer sentences, re-ranks passages and decides "the articles don't say";
     # off, answers come from cosine and term overlap alone (the path before the reader existed).
-    reader: bool = False  # on once models/reader/ ships
+    reader: bool = True
     reader_dir: Path = field(default_factory=lambda: _default_reader_dir())
 
     @classmethod
@@ -107,7 +107,7 @@ class Settings:
             "max_question_chars": int(_env("QA_MAX_QUESTION_CHARS", "2000")),
             "max_article_bytes": int(_env("QA_MAX_ARTICLE_BYTES", str(5 * 1024 * 1024))),
             "threads": int(_env("QA_THREADS", str(max(1, os.cpu_count() or 1)))),
-            "reader": _switch("QA_READER", _env("QA_READER", "off")),
+            "reader": _switch("QA_READER", _env("QA_READER", "on")),
             "reader_dir": Path(_env("QA_READER_DIR", str(_default_reader_dir()))),
         }
         env.update(overrides)
