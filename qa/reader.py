@@ -42,7 +42,9 @@ class OnnxReader:
             raise FileNotFoundError(f"no reader model at {model}: run `make reader`, or set QA_READER=off")
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=MAX_LENGTH, strategy="only_second")
+        # The longer of question and sentence is cut: the same as training's only_second for every question of
+        # ordinary length, and a question of 2,000 characters is cut too instead of failing.
+        self.tokenizer.enable_truncation(max_length=MAX_LENGTH, strategy="longest_first")
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads or 1)
         options.inter_op_num_threads = 1

@@ -162,6 +162,11 @@ def test_the_real_reader_prefers_the_answering_sentence(reader):
     assert float(reader.score("Who won the Stanley Cup in 2023?", sentences).max()) < AnswerConfig().reader_threshold
 
 
+def test_a_question_of_the_longest_allowed_length_is_read(reader):
+    probs = reader.score("why " * 500, ["A short sentence.", "Another sentence that is a little longer than that."])
+    assert probs.shape == (2,) and np.all((probs >= 0) & (probs <= 1))
+
+
 def test_a_follow_up_is_answered_with_its_own_sentence_not_the_previous_answer(index):
     """The case from the issue: after "How many passengers were stranded?", "What did the union demand?" must
     return the demand sentence, which sits in the same passage."""
