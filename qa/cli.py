@@ -204,7 +204,8 @@ def _print_answer(answer) -> None:
 
 def cmd_ask(args, settings: Settings) -> None:
     """Ask a question; prints the answer and the passages it cites, the answer sentences marked in them."""
-    answer = _index(settings).ask(args.question, k=args.k)
+    answer = _index(settings).ask(args.question, k=args.k, since=args.since, until=args.until,
+                                  sources=args.source or None, doc_ids=args.doc or None)
     if args.json:
         _show_json(answer.to_dict())
         return
@@ -372,6 +373,8 @@ EXAMPLES = {
   qa ask "which countries retaliated?"
   qa ask "who called the strike?" -k 3       # cite at most 3 passages
   qa ask "which countries retaliated?" --json | jq -r .answer
+  qa ask "who went on strike?" --since 2025-03-01 --until 2025-03-31 --source "Coastal Post"
+  qa ask "what happened last week?"          # prefers articles dated in the week before the newest one's
   NO_COLOR=1 qa ask "..."                    # answer sentences marked »like this« rather than in colour""",
     "chat": """\
   qa chat
@@ -434,6 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("-k", type=int, default=5, help="passages to show (1-20, default 5)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.add_argument("--since", help="only articles dated on or after this day (YYYY-MM-DD)")
+    p.add_argument("--until", help="only articles dated on or before this day (YYYY-MM-DD)")
+    p.add_argument("--source", action="append", metavar="OUTLET", help="only articles from this outlet (repeatable)")
+    p.add_argument("--doc", action="append", metavar="DOC_ID", help="only this article (repeatable)")
     p = add("chat", cmd_chat)
     p.add_argument("-k", type=int, default=5, help="passages to show (1-20, default 5)")
     p = add("serve", cmd_serve)

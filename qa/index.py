@@ -31,7 +31,8 @@ from .errors import IndexMismatch, IndexMissing, InvalidInput, NotFound, TooLarg
 from .ingest import article_from_text, collect, content_hash, readable_date, safe_doc_id
 from .locks import ReadWriteLock, process_lock
 from .records import AddReport, Answer, Article
-from .retrieval import RetrievalConfig, Retrieved, hybrid_search
+from .retrieval import RetrievalConfig, Retrieved, hybrid_search, question_period
+from .scope import Scope
 from .settings import Settings
 from .store import DB_NAME, FORMAT_VERSION, Store, StoreClosed, atomic_write_text, utc_now
 from .vectors import VectorIndex, faiss_path
@@ -256,35 +257,49 @@ class NewsIndex:
         return embedder
 
     def _retrieve(self, query: str, k: int, *, query_vector: np.ndarray | None = None,
-                  config: RetrievalConfig | None = None) -> Retrieved:
-        """Top ``k`` for ``query``; evaluation passes vectors it embedded in batches and settings it compares."""
+                  config: RetrievalConfig | None = None, scope: Scope | None = None,
+                  periods: bool = False) -> Retrieved:
+        """Top ``k`` for ``query`` among the articles ``scope`` admits, those dated in the period the query names
+        first when ``periods`` is set; evaluation passes vectors it embedded in batches and settings it compares."""
         if query_vector is None:
             embedder = self._checked_embedder(self.live())
             query_vector = embedder.encode([query])[0]
         # Held for the whole read: a rebuild swaps generations (and deletes the old one) only between reads.
         with self._rw.read():
             live = self.live()
-            return hybrid_search(live.store, live.vectors, query_vector, query, k, config or self.retrieval)
+            period = question_period(live.store, query, scope) if periods else None
+            return hybrid_search(live.store, live.vectors, query_vector, query, k, config or self.retrieval,
+                                 scope, period)
 
-    def search(self, query: str, k: int = 5) -> list[Passage]:
-        """The ``k`` best passages for ``query`` (hybrid dense + BM25), each with its exact citation."""
+    def search(self, query: str, k: int = 5, *, since: str | None = None, until: str | None = None,
+               sources: Iterable[str] | None = None, doc_ids: Iterable[str] | None = None) -> list[Passage]:
+        """The ``k`` best passages for ``query`` (hybrid dense + BM25), each with its exact citation. ``since``
+        and ``until`` (YYYY-MM-DD, inclusive), ``sources`` (outlet names) and ``doc_ids`` restrict the articles
+        searched; a period the query names ("last week") is preferred."""
         query = self.validate_question(query)
         if not 1 <= int(k) <= 100:
             raise InvalidInput("k must be between 1 and 100")
-        return self._retrieve(query, int(k)).passages
+        scope = Scope.of(since, until, sources, doc_ids)
+        return self._retrieve(query, int(k), scope=scope, periods=True).passages
 
-    def ask(self, question: str, k: int = 5, history: Iterable[dict] = ()) -> Answer:
+    def ask(self, question: str, k: int = 5, history: Iterable[dict] = (), *, since: str | None = None,
+            until: str | None = None, sources: Iterable[str] | None = None,
+            doc_ids: Iterable[str] | None = None) -> Answer:
         """Answer a question from the articles: answer sentences with ``[n]`` citations and the passages.
 
         ``history`` holds earlier turns (``{"question": ..., "answer": ...}``); a follow-up that leans on them
         ("and what did they say about it?") is searched together with the previous question, while the reader reads
-        the question as asked, so the previous answer comes back only when it answers the new question too."""
+        the question as asked, so the previous answer comes back only when it answers the new question too.
+        ``since``/``until`` (YYYY-MM-DD, inclusive), ``sources`` and ``doc_ids`` restrict the articles cited
+        (InvalidInput for a malformed date); a period the question names ("this week", "in March", "latest"),
+        counted from the newest article's date, is preferred, and the answer's ``date_range`` says which."""
         began = time.perf_counter()
         question = self.validate_question(question)
         if not 1 <= int(k) <= 100:
             raise InvalidInput("k must be between 1 and 100")
+        scope = Scope.of(since, until, sources, doc_ids)
         query = answering.resolve_followup(question, list(history))
-        found = self._retrieve(query, int(k))
+        found = self._retrieve(query, int(k), scope=scope, periods=True)
         reader = self.reader
         if reader is not None:
             composed = answering.compose_read(question, found, reader, self.answering, query=query)
@@ -296,7 +311,8 @@ class NewsIndex:
                 p.weak = True
         took = round((time.perf_counter() - began) * 1000, 2)
         return Answer(question, composed.text, composed.answerable, passages, composed.spans, took, query,
-                      composed.read)
+                      composed.read, date_range=found.period.to_dict() if found.period else None,
+                      filters=scope.to_dict() if scope else None)
 
     # --- writes --------------------------------------------------------------------------------------------------
     def _prepare(self, articles: list[Article], cache: Store | None, show_progress: bool) -> tuple[list[_Prepared], int]:

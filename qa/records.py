@@ -91,6 +91,8 @@ class Answer:
     took_ms: float = 0.0
     query: str = ""
     sentences_read: int = 0  # sentences the reader read for this answer (0: reader off)
+    date_range: dict | None = None  # {"since", "until", "phrase"}: the period the question named, preferred
+    filters: dict | None = None  # {"since", "until", "sources", "doc_ids"}: the caller's filters, when any
 
     def to_dict(self) -> dict:
         return {
@@ -102,6 +104,8 @@ class Answer:
             "took_ms": self.took_ms,
             "query": self.query,
             "sentences_read": self.sentences_read,
+            "date_range": self.date_range,
+            "filters": self.filters,
         }
 
 

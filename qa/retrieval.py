@@ -21,6 +21,7 @@ import numpy as np
 
 from .lexical import date_cues, fts_query, question_parts, source_aliases
 from .records import Passage
+from .scope import Period, Scope, named_period
 from .store import Store
 from .vectors import VectorIndex
 
@@ -42,6 +43,7 @@ class RetrievalConfig:
     lexical_depth: int = 1000  # BM25 scores read for the dense candidates' sake
     source_boost: float = 0.2  # added when the chunk's publisher is named in the question
     date_boost: float = 0.3  # added when the chunk's article is dated on a day the question names
+    period_boost: float = 0.3  # added when the chunk's article is dated in the period the question names
     part_weight: float = 0.6  # weight of the best BM25 match to one part of a many-part question (0: off)
     per_article: int = 4  # at most this many chunks of one article before other articles have had a turn (0: no cap)
     duplicate_overlap: float = 0.7  # drop a chunk sharing this much of its word 5-grams with one ranked above (1: off)
@@ -114,6 +116,7 @@ class Retrieved:
     query_vector: np.ndarray
     similarity: float
     similarities: list[float] = field(default_factory=list)
+    period: Period | None = None  # the date range the question named, preferred in the ranking
 
 
 # --- what the question names: publishers known to the index -------------------------------------------------------
@@ -146,6 +149,31 @@ def named_sources(store: Store, question: str) -> set[str]:
                 found.add(name)
                 break
     return found
+
+
+_NEWEST: "weakref.WeakKeyDictionary[Store, tuple[int, str]]" = weakref.WeakKeyDictionary()
+
+
+def newest_date(store: Store) -> str:
+    """The newest article's date in the index (what "this week" and "latest" count from), cached until the
+    index changes."""
+    generation = store.generation()
+    cached = _NEWEST.get(store)
+    if cached is not None and cached[0] == generation:
+        return cached[1]
+    newest = store.newest_date()
+    _NEWEST[store] = (generation, newest)
+    return newest
+
+
+def question_period(store: Store, question: str, scope: Scope | None = None) -> Period | None:
+    """The date range ``question`` names ("last week", "in March", "latest"), counted from the newest article's
+    date and narrowed to the caller's date filter; None when it names none or the two do not meet."""
+    period = named_period(question, newest_date(store))
+    if period is None or not scope:
+        return period
+    within = scope.narrowed(period.since, period.until)
+    return None if within is None else Period(within.since, within.until, period.phrase)
 
 
 # --- scoring --------------------------------------------------------------------------------------------------------
@@ -236,36 +264,89 @@ class Pool:
     dates: set[str]
     parts: list[tuple[dict[int, float], set[str], set[str]]] = field(default_factory=list)  # BM25, publishers, days
     store: Store | None = None  # where the texts of the rows shown are read from
+    period: Period | None = None  # the date range the question names: articles dated in it rank higher
+
+
+# A filter admitting at most this many chunks is searched exactly (cosines of their stored vectors); a wider one
+# over-fetches from FAISS first and falls back to the exact search when too few of the hits pass the filter.
+EXACT_SCOPE_CHUNKS = 2000
+
+
+def _exact_dense(store: Store, dim: int, query_vector: np.ndarray, ids: list[int], n: int) -> dict[int, float]:
+    """The ``n`` best of ``ids`` by exact cosine with the query, from the vectors stored in SQLite."""
+    best_ids, best_scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+    for block_ids, mat in store.chunk_vectors(ids, dim):
+        best_ids = np.concatenate([best_ids, block_ids])
+        best_scores = np.concatenate([best_scores, mat @ q])
+        if len(best_ids) > 4 * n:
+            keep = np.argsort(-best_scores, kind="stable")[:n]
+            best_ids, best_scores = best_ids[keep], best_scores[keep]
+    order = np.argsort(-best_scores, kind="stable")[:n]
+    return {int(best_ids[i]): float(best_scores[i]) for i in order}
+
+
+def dense_search(store: Store, vectors: VectorIndex, query_vector: np.ndarray, n: int,
+                 scope: Scope | None = None) -> dict[int, float]:
+    """The ``n`` chunks nearest the query among those ``scope`` admits (all without one). A filtered search still
+    finds ``n`` when ``n`` pass the filter: FAISS is asked for more, and when too few of its hits pass, the admitted
+    chunks are compared exactly."""
+    if not scope:
+        return dict(vectors.search(query_vector, n))
+    allowed = store.scoped_chunk_ids(scope)
+    if not allowed:
+        return {}
+    wanted = min(n, len(allowed))
+    if len(allowed) > EXACT_SCOPE_CHUNKS and vectors.size:
+        admitted = set(allowed)
+        fetch = min(vectors.size, n * max(2, 2 * -(-vectors.size // len(allowed))))
+        hits = [(i, s) for i, s in vectors.search(query_vector, fetch) if i in admitted]
+        if len(hits) >= wanted:
+            return dict(hits[:n])
+    return _exact_dense(store, vectors.dim, query_vector, allowed, n)
 
 
 def gather(store: Store, vectors: VectorIndex, query_vector: np.ndarray, query: str,
-           config: RetrievalConfig) -> Pool:
-    """Candidates from both retrievers, each scored by both."""
+           config: RetrievalConfig, scope: Scope | None = None, period: Period | None = None) -> Pool:
+    """Candidates from both retrievers, each scored by both, among the articles ``scope`` admits. A ``period``
+    the question names adds the best candidates dated in it (inside the scope), so they can be preferred even
+    when the whole collection's lists would not reach them."""
+    scope = scope or None
     match = fts_query(query)
-    dense = dict(vectors.search(query_vector, config.candidates))
+    dense = dense_search(store, vectors, query_vector, config.candidates, scope)
     # One FTS5 query ranks every match anyway; reading a deeper list gives most dense candidates their exact
     # BM25 score for free. One that is not in it has less than the last score read: 0 is close enough.
-    deep = store.lexical_search(match, max(config.candidates, config.lexical_depth), config.bm25_weights)
+    deep = store.lexical_search(match, max(config.candidates, config.lexical_depth), config.bm25_weights, scope)
     lexical = dict(deep[: config.candidates])
     known = dict(deep)
+    if period is not None:
+        within = (scope or Scope()).narrowed(period.since, period.until)
+        if within is not None:
+            dense.update(dense_search(store, vectors, query_vector, config.candidates, within))
+            dated = store.lexical_search(match, config.candidates, config.bm25_weights, within)
+            known.update(dated)  # FTS5's BM25 uses whole-table statistics: the same score as unfiltered
+            lexical.update(dated)
     dense.update(_cosines(vectors, query_vector, [i for i in lexical if i not in dense]))
     lexical.update({i: known.get(i, 0.0) for i in dense if i not in lexical})
     parts = []
     if config.part_weight > 0:
         for part in question_parts(query):
-            found = dict(store.lexical_search(fts_query(part), config.candidates, config.bm25_weights))
+            found = dict(store.lexical_search(fts_query(part), config.candidates, config.bm25_weights, scope))
             parts.append((found, named_sources(store, part), date_cues(part)))
     rows = store.chunk_rows(list(dense), text=False)
     return Pool(query, query_vector, {i: s for i, s in dense.items() if i in rows},
                 {i: s for i, s in lexical.items() if i in rows}, rows,
-                named_sources(store, query), date_cues(query), parts, store)
+                named_sources(store, query), date_cues(query), parts, store, period)
 
 
-def _cued(score: float, row: dict, sources: set[str], dates: set[str], config: RetrievalConfig) -> float:
+def _cued(score: float, row: dict, sources: set[str], dates: set[str], config: RetrievalConfig,
+          period: Period | None = None) -> float:
     if config.source_boost and row["source"] in sources:
         score += config.source_boost
     if config.date_boost and row["date"] and row["date"][:10] in dates:
         score += config.date_boost
+    if period is not None and config.period_boost and row["date"] and period.since <= row["date"][:10] <= period.until:
+        score += config.period_boost
     return score
 
 
@@ -291,7 +372,7 @@ def rank(pool: Pool, config: RetrievalConfig) -> list[dict]:
     ranked = []
     for cid, score in fused.items():
         row = dict(pool.rows[cid])
-        score = _cued(score, row, pool.sources, pool.dates, config) + config.part_weight * best_part.get(cid, 0.0)
+        score = _cued(score, row, pool.sources, pool.dates, config, pool.period) + config.part_weight * best_part.get(cid, 0.0)
         row["score"] = score
         ranked.append(row)
     ranked.sort(key=lambda r: (-r["score"], r["id"]))
@@ -313,12 +394,13 @@ def finish(pool: Pool, ranked: list[dict], k: int, config: RetrievalConfig) -> R
         for n, r in enumerate(chosen, start=1)
     ]
     similarities = [pool.dense.get(r["id"], 0.0) for r in chosen]
-    return Retrieved(passages, pool.query_vector, max(pool.dense.values(), default=0.0), similarities)
+    return Retrieved(passages, pool.query_vector, max(pool.dense.values(), default=0.0), similarities, pool.period)
 
 
 def hybrid_search(store: Store, vectors: VectorIndex, query_vector: np.ndarray, query: str, k: int,
-                  config: RetrievalConfig) -> Retrieved:
-    """Top ``k`` passages for ``query`` (whose embedding is ``query_vector``); texts are cut from the articles by
-    their stored offsets. The caller holds the index's read lock, so the store and vectors stay put meanwhile."""
-    pool = gather(store, vectors, query_vector, query, config)
+                  config: RetrievalConfig, scope: Scope | None = None, period: Period | None = None) -> Retrieved:
+    """Top ``k`` passages for ``query`` (whose embedding is ``query_vector``) among the articles ``scope``
+    admits, those dated in ``period`` first; texts are cut from the articles by their stored offsets. The caller
+    holds the index's read lock, so the store and vectors stay put meanwhile."""
+    pool = gather(store, vectors, query_vector, query, config, scope, period)
     return finish(pool, rank(pool, config), k, config)

@@ -229,15 +229,48 @@ class Store:
             mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
             yield ids, mat
 
-    def lexical_search(self, match: str, limit: int, weights: tuple[float, float, float]) -> list[tuple[int, float]]:
-        """BM25 over chunks (FTS5). Returns ``(chunk id, score)`` best first, score higher is better."""
+    def lexical_search(self, match: str, limit: int, weights: tuple[float, float, float],
+                       scope=None) -> list[tuple[int, float]]:
+        """BM25 over chunks (FTS5). Returns ``(chunk id, score)`` best first, score higher is better. With a
+        ``scope`` (qa.scope.Scope) only chunks of the articles it admits are ranked, so a narrow filter still gets
+        its ``limit`` matches."""
         if not match:
             return []
-        rows = self.db.execute(
-            "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
-            (*weights, match, limit),
-        ).fetchall()
+        if scope:
+            where, params = scope.where("d")
+            rows = self.db.execute(
+                "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN "
+                f"(SELECT c.id FROM chunks c JOIN documents d USING (doc_id) WHERE {where}) ORDER BY s LIMIT ?",
+                (*weights, match, *params, limit),
+            ).fetchall()
+        else:
+            rows = self.db.execute(
+                "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s "
+                "LIMIT ?",
+                (*weights, match, limit),
+            ).fetchall()
         return [(rowid, -score) for rowid, score in rows]
+
+    def scoped_chunk_ids(self, scope) -> list[int]:
+        """The ids of the chunks of every article ``scope`` (qa.scope.Scope) admits."""
+        where, params = scope.where("d")
+        return [r[0] for r in self.db.execute(
+            f"SELECT c.id FROM chunks c JOIN documents d USING (doc_id) WHERE {where}", params)]
+
+    def chunk_vectors(self, ids: list[int], dim: int):
+        """Yield ``(ids, matrix)`` blocks of the stored vectors of these chunks (exact, whatever FAISS holds)."""
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            rows = self.db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part).fetchall()
+            if rows:
+                yield (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                       np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim))
+
+    def newest_date(self) -> str:
+        """The newest article's date (YYYY-MM-DD), '' when no article is dated."""
+        row = self.db.execute("SELECT max(substr(date, 1, 10)) FROM documents WHERE date != ''").fetchone()
+        return (row[0] or "") if row else ""
 
 
 class _Transaction:

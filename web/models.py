@@ -50,11 +50,20 @@ class AskRequest(BaseModel):
     k: int = Field(default=5, ge=1, le=20, description="how many passages to return")
     history: list[HistoryTurn] = Field(default_factory=list, description=(
         "earlier turns, oldest first: at most 20, 100,000 characters in all; more gets 400"))
+    since: str | None = Field(default=None, description="only articles dated on or after this day (YYYY-MM-DD; "
+                                                         "undated articles are left out); malformed gets 400")
+    until: str | None = Field(default=None, description="only articles dated on or before this day (YYYY-MM-DD)")
+    sources: list[str] = Field(default_factory=list, max_length=100,
+                               description="only articles from these outlets (names as `GET /documents` lists them, "
+                                           "any case)")
+    doc_ids: list[str] = Field(default_factory=list, max_length=1000, description="only these articles")
 
     model_config = {"json_schema_extra": {"examples": [
         {"question": "Which countries retaliated?", "k": 5, "history": []},
         {"question": "And what did the steel industry say about it?",
          "history": [{"question": "What tariffs did the U.S. put on steel?", "answer": "…"}]},
+        {"question": "Who went on strike?", "since": "2025-03-01", "until": "2025-03-31",
+         "sources": ["Coastal Post"]},
     ]}}
 
 
@@ -95,6 +104,24 @@ class AnswerSpanOut(BaseModel):
     end: int
 
 
+class DateRangeOut(BaseModel):
+    """The period the question named ("last week", "in March", "latest"), counted from the newest article's
+    date: articles dated in it were preferred."""
+
+    since: str
+    until: str
+    phrase: str = Field(description="the question's words that named it")
+
+
+class FiltersOut(BaseModel):
+    """The filters the articles were restricted to."""
+
+    since: str | None = None
+    until: str | None = None
+    sources: list[str] = []
+    doc_ids: list[str] = []
+
+
 class AskResponse(BaseModel):
     """The answer sentences with ``[n]`` markers, whether the articles answer at all, and the passages."""
 
@@ -106,6 +133,9 @@ class AskResponse(BaseModel):
     took_ms: float
     query: str = Field(description="the text that was searched (a follow-up is combined with the previous question)")
     sentences_read: int = Field(0, description="sentences the reader read with the question (0 when QA_READER=off)")
+    date_range: DateRangeOut | None = Field(None, description="the period the question named, preferred; null when "
+                                                              "it names none")
+    filters: FiltersOut | None = Field(None, description="the filters asked for; null when none")
 
 
 class DocumentSummary(BaseModel):

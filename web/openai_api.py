@@ -201,6 +201,10 @@ class ChatCompletionRequest(BaseModel):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     k: int = Field(5, ge=1, le=20, description="how many passages to cite (newsqa's own field)")
+    since: str | None = Field(None, description="only articles dated on or after this day, YYYY-MM-DD (newsqa's own)")
+    until: str | None = Field(None, description="only articles dated on or before this day, YYYY-MM-DD (newsqa's own)")
+    sources: list[str] = Field(default_factory=list, description="only articles from these outlets (newsqa's own)")
+    doc_ids: list[str] = Field(default_factory=list, description="only these articles (newsqa's own)")
     n: int | None = Field(None, ge=1, description="only 1 is supported")
     temperature: float | None = None
     top_p: float | None = None
@@ -374,7 +378,8 @@ async def chat_completions(body: ChatCompletionRequest, index: NewsIndex = Depen
         raise ChatError("n must be 1: there is one answer to a question", param="n", code="unsupported_value")
     question, history, last = conversation(body.messages)
     question = _validated_question(index, question, f"messages[{last}].content")
-    answer = await run_in_threadpool(index.ask, question, body.k, history)
+    answer = await run_in_threadpool(lambda: index.ask(question, body.k, history, since=body.since, until=body.until,
+                                                       sources=body.sources, doc_ids=body.doc_ids))
     content = render_content(answer)
     newsqa = answer.to_dict()
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"

@@ -25,11 +25,11 @@ FORM_HISTORY_TURNS = MAX_HISTORY_TURNS
 
 
 async def reply(request: Request, index: NewsIndex, pages: Pages, question: str, k: int, history: list[dict], *,
-                turn: int, partial: bool, earlier: list[dict]):
+                turn: int, partial: bool, earlier: list[dict], scope: dict | None = None):
     """The one answer path behind GET and POST /ask: JSON for programs, the chat page for browsers."""
     show_errors_on(request, lambda r, status, detail: pages.chat(
         r, earlier, k=k, error=detail, status=status, partial=partial, question=question))
-    answer = await run_in_threadpool(index.ask, question, k, history)
+    answer = await run_in_threadpool(lambda: index.ask(question, k, history, **(scope or {})))
     data = answer.to_dict()
     if wants_html(request):
         return pages.chat(request, earlier + [turn_view(turn, data)], k=k, partial=partial)
@@ -73,19 +73,27 @@ async def ask(request: Request, partial: bool = Query(False, include_in_schema=F
     check_history([(t.question, t.answer or "") for t in json_request.history], max_chars)
     history = [turn.model_dump() for turn in json_request.history]
     earlier = [history_view(i + 1, t.question, t.answer or "") for i, t in enumerate(json_request.history)]
+    scope = {"since": json_request.since, "until": json_request.until, "sources": json_request.sources,
+             "doc_ids": json_request.doc_ids}
     return await reply(request, index, pages, json_request.question, json_request.k, history,
-                       turn=len(history) + 1, partial=partial, earlier=earlier)
+                       turn=len(history) + 1, partial=partial, earlier=earlier, scope=scope)
 
 
 @router.get("/ask", summary="Answer a question given in the URL", response_model=AskResponse,
             responses={**HTML_200, **ERRORS, **INDEX_ERRORS})
 async def ask_get(request: Request, q: str = Query("", description="the question (1 to 2,000 characters)"),
                   k: int = Query(5, ge=1, le=20, description="how many passages to return"),
+                  since: str | None = Query(None, description="only articles dated on or after this day (YYYY-MM-DD)"),
+                  until: str | None = Query(None, description="only articles dated on or before this day (YYYY-MM-DD)"),
+                  source: list[str] = Query([], description="only articles from this outlet (repeatable)"),
+                  doc_id: list[str] = Query([], description="only this article (repeatable)"),
                   index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
-    """Answer a question given in the URL: `/ask?q=which+countries+retaliated%3F&k=5`. Same reply as POST."""
+    """Answer a question given in the URL: `/ask?q=which+countries+retaliated%3F&k=5`, optionally restricted:
+    `&since=2025-03-01&until=2025-03-31&source=Coastal+Post&doc_id=ferry`. Same reply as POST."""
     if not q.strip() and wants_html(request):
         return RedirectResponse("/", status_code=303)
-    return await reply(request, index, pages, q, k, [], turn=1, partial=False, earlier=[])
+    scope = {"since": since, "until": until, "sources": source, "doc_ids": doc_id}
+    return await reply(request, index, pages, q, k, [], turn=1, partial=False, earlier=[], scope=scope)
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

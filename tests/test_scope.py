@@ -1,0 +1,208 @@
+"""Scoped questions: date, outlet and article filters applied inside retrieval, and the periods questions name."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from fastapi.testclient import TestClient
+
+import qa.retrieval as retrieval
+from conftest import RETALIATION_DOC
+from qa.errors import InvalidInput
+from qa.records import Article
+from qa.scope import Scope, named_period
+from web.app import create_app
+
+BASE = "http://localhost:8000"
+
+# A long article of distinct sentences (repeated text would be kept out of the passages as duplicates).
+REPORT = " ".join(
+    f"In week {i} the port moved {i * 37} containers, {i * 11} cruise passengers came ashore at berth {i % 7}, "
+    f"pilots logged {i * 3} boardings and dredger number {i * 5} cleared {i * 13} tonnes near buoy {i * 17}."
+    for i in range(1, 90))
+
+
+def dated_articles() -> list[Article]:
+    """Ferry strikes in two months from two outlets, and unrelated articles; the newest is dated 2025-05-22."""
+    return [
+        Article("ferry-march", "Ferry workers went on strike on Monday over pay. The union says talks broke down "
+                "on Sunday and crossings to the islands were cancelled.", title="Ferry strike",
+                date="2025-03-03", source="Coastal Post"),
+        Article("ferry-may", "Ferry workers walked out again on Wednesday, this time over safety rules on the night "
+                "crossings. The operator said half the sailings were cancelled.", title="Second ferry strike",
+                date="2025-05-14", source="Harbour Times"),
+        Article("ferry-undated", "Ferry workers have struck before over pay, the union recalled in a statement "
+                "about the history of the crossings.", title="Strike history", source="Coastal Post"),
+        Article("budget", "The city council approved a budget that raises spending on schools and parks. "
+                "Councillors argued for hours about the tram extension.", title="Budget passes",
+                date="2025-05-22", source="Harbour Times"),
+        Article("harbour-report", REPORT, title="Harbour report", date="2025-04-10", source="Coastal Post"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def dated(tmp_path_factory, embedder):
+    from qa.index import NewsIndex
+    from qa.settings import Settings
+
+    idx = NewsIndex(Settings.from_env(index_dir=tmp_path_factory.mktemp("scoped") / "index", reader=False),
+                    embedder=embedder)
+    idx.rebuild(dated_articles())
+    yield idx
+    idx.close()
+
+
+def test_named_periods_count_from_the_newest_article():
+    newest = "2025-05-22"  # a Thursday
+    assert named_period("what happened this week?", newest).to_dict() == {
+        "since": "2025-05-19", "until": "2025-05-25", "phrase": "this week"}
+    assert named_period("Who struck last week?", newest).to_dict() == {
+        "since": "2025-05-12", "until": "2025-05-18", "phrase": "last week"}
+    assert named_period("strikes in March", newest).to_dict() == {
+        "since": "2025-03-01", "until": "2025-03-31", "phrase": "in March"}
+    assert named_period("strikes in June", newest).since == "2024-06-01"  # the June before the newest article
+    assert named_period("strikes in March 2023", newest).since == "2023-03-01"
+    assert named_period("what is the latest on the ferries?", newest).to_dict() == {
+        "since": "2025-05-16", "until": "2025-05-22", "phrase": "latest"}
+    assert named_period("the most recent strike", newest).phrase == "most recent"
+    assert named_period("what happened in the last 30 days", newest).since == "2025-04-23"
+    # No period: a full date is a day cue, "may" the verb and "march" the noun are not months.
+    for question in ("what happened on March 3, 2025?", "who may strike?", "where did the march go?",
+                     "why did the workers strike?"):
+        assert named_period(question, newest) is None, question
+    assert named_period("what happened this week?", "") is None  # no dated article
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"since": "2025-3-1"}, "since must be a date written YYYY-MM-DD"),
+    ({"until": "yesterday"}, "until must be a date written YYYY-MM-DD"),
+    ({"since": "2025-02-30"}, "since is not a calendar day"),
+    ({"since": "2025-05-01", "until": "2025-04-01"}, "is after until"),
+])
+def test_invalid_filters_are_refused(kwargs, message):
+    with pytest.raises(InvalidInput, match=message):
+        Scope.of(**kwargs)
+
+
+def _docs(passages) -> set[str]:
+    return {p.doc_id for p in passages}
+
+
+def test_filters_restrict_the_passages(dated):
+    assert _docs(dated.search("ferry workers strike", k=10, since="2025-05-01")) <= {"ferry-may", "budget"}
+    assert "ferry-may" in _docs(dated.search("ferry workers strike", k=10, since="2025-05-01"))
+    assert _docs(dated.search("ferry workers strike", k=10, until="2025-03-31")) == {"ferry-march"}
+    assert _docs(dated.search("ferry workers strike", k=10, sources=["coastal  POST"])) <= {
+        "ferry-march", "ferry-undated", "harbour-report"}
+    assert _docs(dated.search("ferry workers strike", k=10, doc_ids=["budget"])) == {"budget"}
+    both = dated.search("ferry workers strike", k=10, since="2025-01-01", sources=["Coastal Post"])
+    assert _docs(both) <= {"ferry-march", "harbour-report"}  # undated articles are out when a date filter is on
+    assert dated.search("ferry workers strike", k=10, sources=["Nobody's Gazette"]) == []
+    unfiltered = dated.search("ferry workers strike", k=3)
+    assert _docs(unfiltered) & {"ferry-march", "ferry-may"}
+
+
+@pytest.mark.parametrize("exact_limit", [10_000, 0])  # exact cosines over the filter; FAISS over-fetch first
+def test_a_narrow_filter_still_returns_k_passages_with_exact_citations(dated, monkeypatch, exact_limit):
+    monkeypatch.setattr(retrieval, "EXACT_SCOPE_CHUNKS", exact_limit)
+    chunks = len(dated.document("harbour-report")["chunks"])
+    assert chunks >= 3
+    # A question about ferries: the harbour report is far from it, yet the filter to it yields k of its passages.
+    passages = dated.search("ferry workers strike over pay", k=3, doc_ids=["harbour-report"])
+    assert len(passages) == 3 and _docs(passages) == {"harbour-report"}
+    text = dated.document("harbour-report")["text"]
+    for p in passages:
+        assert text[p.start:p.end] == p.text
+
+
+def test_a_named_period_is_preferred_and_reported(dated):
+    answer = dated.ask("Why did ferry workers strike last week?", k=3)
+    assert answer.passages[0].doc_id == "ferry-may"
+    assert answer.date_range == {"since": "2025-05-12", "until": "2025-05-18", "phrase": "last week"}
+    assert answer.filters is None
+    answer = dated.ask("Why did ferry workers strike in March?", k=3)
+    assert answer.passages[0].doc_id == "ferry-march"
+    assert answer.date_range["since"] == "2025-03-01"
+    # Preferred, not required: articles from other months are still there.
+    assert len(answer.passages) == 3
+    assert dated.ask("Why did ferry workers strike?", k=3).date_range is None
+
+
+def test_a_period_outside_the_date_filter_is_not_used(dated):
+    answer = dated.ask("Why did ferry workers strike last week?", k=3, until="2025-03-31")
+    assert answer.date_range is None
+    assert answer.filters == {"since": None, "until": "2025-03-31", "sources": [], "doc_ids": []}
+    assert _docs(answer.passages) == {"ferry-march"}
+
+
+def test_seed_articles_filtered_by_their_stated_date(seed_index):
+    # Only one seed article states a date (2025-09-03); a filter to that day finds only it.
+    passages = seed_index.search("Carney Trump trade talks", k=5, since="2025-09-03", until="2025-09-03")
+    assert passages and all(p.date == "2025-09-03" for p in passages)
+    assert _docs(seed_index.search("which countries retaliated?", k=5, doc_ids=[RETALIATION_DOC])) == {RETALIATION_DOC}
+
+
+@pytest.fixture(scope="module")
+def client(dated):
+    with TestClient(create_app(dated.settings, index=dated), base_url=BASE) as c:
+        yield c
+
+
+def test_post_and_get_ask_take_filters(client):
+    r = client.post("/ask", json={"question": "Why did ferry workers strike?", "k": 5, "sources": ["Harbour Times"],
+                                  "since": "2025-05-01"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert {p["doc_id"] for p in body["passages"]} <= {"ferry-may", "budget"}
+    assert body["filters"] == {"since": "2025-05-01", "until": None, "sources": ["Harbour Times"], "doc_ids": []}
+    r = client.get("/ask", params={"q": "Why did ferry workers strike?", "until": "2025-03-31",
+                                   "source": ["Coastal Post", "Harbour Times"]})
+    assert r.status_code == 200, r.text
+    assert {p["doc_id"] for p in r.json()["passages"]} == {"ferry-march"}
+    r = client.get("/ask", params={"q": "What happened to the ferries last week?"})
+    assert r.json()["date_range"] == {"since": "2025-05-12", "until": "2025-05-18", "phrase": "last week"}
+
+
+@pytest.mark.parametrize("body", [{"since": "03/01/2025"}, {"until": "2025-13-01"},
+                                  {"since": "2025-05-01", "until": "2025-04-01"}])
+def test_invalid_dates_are_400_with_a_clear_message(client, body):
+    r = client.post("/ask", json={"question": "Why did ferry workers strike?", **body})
+    assert r.status_code == 400 and ("YYYY-MM-DD" in r.json()["detail"] or "after" in r.json()["detail"]
+                                     or "calendar" in r.json()["detail"])
+    r = client.get("/ask", params={"q": "Why did ferry workers strike?", **body})
+    assert r.status_code == 400
+
+
+def test_the_openai_route_takes_filters(client):
+    r = client.post("/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": "Why did ferry workers strike?"}], "until": "2025-03-31"})
+    assert r.status_code == 200, r.text
+    assert {p["doc_id"] for p in r.json()["newsqa"]["passages"]} == {"ferry-march"}
+    r = client.post("/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": "Why did ferry workers strike?"}], "since": "May 1"})
+    assert r.status_code == 400 and "YYYY-MM-DD" in r.json()["error"]["message"]
+
+
+def test_the_cli_takes_filters(dated):
+    env = {"QA_INDEX_DIR": str(dated.settings.index_dir), "QA_READER": "off", "HF_HUB_OFFLINE": "1"}
+    import os
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, "-m", "qa.cli", *args], capture_output=True, text=True,
+                              env={**os.environ, **env}, timeout=300)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    code, out, err = run("ask", "Why did ferry workers strike?", "--json", "--until", "2025-03-31",
+                         "--source", "Coastal Post", "--source", "Harbour Times")
+    assert code == 0, err
+    assert {p["doc_id"] for p in json.loads(out)["passages"]} == {"ferry-march"}
+    code, out, err = run("ask", "Why did ferry workers strike?", "--since", "2025/03/01")
+    assert code == 2 and "since must be a date written YYYY-MM-DD" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_filter_no_article_passes_gives_no_passages(dated):
+    answer = dated.ask("Why did ferry workers strike?", sources=["Nobody's Gazette"])
+    assert not answer.answerable and answer.passages == []
