@@ -127,6 +127,30 @@ def cmd_remove(args, settings: Settings) -> None:
     _show(f"removed {args.doc_id}")
 
 
+def cmd_doctor(args, settings: Settings) -> None:
+    """Check the index and repair what can be repaired.
+
+    Checks the current generation's database (SQLite's quick_check) and that SQLite, the BM25 table and the vector
+    cache hold the same chunks. A stale or missing vector cache is rebuilt from SQLite; a damaged database is read
+    article by article and the index rebuilt from the articles it could recover (it says how many). Exit code 0
+    when the index was sound or is repaired."""
+    report = _index(settings).doctor(show_progress=sys.stderr.isatty())
+    if args.json:
+        _show_json(report)
+        return
+    for problem in report["problems"]:
+        _show(f"problem: {problem}")
+    if report["recovered"] is not None:
+        _show(f"recovered {_plural(report['recovered'], 'article')}"
+              + (f"; {_plural(report['lost'], 'damaged row')} lost (add those articles again)" if report["lost"]
+                 else ""))
+    for done in report["repaired"]:
+        _show(f"repaired: {done}")
+    if not report["problems"]:
+        _show(f"ok: {_plural(report['documents'], 'document')}, {_plural(report['chunks'], 'chunk')}; SQLite, BM25 "
+              f"and vectors agree · {report['path']}")
+
+
 def cmd_docs(args, settings: Settings) -> None:
     """List the indexed articles."""
     index = _index(settings)
@@ -366,6 +390,9 @@ EXAMPLES = {
     "remove": """\
   qa docs                                    # the ids are the first column
   qa remove 000_0fdd7e176c3271ac""",
+    "doctor": """\
+  qa doctor                                  # check the index; repair the vector cache or a damaged database
+  qa doctor --json""",
     "docs": """\
   qa docs
   qa docs --json | jq -r '.documents[].doc_id'""",
@@ -431,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", help="date (YYYY-MM-DD) for articles that state none")
     p = add("remove", cmd_remove)
     p.add_argument("doc_id")
+    p = add("doctor", cmd_doctor)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p = add("docs", cmd_docs)
     p.add_argument("--json", action="store_true", help="print JSON")
     p = add("ask", cmd_ask)

@@ -45,3 +45,15 @@ class IndexMismatch(QAError):
     """The index on disk was built with other model or chunker settings."""
 
     status = 409
+
+
+class IndexCorrupt(QAError):
+    """The index database is damaged (fails SQLite's check, or is empty): `qa doctor` repairs what it can."""
+
+    status = 503
+
+
+class StorageFull(QAError):
+    """The disk holding the index is full; the write was rolled back and the index is unchanged."""
+
+    status = 507

@@ -14,9 +14,11 @@ in-memory FAISS index), and readers in other processes notice new generations an
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import shutil
-from contextlib import nullcontext
+import sqlite3
+from contextlib import contextmanager, nullcontext
 import threading
 import time
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ import numpy as np
 
 from . import answer as answering
 from .chunking import Chunker, ChunkerConfig, load_tokenizer
-from .errors import IndexMismatch, IndexMissing, InvalidInput, NotFound, TooLarge
+from .errors import IndexCorrupt, IndexMismatch, IndexMissing, InvalidInput, NotFound, StorageFull, TooLarge
 from .ingest import article_from_text, collect, content_hash, readable_date, safe_doc_id
 from .locks import ReadWriteLock, process_lock
 from .records import AddReport, Answer, Article
@@ -38,6 +40,55 @@ from .store import DB_NAME, FORMAT_VERSION, Store, StoreClosed, atomic_write_tex
 from .vectors import VectorIndex, faiss_path
 
 CURRENT = "CURRENT"
+# How often a reader re-reads CURRENT when it names a generation whose database is gone (another process's rebuild
+# removed the old generation between the reader's read of CURRENT and its open): bounded, short sleeps.
+SETTLE_TRIES = 8
+SETTLE_SLEEP = 0.025
+
+
+def _disk_full(error: BaseException) -> bool:
+    """SQLite's SQLITE_FULL, or ENOSPC from a file write (FAISS reports it as a RuntimeError with the message)."""
+    if isinstance(error, sqlite3.OperationalError):
+        return "database or disk is full" in str(error)
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(error, RuntimeError) and "No space left on device" in str(error)
+
+
+# Databases that passed ``PRAGMA quick_check`` in this process, by (path, inode): checked once per generation.
+_CHECKED: set[tuple[str, int]] = set()
+_CHECKED_LOCK = threading.Lock()
+
+
+def integrity_problem(db: Path, *, force: bool = False) -> str | None:
+    """Why the generation database ``db`` cannot be trusted (empty, not a database, failing ``quick_check``), or
+    None. Never writes to it: an empty file is refused before any connection (connecting would make it a database),
+    and the check runs on a connection that cannot create the file. FileNotFoundError when it is gone."""
+    info = db.stat()
+    if info.st_size == 0:
+        return "its database file is empty"
+    key = (str(db.resolve()), info.st_ino)
+    if not force and key in _CHECKED:
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=30)
+        try:
+            rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as e:
+        if "unable to open" in str(e) and not db.exists():
+            raise FileNotFoundError(errno.ENOENT, "the index database is gone", str(db)) from e
+        if "locked" in str(e) or "busy" in str(e):
+            raise
+        return f"SQLite cannot read it ({e})"
+    except sqlite3.DatabaseError as e:  # "file is not a database", "database disk image is malformed"
+        return f"SQLite cannot read it ({e})"
+    if rows != ["ok"]:
+        return f"SQLite's check fails: {'; '.join(rows)[:300]}"
+    with _CHECKED_LOCK:
+        _CHECKED.add(key)
+    return None
 
 
 @dataclass
@@ -132,12 +183,41 @@ class NewsIndex:
         return self._current_dir() is not None
 
     def _current_dir(self) -> Path | None:
+        """The live generation's folder, or None when there is no index. CURRENT naming a folder whose database
+        is gone is what a reader sees while another process's rebuild switches generations and removes the old
+        one: CURRENT is read again (a few times, with short sleeps) before concluding there is no index."""
+        for attempt in range(SETTLE_TRIES):
+            try:
+                name = (self.root / CURRENT).read_text(encoding="utf-8").strip()
+            except FileNotFoundError:
+                return None
+            gen_dir = self.root / name
+            if (gen_dir / DB_NAME).exists():
+                return gen_dir
+            if attempt + 1 < SETTLE_TRIES:
+                time.sleep(SETTLE_SLEEP * (attempt + 1))
+        return None
+
+    def _corrupt(self, gen_dir: Path, why: str) -> IndexCorrupt:
+        return IndexCorrupt(
+            f"the index in {gen_dir} is damaged ({why}): run `qa doctor` to repair it, or `qa index --rebuild "
+            f"PATHS` to build it again from the article files"
+        )
+
+    @contextmanager
+    def _storage_errors(self):
+        """A write that fails for want of disk space (SQLITE_FULL, ENOSPC) is a StorageFull error naming the index;
+        its transaction was rolled back (and a rebuild's unfinished generation removed), so the index is as it
+        was."""
         try:
-            name = (self.root / CURRENT).read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            return None
-        gen_dir = self.root / name
-        return gen_dir if (gen_dir / DB_NAME).exists() else None
+            yield
+        except (OSError, sqlite3.OperationalError, RuntimeError) as e:
+            if _disk_full(e):
+                raise StorageFull(
+                    f"the disk holding the index {self.root} is full: nothing was written; free some space and try "
+                    f"again"
+                ) from e
+            raise
 
     def _check(self, meta: dict, gen_dir: Path) -> None:
         if meta.get("format_version") != FORMAT_VERSION:
@@ -156,10 +236,22 @@ class NewsIndex:
     def live(self) -> _Live:
         """The current generation, reopened when another process (or a rebuild) has changed it.
 
-        Reloads replace objects rather than change them, so a reader holding the previous ones is unaffected."""
-        gen_dir = self._current_dir()
-        if gen_dir is None:
-            raise IndexMissing(f"no index in {self.root} yet: run `qa index` first")
+        Reloads replace objects rather than change them, so a reader holding the previous ones is unaffected. An
+        open that finds the generation's files gone (another process's rebuild removed them meanwhile) reads
+        CURRENT again rather than reporting that there is no index."""
+        for attempt in range(SETTLE_TRIES):
+            gen_dir = self._current_dir()
+            if gen_dir is None:
+                break
+            try:
+                return self._live_at(gen_dir)
+            except (FileNotFoundError, sqlite3.OperationalError):
+                if (gen_dir / DB_NAME).exists():
+                    raise
+                time.sleep(SETTLE_SLEEP * (attempt + 1))
+        raise IndexMissing(f"no index in {self.root} yet: run `qa index` first")
+
+    def _live_at(self, gen_dir: Path) -> _Live:
         live = self._live
         try:
             if live is not None and live.gen_dir == gen_dir and live.store.generation() == live.generation:
@@ -182,10 +274,24 @@ class NewsIndex:
         return fresh
 
     def _open(self, gen_dir: Path) -> _Live:
-        store = Store(gen_dir / DB_NAME)
-        meta = store.meta()
-        self._check(meta, gen_dir)
-        vectors = VectorIndex.load(store, gen_dir, int(meta["dim"]))
+        """Open a generation: its database checked first (once per generation in this process; an empty file is
+        refused before anything connects to it), then its settings, then the FAISS cache."""
+        db = gen_dir / DB_NAME
+        why = integrity_problem(db)
+        if why is not None:
+            raise self._corrupt(gen_dir, why)
+        store = Store(db)
+        try:
+            meta = store.meta()
+            if "dim" not in meta or "generation" not in meta:
+                raise self._corrupt(gen_dir, "its settings are missing")
+            self._check(meta, gen_dir)
+            vectors = VectorIndex.load(store, gen_dir, int(meta["dim"]))
+        except BaseException as e:
+            store.close()
+            if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
+                raise self._corrupt(gen_dir, f"SQLite cannot read it ({e})") from e
+            raise
         return _Live(gen_dir, store, vectors, int(meta["generation"]), meta)
 
     def close(self) -> None:
@@ -423,7 +529,7 @@ class NewsIndex:
         if not self.exists():
             return self.rebuild(articles, show_progress=show_progress)
         report = AddReport()
-        with self._write_lock, process_lock(self.root / "write.lock"):
+        with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             live = self.live()
             self._sweep(live.gen_dir)
             self._checked_embedder(live)
@@ -463,7 +569,7 @@ class NewsIndex:
 
     def remove(self, doc_id: str) -> None:
         """Delete an article from SQLite, BM25 and FAISS alike; NotFound for an unknown id."""
-        with self._write_lock, process_lock(self.root / "write.lock"):
+        with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             live = self.live()
             self._sweep(live.gen_dir)
             if live.store.content_hash(doc_id) is None:
@@ -471,16 +577,36 @@ class NewsIndex:
             self._write(live.store, live.vectors, live.gen_dir, [], [doc_id], AddReport())
 
     def stored_articles(self) -> list[Article]:
-        """The articles held by the current index, read without checking its settings (for a rebuild)."""
+        """The articles held by the current index, read without checking its settings (for a rebuild).
+        IndexCorrupt when its database is damaged (`qa doctor` recovers what it can)."""
         gen_dir = self._current_dir()
         if gen_dir is None:
             return []
+        why = integrity_problem(gen_dir / DB_NAME)
+        if why is not None:
+            raise self._corrupt(gen_dir, why)
         store = Store(gen_dir / DB_NAME)
         try:
             rows = store.db.execute("SELECT doc_id, text, title, date, source, url, author, path FROM documents")
             return [Article(*row) for row in rows]
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):
+                raise
+            raise self._corrupt(gen_dir, f"SQLite cannot read it ({e})") from e
         finally:
             store.close()
+
+    def _old_store(self, old_dir: Path | None) -> Store | None:
+        """The generation a rebuild replaces, to reuse its vectors and keep its added_at times; None when there is
+        none or it is damaged (a rebuild from paths is how a damaged index is replaced)."""
+        if old_dir is None:
+            return None
+        try:
+            if integrity_problem(old_dir / DB_NAME) is not None:
+                return None
+        except FileNotFoundError:
+            return None
+        return Store(old_dir / DB_NAME)
 
     def rebuild(self, articles: list[Article] | None = None, *, show_progress: bool = False) -> AddReport:
         """Build a fresh generation from ``articles`` (default: the articles already stored) and switch to it
@@ -489,51 +615,153 @@ class NewsIndex:
         report's ``dropped``."""
         began = time.perf_counter()
         articles = None if articles is None else list(articles)
-        with self._write_lock, process_lock(self.root / "write.lock"):
+        with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             # Read under the lock: stored articles read before it would miss an add that held it meanwhile,
             # and the rebuild would then delete that article with the old generation.
             if articles is None:
                 articles = self.stored_articles()
-            report = AddReport(added=[a.doc_id for a in articles])
-            old_dir = self._current_dir()
-            self._sweep(None)
-            numbers = [int(p.name[4:]) for p in self.root.glob("gen-*") if p.name[4:].isdigit()]
-            gen_dir = self.root / f"gen-{max(numbers, default=0) + 1:06d}"
-            for stale in self.root.glob("gen-*"):
-                if stale != old_dir:
-                    shutil.rmtree(stale, ignore_errors=True)  # left behind by a crashed build
-            gen_dir.mkdir(parents=True)
-            old_store = Store(old_dir / DB_NAME) if old_dir else None
-            store = None
-            try:
-                if old_store is not None:
-                    kept = {a.doc_id for a in articles}
-                    report.dropped = sorted(d for (d,) in old_store.db.execute("SELECT doc_id FROM documents")
-                                            if d not in kept)
-                dim = self._dim()
-                store = Store(gen_dir / DB_NAME)
-                store.create(self.expected_meta(dim))
-                vectors = VectorIndex(dim)
-                prepared, report.embedded = self._prepare(articles, old_store, show_progress)
-                added_at = dict(old_store.db.execute("SELECT doc_id, added_at FROM documents")) if old_store else {}
-                self._write(store, vectors, gen_dir, prepared, [], report, added_at)
-                store.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                store.close()
-            except BaseException:
-                if store is not None:
-                    store.close()
-                shutil.rmtree(gen_dir, ignore_errors=True)
-                raise
-            finally:
-                if old_store is not None:
-                    old_store.close()
-            atomic_write_text(self.root / CURRENT, gen_dir.name + "\n")
-            fresh = self._open(gen_dir)
-            with self._rw.write():  # no reader is between its reads while the old generation goes
-                old, self._live = self._live, fresh
-                if old is not None:
-                    old.store.close()  # every thread's connections: none may keep the deleted files open
-                if old_dir is not None:
-                    shutil.rmtree(old_dir, ignore_errors=True)
+            report = self._rebuild_locked(articles, show_progress)
         report.seconds = round(time.perf_counter() - began, 3)
         return report
+
+    def _rebuild_locked(self, articles: list[Article], show_progress: bool) -> AddReport:
+        """The rebuild itself, with both write locks held."""
+        report = AddReport(added=[a.doc_id for a in articles])
+        old_dir = self._current_dir()
+        self._sweep(None)
+        numbers = [int(p.name[4:]) for p in self.root.glob("gen-*") if p.name[4:].isdigit()]
+        gen_dir = self.root / f"gen-{max(numbers, default=0) + 1:06d}"
+        for stale in self.root.glob("gen-*"):
+            if stale != old_dir:
+                shutil.rmtree(stale, ignore_errors=True)  # left behind by a crashed build
+        gen_dir.mkdir(parents=True)
+        old_store = self._old_store(old_dir)
+        store = None
+        try:
+            if old_store is not None:
+                kept = {a.doc_id for a in articles}
+                report.dropped = sorted(d for (d,) in old_store.db.execute("SELECT doc_id FROM documents")
+                                        if d not in kept)
+            dim = self._dim()
+            store = Store(gen_dir / DB_NAME)
+            store.create(self.expected_meta(dim))
+            vectors = VectorIndex(dim)
+            prepared, report.embedded = self._prepare(articles, old_store, show_progress)
+            added_at = dict(old_store.db.execute("SELECT doc_id, added_at FROM documents")) if old_store else {}
+            self._write(store, vectors, gen_dir, prepared, [], report, added_at)
+            store.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            store.close()
+        except BaseException:
+            if store is not None:
+                store.close()
+            shutil.rmtree(gen_dir, ignore_errors=True)
+            raise
+        finally:
+            if old_store is not None:
+                old_store.close()
+        atomic_write_text(self.root / CURRENT, gen_dir.name + "\n")
+        fresh = self._open(gen_dir)
+        with self._rw.write():  # no reader is between its reads while the old generation goes
+            old, self._live = self._live, fresh
+            if old is not None:
+                old.store.close()  # every thread's connections: none may keep the deleted files open
+            if old_dir is not None:
+                shutil.rmtree(old_dir, ignore_errors=True)
+        return report
+
+    # --- repair --------------------------------------------------------------------------------------------------
+    def doctor(self, *, show_progress: bool = False) -> dict:
+        """Check the current generation and repair what can be repaired (``qa doctor``).
+
+        Checks: SQLite's ``quick_check``, and that SQLite, FTS5 and the FAISS cache hold the same chunks. A
+        missing or stale cache is rebuilt from the vectors in SQLite; an FTS table out of step means a rebuild from
+        the stored articles. A damaged database is read article by article, each kept only when its content hash
+        still matches, and a new generation is built from what was recovered. Returns what it found and did."""
+        report: dict = {"path": "", "problems": [], "repaired": [], "recovered": None, "lost": None}
+        with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
+            gen_dir = self._current_dir()
+            if gen_dir is None:
+                raise IndexMissing(f"no index in {self.root} yet: run `qa index` first")
+            report["path"] = str(gen_dir)
+            self._sweep(gen_dir)
+            db = gen_dir / DB_NAME
+            why = integrity_problem(db, force=True)
+            if why is not None:
+                report["problems"].append(f"the database is damaged: {why}")
+                articles, lost = _salvage(db)
+                report["recovered"], report["lost"] = len(articles), lost
+                self._rebuild_locked(articles, show_progress)
+                report["repaired"].append(f"rebuilt the index from the {len(articles)} recovered articles")
+                return report
+            store = Store(db)
+            try:
+                docs, chunks = store.counts()
+                fts = store.db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
+                orphans = store.db.execute(
+                    "SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT doc_id FROM documents)").fetchone()[0]
+                meta = store.meta()
+                cache = VectorIndex.cache_problem(store, gen_dir, int(meta["dim"])) if "dim" in meta else None
+            finally:
+                store.close()
+            report.update(documents=docs, chunks=chunks, fts=fts)
+            if fts != chunks or orphans:
+                report["problems"].append(f"{chunks} chunks but {fts} BM25 rows and {orphans} chunks without article")
+                self._rebuild_locked(self.stored_articles(), show_progress)
+                report["repaired"].append(f"rebuilt the index from its {docs} stored articles")
+            elif cache is not None:
+                report["problems"].append(cache)
+                if self._live is not None:
+                    self._live.store.close()
+                    self._live = None
+                store = Store(db)
+                try:
+                    dim = int(meta["dim"])
+                    VectorIndex.rebuild_from(store, dim).save(gen_dir, store.generation())
+                finally:
+                    store.close()
+                report["repaired"].append(f"rebuilt the vector cache from the {chunks} vectors in SQLite")
+        return report
+
+
+def _salvage(db: Path) -> tuple[list[Article], int]:
+    """The articles still readable from a damaged database, one row at a time (a damaged page costs the rows on
+    it, not the rest), each kept only if its content hash matches; and how many rows were lost."""
+    if db.stat().st_size == 0:
+        return [], 0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=rw", uri=True)  # never creates it
+    except sqlite3.Error:
+        return [], 0
+    cols = "doc_id, text, title, date, source, url, author, path, content_hash"
+    found: dict[str, Article] = {}
+    lost = 0
+    try:
+        try:
+            top = conn.execute("SELECT max(rowid) FROM documents").fetchone()[0] or 0
+        except sqlite3.DatabaseError:
+            top = None
+        rowid, misses = 0, 0
+        # Without the largest rowid, walk on until a long run of missing rows.
+        while (rowid < top) if top is not None else (misses < 5000):
+            rowid += 1
+            try:
+                row = conn.execute(f"SELECT {cols} FROM documents WHERE rowid = ?", (rowid,)).fetchone()
+            except sqlite3.DatabaseError:
+                row, lost = None, lost + 1
+            if row is None:
+                misses += 1
+                continue
+            misses = 0
+            try:
+                article = Article(*row[:8])
+            except (TypeError, ValueError):
+                lost += 1
+                continue
+            if content_hash(article) == row[8] and article.doc_id not in found:
+                found[article.doc_id] = article
+            else:
+                lost += 1
+    finally:
+        conn.close()
+    return list(found.values()), lost
+

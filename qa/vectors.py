@@ -285,6 +285,23 @@ class VectorIndex:
         return vectors
 
     @classmethod
+    def cache_problem(cls, store: Store, gen_dir: Path, dim: int) -> str | None:
+        """What is wrong with the FAISS cache of the store's current generation (``qa doctor``), or None."""
+        path = faiss_path(gen_dir, store.generation())
+        if not path.exists():
+            return f"the vector cache {path.name} is missing"
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError:
+            return f"the vector cache {path.name} cannot be read"
+        if index.d != dim:
+            return f"the vector cache {path.name} holds {index.d}-dimensional vectors, not {dim}"
+        held, stored = ids_stamp(cls(dim, index).ids()), ids_stamp(store.chunk_ids())
+        if held != stored:
+            return f"the vector cache {path.name} holds {held[0]} vectors for {stored[0]} chunks (or other ids)"
+        return None
+
+    @classmethod
     def load(cls, store: Store, gen_dir: Path, dim: int, policy: IndexPolicy | None = None) -> "VectorIndex":
         """The cache for the store's current generation, rebuilt from SQLite when missing, stale or not holding
         exactly the stored chunk ids (a vector under an id SQLite has since given to another chunk would cite the
@@ -306,3 +323,4 @@ class VectorIndex:
         except OSError:
             pass  # a read-only index still answers from memory
         return vectors
+

@@ -16,6 +16,7 @@ import faiss
 import numpy as np
 import pytest
 
+from qa.errors import StorageFull
 from qa.index import NewsIndex
 from qa.ingest import article_from_text
 from qa.settings import Settings
@@ -187,7 +188,7 @@ def test_a_failed_commit_leaves_no_phantom_vector_in_memory_or_on_disk(tmp_path,
     live = index.live()
     live.store._writer = _FullDisk(live.store.writer, rolled_back)
     failed = "Ferry workers in Halifax went on strike over pay on Monday."
-    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+    with pytest.raises(StorageFull, match="is full"):
         index.add([article_from_text(failed, doc_id="ferry")])
     # The next add gets the chunk id the failed one had (AUTOINCREMENT's counter was rolled back with it).
     index.add([article_from_text("Ottawa announced new lumber quotas on Friday.", doc_id="lumber")])

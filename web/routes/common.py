@@ -12,10 +12,14 @@ WRITE_ERRORS = {
     **ERRORS,
     401: {"model": ErrorOut, "description": "Missing or wrong API token (when QA_API_TOKEN is set)"},
     403: {"model": ErrorOut, "description": "A write sent from another site's page"},
+    507: {"model": ErrorOut, "description": "The disk holding the index is full; nothing was written"},
 }
 HTML_200 = {200: {"description": "JSON, or the page when the client asks for text/html",
                   "content": {"text/html": {"schema": {"type": "string"}}}}}
-INDEX_ERRORS = {409: {"model": ErrorOut, "description": "No index yet, or one built with other settings"}}
+INDEX_ERRORS = {
+    409: {"model": ErrorOut, "description": "No index yet, or one built with other settings"},
+    503: {"model": ErrorOut, "description": "The index is damaged: `qa doctor` repairs it"},
+}
 
 
 def body(content: dict[str, str]) -> dict:

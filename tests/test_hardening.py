@@ -1,0 +1,266 @@
+"""Issue 8's hardening: a full disk, a damaged database, a rebuild in another process, batched writes.
+
+Plumbing tests over the fake embedder: each simulates the failure (a write that raises, bytes overwritten in the
+database, a generation removed under a reader) rather than waiting for it."""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+import qa.cli
+import qa.index
+import qa.store
+from qa.errors import IndexCorrupt, IndexMissing, StorageFull
+from qa.index import NewsIndex
+from qa.ingest import article_from_text
+from qa.settings import Settings
+from qa.store import DB_NAME
+from qa.vectors import VectorIndex
+from web.app import create_app
+
+from conftest import FakeEmbedder
+
+BASE = "http://localhost"
+
+
+def _texts(n: int) -> dict[str, str]:
+    return {f"doc{i:03d}": f"Story {i} about tariffs on item {i}. " + f"Port {i} saw ships {i} times. " * 30
+            for i in range(n)}
+
+
+def _build(folder: Path, n: int = 3) -> NewsIndex:
+    index = NewsIndex(Settings.from_env(index_dir=folder), embedder=FakeEmbedder())
+    index.rebuild([article_from_text(text, doc_id=doc_id) for doc_id, text in _texts(n).items()])
+    return index
+
+
+def _fresh(folder: Path) -> NewsIndex:
+    """The index as a new process opens it (its once-per-process database checks forgotten)."""
+    qa.index._CHECKED.clear()
+    return NewsIndex(Settings.from_env(index_dir=folder), embedder=FakeEmbedder())
+
+
+def _assert_intact(folder: Path, doc_ids: set[str]) -> None:
+    index = _fresh(folder)
+    assert {d.doc_id for d in index.documents()} == doc_ids
+    live = index.live()
+    assert live.store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert live.vectors.size == live.store.counts()[1]
+    assert [p.name for p in folder.glob("gen-*")] == [live.gen_dir.name]
+    index.close()
+
+
+# --- 1. a full disk --------------------------------------------------------------------------------------------
+def _fill_disk(monkeypatch, how: str) -> None:
+    """The next write fails as on a full disk: SQLite's COMMIT (SQLITE_FULL), or a file write (ENOSPC)."""
+    if how == "sqlite":
+        original = qa.store._Transaction.__exit__
+
+        def commit_fails(self, exc_type, exc, tb):
+            if exc_type is None:
+                self._rollback()
+                raise sqlite3.OperationalError("database or disk is full")
+            return original(self, exc_type, exc, tb)
+
+        monkeypatch.setattr(qa.store._Transaction, "__exit__", commit_fails)
+    else:
+        def save_fails(self, *args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(VectorIndex, "save", save_fails)
+
+
+@pytest.mark.parametrize("how", ["sqlite", "enospc"])
+@pytest.mark.parametrize("op", ["add", "remove", "rebuild"])
+def test_a_full_disk_is_storage_full_naming_the_index_and_changes_nothing(tmp_path, monkeypatch, how, op):
+    folder = tmp_path / "index"
+    index = _build(folder)
+    before = {d.doc_id for d in index.documents()}
+    _fill_disk(monkeypatch, how)
+    with pytest.raises(StorageFull, match="full") as caught:
+        if op == "add":
+            index.add([article_from_text("Ferry workers went on strike over pay.", doc_id="ferry")])
+        elif op == "remove":
+            index.remove("doc000")
+        else:
+            index.rebuild([article_from_text("Ferry workers went on strike over pay.", doc_id="ferry")])
+    assert str(folder) in str(caught.value)
+    monkeypatch.undo()
+    assert {d.doc_id for d in index.documents()} == before
+    index.close()
+    _assert_intact(folder, before)
+
+
+def test_a_full_disk_is_one_line_from_the_cli_with_exit_code_2(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "index"
+    _build(folder).close()
+    monkeypatch.setattr(qa.cli, "_index", lambda settings: NewsIndex(settings, embedder=FakeEmbedder()))
+    _fill_disk(monkeypatch, "sqlite")
+    assert qa.cli.main(["--index-dir", str(folder), "remove", "doc001"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("qa: error:") and str(folder) in err and "Traceback" not in err
+    monkeypatch.undo()
+    _assert_intact(folder, set(_texts(3)))
+
+
+def test_a_full_disk_is_507_with_the_path_over_http(tmp_path, monkeypatch):
+    folder = tmp_path / "index"
+    index = _build(folder)
+    _fill_disk(monkeypatch, "sqlite")
+    with TestClient(create_app(index.settings, index=index), base_url=BASE) as client:
+        for response in (client.delete("/documents/doc001"),
+                         client.post("/documents", json={"title": "Ferry", "text": "Ferry workers went on strike."})):
+            assert response.status_code == 507
+            assert str(folder) in response.json()["detail"]
+    monkeypatch.undo()
+    index.close()
+    _assert_intact(folder, set(_texts(3)))
+
+
+# --- 2. a damaged database -------------------------------------------------------------------------------------
+def _damage(folder: Path) -> Path:
+    """Overwrite a page in the middle of the live generation's database with garbage; returns the database."""
+    db = next(folder.glob("gen-*")) / DB_NAME
+    assert not db.with_name(DB_NAME + "-wal").exists() or db.with_name(DB_NAME + "-wal").stat().st_size == 0
+    size = db.stat().st_size
+    page = 4096
+    at = (size // page // 2) * page
+    with open(db, "r+b") as f:
+        f.seek(at)
+        f.write(bytes((i * 37 + 11) % 256 for i in range(page)))
+    return db
+
+
+def test_a_damaged_database_is_index_corrupt_and_qa_doctor_recovers_the_readable_articles(tmp_path, monkeypatch,
+                                                                                          capsys):
+    folder = tmp_path / "index"
+    texts = _texts(40)
+    _build(folder, 40).close()
+    _damage(folder)
+    index = _fresh(folder)
+    with pytest.raises(IndexCorrupt, match="qa doctor") as caught:
+        index.documents()
+    assert "qa index --rebuild PATHS" in str(caught.value) and str(folder) in str(caught.value)
+    # The server starts and says so in JSON; it does not fall over.
+    with TestClient(create_app(index.settings, index=index), base_url=BASE) as client:
+        for response in (client.get("/documents"), client.post("/ask", json={"question": "tariffs?"})):
+            assert response.status_code == 503 and "qa doctor" in response.json()["detail"]
+    # The CLI: one line, exit code 2, for reads and for `qa index --rebuild` (which reads the stored articles).
+    monkeypatch.setattr(qa.cli, "_index", lambda settings: NewsIndex(settings, embedder=FakeEmbedder()))
+    for argv in (["docs"], ["index", "--rebuild"]):
+        assert qa.cli.main(["--index-dir", str(folder), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "qa doctor" in err
+    # qa doctor reads what it can and rebuilds from it.
+    assert qa.cli.main(["--index-dir", str(folder), "doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "problem: the database is damaged" in out and "recovered " in out
+    repaired = _fresh(folder)
+    docs = {d.doc_id for d in repaired.documents()}
+    assert 0 < len(docs) <= 40 and f"recovered {len(docs)} article" in out
+    for doc_id in docs:
+        assert repaired.document(doc_id)["text"] == texts[doc_id]
+    repaired.close()
+    _assert_intact(folder, docs)
+
+
+def test_a_zero_length_database_is_not_written_to_and_qa_doctor_starts_afresh(tmp_path):
+    folder = tmp_path / "index"
+    _build(folder).close()
+    db = next(folder.glob("gen-*")) / DB_NAME
+    db.write_bytes(b"")
+    index = _fresh(folder)
+    for _ in range(2):
+        with pytest.raises(IndexCorrupt, match="empty"):
+            index.documents()
+    assert db.stat().st_size == 0
+    report = index.doctor()
+    assert report["recovered"] == 0 and report["problems"]
+    _assert_intact(folder, set())
+    index.close()
+
+
+def test_a_rebuild_from_paths_replaces_a_damaged_index(tmp_path):
+    folder = tmp_path / "index"
+    _build(folder, 40).close()
+    _damage(folder)
+    index = _fresh(folder)
+    index.rebuild([article_from_text("Ferry workers went on strike over pay.", doc_id="ferry")])
+    index.close()
+    _assert_intact(folder, {"ferry"})
+
+
+def test_qa_doctor_rebuilds_a_missing_vector_cache_and_passes_a_sound_index(tmp_path):
+    folder = tmp_path / "index"
+    _build(folder).close()
+    index = _fresh(folder)
+    assert index.doctor()["problems"] == []
+    for cache in folder.glob("gen-*/vectors-*.faiss"):
+        cache.unlink()
+    report = _fresh(folder).doctor()
+    assert "missing" in report["problems"][0] and "vector cache" in report["repaired"][0]
+    assert list(folder.glob("gen-*/vectors-*.faiss"))
+    assert _fresh(folder).doctor()["problems"] == []
+    _assert_intact(folder, set(_texts(3)))
+
+
+# --- 3. a rebuild in another process -----------------------------------------------------------------------------
+def _next_generation(folder: Path) -> tuple[str, str]:
+    """What another process's rebuild leaves: the live generation moved to a new name. Returns (old, new)."""
+    old = next(folder.glob("gen-*"))
+    new = old.with_name("gen-000009")
+    old.rename(new)
+    return old.name, new.name
+
+
+def test_a_reader_waits_for_current_while_another_process_switches_generations(tmp_path):
+    folder = tmp_path / "index"
+    _build(folder).close()
+    old, new = _next_generation(folder)
+    (folder / "CURRENT").write_text(old + "\n")  # the reader reads CURRENT before the switch...
+    switch = threading.Timer(0.1, lambda: qa.store.atomic_write_text(folder / "CURRENT", new + "\n"))
+    switch.start()  # ...and the old generation is gone before the new CURRENT is written
+    index = _fresh(folder)
+    try:
+        assert {d.doc_id for d in index.documents()} == set(_texts(3))
+        assert index.live().gen_dir.name == new
+    finally:
+        switch.join()
+        index.close()
+
+
+def test_an_open_that_finds_the_generation_gone_reads_current_again(tmp_path, monkeypatch):
+    folder = tmp_path / "index"
+    _build(folder).close()
+    check = qa.index.integrity_problem
+    calls = []
+
+    def rebuilt_meanwhile(db, **kwargs):
+        if not calls:  # between reading CURRENT and opening it, another process switched and removed the old one
+            old, new = _next_generation(folder)
+            qa.store.atomic_write_text(folder / "CURRENT", new + "\n")
+        calls.append(db)
+        return check(db, **kwargs)
+
+    monkeypatch.setattr(qa.index, "integrity_problem", rebuilt_meanwhile)
+    index = _fresh(folder)
+    assert {d.doc_id for d in index.documents()} == set(_texts(3))
+    assert [db.parent.name for db in calls][-1] == "gen-000009"
+    index.close()
+
+
+def test_current_naming_a_generation_that_stays_gone_is_no_index_soon(tmp_path):
+    folder = tmp_path / "index"
+    _build(folder).close()
+    (folder / "CURRENT").write_text("gen-000042\n")
+    began = time.monotonic()
+    with pytest.raises(IndexMissing):
+        _fresh(folder).documents()
+    assert time.monotonic() - began < 3
