@@ -1,7 +1,7 @@
 """Reading articles: .txt/.md (with optional front matter), .html (visible text), JSON and JSON Lines collections.
 
-The article text is kept verbatim after decoding (for HTML: after extracting the visible text), because every
-citation offset refers to it. Titles and dates are read from what the article states, never invented.
+The article text is kept verbatim after decoding (for HTML: after extracting the visible text; for Markdown: the
+plain text it renders to), because every citation offset refers to it. Titles and dates are read from what the article states, never invented.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .records import Article, strip_controls
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
 COLLECTION_SUFFIXES = {".json", ".jsonl", ".ndjson"}
 SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | COLLECTION_SUFFIXES
 
@@ -163,12 +164,16 @@ def article_from_text(
     url: str = "",
     author: str = "",
     path: str = "",
+    markdown: bool = False,
 ) -> Article:
     """An article from decoded text; explicit fields win over front matter, which wins over what is derived.
-    Control characters (C0 but tab, newline and carriage return) are removed first."""
+    Control characters (C0 but tab, newline and carriage return) are removed first. With ``markdown`` the text
+    after the front matter is Markdown, stored as the plain text it renders to (every offset refers to that)."""
     raw = strip_controls(raw)
     fields, start = split_front_matter(raw)
     text = raw[start:]
+    if markdown:
+        text = markdown_to_text(text)
     if not text.strip():
         raise InvalidInput(f"{path or doc_id}: the article has no text")
     given_date = date or fields.get("date", "")
@@ -188,6 +193,34 @@ _BLOCK_TAGS = {
     "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section", "article",
     "header", "footer", "blockquote", "pre", "figure", "figcaption", "main", "aside", "nav", "dd", "dt", "hr",
 }
+
+
+def _visible_text(soup) -> str:
+    """The text of a parsed page's body: one paragraph per block (heading, paragraph, list item, table row, code
+    line), whitespace inside a line collapsed, paragraphs separated by a blank line."""
+    for tag in soup(["script", "style", "noscript", "template", "head", "svg", "iframe", "object"]):
+        tag.decompose()
+    for tag in soup.find_all(_BLOCK_TAGS):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    lines = [" ".join(line.split()) for line in strip_controls(soup.get_text("")).splitlines()]
+    return "\n\n".join(line for line in lines if line)
+
+
+def markdown_to_text(markdown: str) -> str:
+    """Markdown as the plain text a reader sees: headings, paragraphs, list items and code lines on their own
+    lines (paragraphs separated by a blank line), without the markup (``#``, ``**``, ``_``, ``[text](url)`` →
+    text, list markers, code fences, ``>``); images give nothing, raw HTML its visible text."""
+    from bs4 import BeautifulSoup
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown)
+    soup = BeautifulSoup(html, "lxml")
+    # A line break inside a paragraph (or between a table's cells) is a space; only code keeps its lines.
+    for string in soup.find_all(string=True):
+        if "\n" in string and string.find_parent("pre") is None:
+            string.replace_with(string.replace("\n", " "))
+    return _visible_text(soup)
 
 
 def html_to_article(html: str, *, doc_id: str, path: str = "", date: str = "") -> Article:
@@ -212,16 +245,10 @@ def html_to_article(html: str, *, doc_id: str, path: str = "", date: str = "") -
     if not meta_date:
         time_tag = soup.find("time", attrs={"datetime": True})
         meta_date = time_tag["datetime"] if time_tag else ""
-    for tag in soup(["script", "style", "noscript", "template", "head", "svg", "iframe", "object"]):
-        tag.decompose()
     h1 = soup.find("h1")
     if not title and h1:
         title = h1.get_text(" ", strip=True)
-    for tag in soup.find_all(_BLOCK_TAGS):
-        tag.insert_before("\n")
-        tag.insert_after("\n")
-    lines = [" ".join(line.split()) for line in strip_controls(soup.get_text("")).splitlines()]
-    text = "\n\n".join(line for line in lines if line)
+    text = _visible_text(soup)
     if not text:
         raise InvalidInput(f"{path or doc_id}: the page has no visible text")
     try:
@@ -305,7 +332,8 @@ def read_file(path: Path, *, max_bytes: int, date: str = "", doc_id: str = "") -
         return articles_from_records(_parse_collection(text, path), name=str(path), max_bytes=max_bytes)
     if suffix in HTML_SUFFIXES:
         return [html_to_article(text, doc_id=doc_id or path.stem, path=str(path), date=date)]
-    return [article_from_text(text, doc_id=doc_id or path.stem, date=date, path=str(path))]
+    return [article_from_text(text, doc_id=doc_id or path.stem, date=date, path=str(path),
+                              markdown=suffix in MARKDOWN_SUFFIXES)]
 
 
 def _parse_collection(text: str, path: Path) -> list:

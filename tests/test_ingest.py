@@ -49,7 +49,7 @@ def test_front_matter_sets_fields_and_is_not_part_of_the_text(tmp_path):
     (article,) = read_file(path, max_bytes=MB)
     assert (article.title, article.date, article.source, article.url) == (
         "Steel tariffs doubled", "2025-06-04", "CBC", "https://example.org/a")
-    assert article.text == "Trump doubled tariffs on steel.\n"
+    assert article.text == "Trump doubled tariffs on steel."  # Markdown: the text it renders to
     plain = tmp_path / "plain.txt"
     plain.write_text("title: Plain keys\ndate: June 4, 2025\n\nBody.", encoding="utf-8")
     (article,) = read_file(plain, max_bytes=MB)

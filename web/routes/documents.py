@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 
 from qa.errors import InvalidInput, QAError, TooLarge, UnsupportedFile
 from qa.index import NewsIndex
-from qa.ingest import HTML_SUFFIXES, TEXT_SUFFIXES, article_from_text, decode, html_to_article, parse_date, safe_doc_id
+from qa.ingest import HTML_SUFFIXES, MARKDOWN_SUFFIXES, TEXT_SUFFIXES, article_from_text, decode, html_to_article, parse_date, safe_doc_id
 from qa.records import Article
 from qa.settings import Settings
 
@@ -154,7 +154,7 @@ def upload_article(settings: Settings, filename: str, data: bytes, fields: dict)
         article = html_to_article(decoded, doc_id=doc_id, path=name, date=fields.get("date", ""))
         overrides = {k: fields[k].strip() for k in ("title", "source", "url") if fields.get(k, "").strip()}
         return dataclasses.replace(article, **overrides)
-    return article_from_text(decoded, doc_id=doc_id, path=name, **{
+    return article_from_text(decoded, doc_id=doc_id, path=name, markdown=suffix in MARKDOWN_SUFFIXES, **{
         k: fields.get(k, "") for k in ("title", "date", "source", "url")})
 
 
