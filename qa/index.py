@@ -345,12 +345,12 @@ class NewsIndex:
         """The question stripped, or InvalidInput when it is empty or too long."""
         if not isinstance(question, str) or not question.strip():
             raise InvalidInput("the question is empty")
-        question = question.strip()
+        # Counted as sent, spaces included: what the OpenAPI schema's maxLength says (web/routes/meta.py).
         if len(question) > self.settings.max_question_chars:
             raise InvalidInput(
                 f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}"
             )
-        return question
+        return question.strip()
 
     def _checked_embedder(self, live: _Live):
         """The embedder, after checking that it makes vectors of the size the index holds."""

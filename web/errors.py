@@ -41,9 +41,11 @@ def problem(request: Request, status: int, detail: str, *, headers: dict | None 
     """The reply for an error: the route's page (or the error page) for browsers, JSON for everyone else."""
     if wants_html(request):
         view = getattr(request.state, "error_view", None)
-        if view is not None:
-            return view(request, status, detail)
-        return request.app.state.pages.error_page(request, status, detail)
+        page = view(request, status, detail) if view is not None else \
+            request.app.state.pages.error_page(request, status, detail)
+        for name, value in (headers or {}).items():  # a page says what JSON says: Allow on 405, Retry-After on 429
+            page.headers[name] = value
+        return page
     return JSONResponse({"detail": detail, **(extra or {})}, status_code=status, headers=headers)
 
 

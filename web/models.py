@@ -194,7 +194,7 @@ class ArticleUpload(BaseModel):
     date: str = ""
     source: str = ""
     url: str = ""
-    doc_id: str = ""
+    doc_id: str = Field(default="", pattern=r"^$|" + DOC_ID_PATTERN)
 
 
 class AddResult(BaseModel):

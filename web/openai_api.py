@@ -359,10 +359,21 @@ def _words(text: str) -> int:
 
 
 # --- routes ---------------------------------------------------------------------------------------------------------
+# One server-sent event of the stream (OpenAPI 3.1 tools read a text/event-stream schema as the schema of each event).
+SSE_EVENT = {
+    "type": "object", "required": ["data"],
+    "properties": {
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": "a chat.completion.chunk as JSON; the last event's data is `[DONE]`"},
+        "event": {"type": "string"}, "id": {"type": "string"}, "retry": {"type": "integer"},
+    },
+}
+
+
 @router.post("/chat/completions", summary="Answer a chat (OpenAI-compatible)", response_model=ChatCompletion,
              responses={**_ERRORS, 200: {"description": "A chat.completion, or with `stream: true` server-sent "
                                                         "events of chat.completion.chunk ending with `data: [DONE]`",
-                                         "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+                                         "content": {"text/event-stream": {"schema": SSE_EVENT}}}})
 async def chat_completions(body: ChatCompletionRequest, index: NewsIndex = Depends(get_index)):
     """Answer the last user message from the articles, as OpenAI's chat completions do.
 

@@ -22,7 +22,7 @@ from ..deps import get_index, get_pages, get_settings, write_access
 from ..errors import show_errors_on
 from ..guards import UnsupportedBody
 from ..highlight import segments
-from ..models import AddArticle, AddResult, DocumentOut, DocumentSummary, ErrorOut, RebuildResult
+from ..models import AddArticle, AddResult, ArticleUpload, DocumentOut, DocumentSummary, ErrorOut, RebuildResult
 from ..negotiation import is_form, wants_html
 from ..pages import Pages, size_text
 from .common import ERRORS, HTML_200, INDEX_ERRORS, WRITE_ERRORS, body
@@ -176,9 +176,11 @@ async def add_document(request: Request, index: NewsIndex = Depends(get_index),
             data = await upload.read(settings.max_article_bytes + 1)
             if values["date"]:
                 values["date"] = parse_date(values["date"])
-            if values["doc_id"]:
-                values["doc_id"] = safe_doc_id(values["doc_id"])
+            parse(ArticleUpload, {"doc_id": values["doc_id"]})  # the pattern the schema declares (422), as for JSON
             article = upload_article(settings, upload.filename, data, values)
+        elif isinstance(upload, str) and upload:
+            raise InvalidInput("the file part has no file name: send it with a name ending in .txt, .md, .html or "
+                               ".pdf (the type is read from it), or send the text as `text`")
         elif not values["text"].strip():
             raise InvalidInput("paste the article text or choose a file to upload")
         else:

@@ -63,7 +63,29 @@ def install_openapi(app: FastAPI) -> None:
                 ref_template="#/components/schemas/{model}",
             )
             schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+            _question_limits(schema, app.state.settings.max_question_chars)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi
+
+
+# A character Python's str.strip() keeps (str.isspace() is false for it): a question holding one is not blank. Spelt
+# out rather than \S, whose meaning differs between Python and the ECMA regexes JSON Schema uses.
+NOT_BLANK = "[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
+def _question_limits(schema: dict, max_chars: int) -> None:
+    """The question's limits as the server applies them (NewsIndex.validate_question: 1 to QA_MAX_QUESTION_CHARS
+    characters as sent, not blank), declared where a question is sent: the JSON and form bodies of POST /ask and
+    GET /ask's ``q``, which is required (a JSON client without it gets 400)."""
+    limits = {"minLength": 1, "maxLength": max_chars, "pattern": NOT_BLANK}
+    schemas = schema.get("components", {}).get("schemas", {})
+    for model in ("AskRequest", "AskForm"):
+        if "question" in schemas.get(model, {}).get("properties", {}):
+            schemas[model]["properties"]["question"].update(limits)
+    for param in schema.get("paths", {}).get("/ask", {}).get("get", {}).get("parameters", []):
+        if param.get("name") == "q" and param.get("in") == "query":
+            param["required"] = True
+            param["schema"].pop("default", None)
+            param["schema"].update(limits)
