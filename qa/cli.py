@@ -14,6 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .errors import InvalidInput, QAError
+from .records import page_label
 from .settings import Settings, host_name
 
 
@@ -107,7 +108,7 @@ def cmd_index(args, settings: Settings) -> None:
 
 
 def cmd_add(args, settings: Settings) -> None:
-    """Add article files (.txt, .md, .html, .json, .jsonl); they are answerable at once."""
+    """Add article files (.txt, .md, .html, .pdf, .json, .jsonl); they are answerable at once."""
     index = _index(settings)
     report = index.add_paths([Path(p) for p in args.files], date=args.date or "", ids="stem",
                              show_progress=sys.stderr.isatty())
@@ -208,8 +209,9 @@ def _passage_line(passage, spans, marks: tuple[str, str]) -> str:
 
 
 def _citation(p) -> str:
-    """'[n] title — source, date (doc_id, chars a–b)', the parts an article lacks left out."""
-    about = ", ".join(part for part in (p.source, p.date) if part)
+    """'[n] title — source, date, p. 3 (doc_id, chars a–b)', the parts an article lacks left out (pages are a
+    PDF's)."""
+    about = ", ".join(part for part in (p.source, p.date, page_label(p.pages)) if part)
     return f"[{p.rank}] {p.title or p.doc_id}{' — ' + about if about else ''} ({p.doc_id}, chars {p.start}–{p.end})"
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import shutil
 import sqlite3
 from contextlib import contextmanager, nullcontext
@@ -339,6 +340,7 @@ class NewsIndex:
             if doc is None:
                 raise NotFound(f"no document with id {doc_id!r}")
             doc["chunks"] = [{"chunk_no": n, "start": s, "end": e} for n, s, e in store.chunk_spans(doc_id)]
+            doc["pages"] = store.page_starts([doc_id]).get(doc_id, [])
         return doc
 
     def validate_question(self, question: str) -> str:
@@ -484,6 +486,9 @@ class NewsIndex:
                         (a.doc_id, a.title, a.date, a.source, a.url, a.author, a.path, p.content_hash, a.text,
                          (added_at or {}).get(a.doc_id, now)),
                     )
+                    if a.pages:
+                        tx.execute("INSERT INTO doc_pages(doc_id, starts) VALUES (?, ?)",
+                                   (a.doc_id, json.dumps(a.pages)))
                     for (chunk_no, start, end), fts, h, vec in zip(p.spans, p.fts_rows, p.hashes, p.vectors):
                         cur = tx.execute(
                             "INSERT INTO chunks(doc_id, chunk_no, start, end, embed_hash, vector) "
@@ -588,7 +593,11 @@ class NewsIndex:
         store = Store(gen_dir / DB_NAME)
         try:
             rows = store.db.execute("SELECT doc_id, text, title, date, source, url, author, path FROM documents")
-            return [Article(*row) for row in rows]
+            articles = [Article(*row) for row in rows]
+            pages = store.page_starts()
+            for article in articles:
+                article.pages = pages.get(article.doc_id, [])
+            return articles
         except sqlite3.DatabaseError as e:
             if isinstance(e, sqlite3.OperationalError):
                 raise

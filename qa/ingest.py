@@ -1,12 +1,15 @@
-"""Reading articles: .txt/.md (with optional front matter), .html (visible text), JSON and JSON Lines collections.
+"""Reading articles: .txt/.md (with optional front matter), .html (visible text), .pdf (its text layer, page by
+page), JSON and JSON Lines collections.
 
 The article text is kept verbatim after decoding (for HTML: after extracting the visible text; for Markdown: the
-plain text it renders to), because every citation offset refers to it. Titles and dates are read from what the article states, never invented.
+plain text it renders to; for PDF: the text of its pages), because every citation offset refers to it. Titles and
+dates are read from what the article states, never invented.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -20,7 +23,8 @@ TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
 COLLECTION_SUFFIXES = {".json", ".jsonl", ".ndjson"}
-SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | COLLECTION_SUFFIXES
+PDF_SUFFIXES = {".pdf"}
+SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | COLLECTION_SUFFIXES | PDF_SUFFIXES
 
 _FRONT_KEYS = ("title", "date", "source", "url", "author")
 _FRONT_LINE = re.compile(r"^(title|date|source|url|author)\s*:\s*(.*?)\s*$", re.IGNORECASE)
@@ -223,6 +227,66 @@ def markdown_to_text(markdown: str) -> str:
     return _visible_text(soup)
 
 
+_BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+def _page_text(raw: str) -> str:
+    """One page's extracted text: control characters out, trailing spaces off each line, at most one blank line."""
+    lines = [line.rstrip() for line in strip_controls(raw.replace("\r\n", "\n").replace("\r", "\n")).split("\n")]
+    return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
+
+
+def pdf_to_article(data: bytes, *, doc_id: str, path: str = "", date: str = "") -> Article:
+    """A PDF's text layer, page after page (pages separated by a blank line), with each page's start offset in
+    ``pages`` so passages can cite their pages. UnsupportedFile for a file that is not a readable PDF or has no
+    text (a scan: it needs OCR first)."""
+    import logging
+
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings about damaged files would reach stderr
+    name = path or doc_id
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UnsupportedFile(f"{name}: the PDF is encrypted; save an unprotected copy and add that")
+        texts = [_page_text(page.extract_text() or "") for page in reader.pages]
+        meta = reader.metadata or {}
+        meta_title, meta_author = (meta.get("/Title") or ""), (meta.get("/Author") or "")
+    except UnsupportedFile:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as e:
+        raise UnsupportedFile(f"{name}: not a readable PDF ({type(e).__name__}: {e})") from None
+    text, starts, empty = "", [], []
+    for i, page in enumerate(texts):
+        if page and text:
+            text += "\n\n"
+        starts.append(len(text))
+        if not page:
+            empty.append(i)
+        text += page
+    for i in reversed(empty):  # an empty page starts where the next page does: no passage lies on it
+        starts[i] = starts[i + 1] if i + 1 < len(starts) else len(text)
+    if not text.strip():
+        raise UnsupportedFile(
+            f"{name}: the PDF has no text layer ({len(texts)} page{'s' if len(texts) != 1 else ''} of images, as a "
+            f"scan has); run OCR on it first (e.g. `ocrmypdf in.pdf out.pdf`) and add the result")
+    parsed = parse_date(date) if date else ""
+    meta_title = " ".join(strip_controls(str(meta_title)).split())
+    if re.search(r"^(microsoft \w+ - |untitled$)|\.(docx?|pdf|odt|rtf|txt)$", meta_title, re.IGNORECASE):
+        meta_title = ""  # a file name the authoring program put there, not a headline
+    return Article(
+        doc_id=safe_doc_id(doc_id),
+        text=text,
+        title=meta_title or derive_title(text),
+        date=parsed or stated_date(text),
+        author=" ".join(str(meta_author).split()),
+        path=path,
+        pages=starts,
+    )
+
+
 def html_to_article(html: str, *, doc_id: str, path: str = "", date: str = "") -> Article:
     """The visible text of an HTML page (scripts, styles and the head dropped, blocks on their own lines)."""
     from bs4 import BeautifulSoup
@@ -323,10 +387,13 @@ def read_file(path: Path, *, max_bytes: int, date: str = "", doc_id: str = "") -
         raise InvalidInput(f"{path} is a folder; use `qa index {path}`")
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
-        raise UnsupportedFile(f"{path}: unsupported file type {suffix or '(none)'}; use .txt, .md, .html, .json or .jsonl")
+        raise UnsupportedFile(
+            f"{path}: unsupported file type {suffix or '(none)'}; use .txt, .md, .html, .pdf, .json or .jsonl")
     data = path.read_bytes()
     if suffix not in COLLECTION_SUFFIXES and len(data) > max_bytes:
         raise TooLarge(f"{path} is {len(data) / 1e6:.1f} MB, over the {max_bytes // (1024 * 1024)} MB limit")
+    if suffix in PDF_SUFFIXES:
+        return [pdf_to_article(data, doc_id=doc_id or path.stem, path=str(path), date=date)]
     text = decode(data, str(path))
     if suffix in COLLECTION_SUFFIXES:
         return articles_from_records(_parse_collection(text, path), name=str(path), max_bytes=max_bytes)

@@ -28,6 +28,7 @@ class Article:
     url: str = ""
     author: str = ""
     path: str = ""
+    pages: list[int] = field(default_factory=list)  # a PDF's page start offsets in ``text`` (page n at [n-1])
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -61,9 +62,31 @@ class Passage:
     score: float
     source: str = ""
     weak: bool = False
+    pages: list[int] = field(default_factory=list)  # the PDF pages (1-based) the passage is on; [] if not paged
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def pages_of(starts: list[int], start: int, end: int) -> list[int]:
+    """The pages (1-based) that characters ``start:end`` lie on, given each page's start offset."""
+    found = []
+    for n, first in enumerate(starts, start=1):
+        last = starts[n] if n < len(starts) else float("inf")
+        if first < max(end, start + 1) and last > start and last > first:
+            found.append(n)
+    return found
+
+
+def page_label(pages: list[int]) -> str:
+    """'p. 3', 'pp. 2–4' or 'pp. 1, 3' (a page without text between) for a passage's pages; '' for none."""
+    if not pages:
+        return ""
+    if len(pages) == 1:
+        return f"p. {pages[0]}"
+    if pages[-1] - pages[0] == len(pages) - 1:
+        return f"pp. {pages[0]}–{pages[-1]}"
+    return "pp. " + ", ".join(map(str, pages))
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .lexical import date_cues, fts_query, question_parts, source_aliases
-from .records import Passage
+from .records import Passage, pages_of
 from .scope import Period, Scope, named_period
 from .store import Store
 from .vectors import VectorIndex
@@ -388,9 +388,11 @@ def finish(pool: Pool, ranked: list[dict], k: int, config: RetrievalConfig) -> R
 
     chosen = select(ranked, k, config.per_article, config.duplicate_overlap,
                     load_texts if pool.store is not None else None)
+    starts = pool.store.page_starts(sorted({r["doc_id"] for r in chosen})) if pool.store is not None and chosen else {}
     passages = [
         Passage(rank=n, doc_id=r["doc_id"], title=r["title"], date=r["date"], chunk_no=r["chunk_no"], start=r["start"],
-                end=r["end"], text=r["text"], score=round(r["score"], 6), source=r["source"])
+                end=r["end"], text=r["text"], score=round(r["score"], 6), source=r["source"],
+                pages=pages_of(starts[r["doc_id"]], r["start"], r["end"]) if r["doc_id"] in starts else [])
         for n, r in enumerate(chosen, start=1)
     ]
     similarities = [pool.dense.get(r["id"], 0.0) for r in chosen]

@@ -22,6 +22,15 @@ from .records import DocumentInfo
 FORMAT_VERSION = 1
 DB_NAME = "qa.sqlite3"
 
+# A PDF's page start offsets (a JSON list), for citing pages. An index built before this table existed gets it with
+# its next write (Store.writer); until then readers find no pages.
+_PAGES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS doc_pages (
+    doc_id TEXT PRIMARY KEY REFERENCES documents(doc_id) ON DELETE CASCADE,
+    starts TEXT NOT NULL
+);
+"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
@@ -50,7 +59,7 @@ CREATE INDEX IF NOT EXISTS chunks_by_hash ON chunks(embed_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     title, meta, body, tokenize = 'porter unicode61 remove_diacritics 2'
 );
-"""
+""" + _PAGES_SCHEMA
 
 
 def utc_now() -> str:
@@ -114,6 +123,8 @@ class Store:
     def writer(self) -> sqlite3.Connection:
         if self._writer is None or self._closed:
             self._writer = self._connect()
+            if self._writer.execute("SELECT 1 FROM sqlite_master WHERE name = 'documents'").fetchone():
+                self._writer.executescript(_PAGES_SCHEMA)  # an index built before page offsets were kept
         return self._writer
 
     def transaction(self):
@@ -266,6 +277,23 @@ class Store:
             if rows:
                 yield (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
                        np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim))
+
+    def page_starts(self, doc_ids: list[str] | None = None) -> dict[str, list[int]]:
+        """Doc id → its page start offsets, for the paged (PDF) ones among ``doc_ids`` (all when None)."""
+        try:
+            if doc_ids is None:
+                rows = self.db.execute("SELECT doc_id, starts FROM doc_pages").fetchall()
+            else:
+                rows = []
+                for i in range(0, len(doc_ids), 500):
+                    part = doc_ids[i : i + 500]
+                    rows += self.db.execute(f"SELECT doc_id, starts FROM doc_pages WHERE doc_id IN "
+                                            f"({','.join('?' * len(part))})", part).fetchall()
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return {}  # an index built before page offsets were kept, not written to since
+            raise
+        return {d: json.loads(s) for d, s in rows}
 
     def newest_date(self) -> str:
         """The newest article's date (YYYY-MM-DD), '' when no article is dated."""

@@ -99,3 +99,155 @@ def test_a_markdown_upload_is_stored_as_text(seed_copy):
     assert doc["title"] == "Ferry strike" and not LEAKS.search(doc["text"])
     for chunk in doc["chunks"]:
         assert not LEAKS.search(doc["text"][chunk["start"]:chunk["end"]])
+
+
+# --- PDF ----------------------------------------------------------------------------------------------------------
+def make_pdf(pages: list[list[str]], *, title: str = "") -> bytes:
+    """A minimal valid PDF written by hand: one text line per string (Helvetica), pages in order. A page given as
+    [] holds only a grey rectangle (no text), as a scanned page holds only an image."""
+    def escape(line: str) -> str:
+        return line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+    n = len(pages)
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               f"<< /Type /Pages /Kids [{' '.join(f'{4 + 2 * i} 0 R' for i in range(n))}] /Count {n} >>".encode(),
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    for i, lines in enumerate(pages):
+        if lines:
+            content = "BT /F1 11 Tf 72 720 Td 14 TL " + " ".join(f"({escape(line)}) Tj T*" for line in lines) + " ET"
+        else:
+            content = "0.5 g 72 72 468 648 re f"
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> "
+                       f">> /Contents {5 + 2 * i} 0 R >>".encode())
+        objects.append(f"<< /Length {len(content)} >>\nstream\n{content}\nendstream".encode())
+    info = len(objects) + 1
+    objects.append(f"<< /Title ({escape(title)}) >>".encode() if title else b"<< >>")
+    out, offsets = b"%PDF-1.4\n", []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info {info} 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+PAGE_1 = ["Quarry council report", "Quarry workers at the Brannock pit stopped work on Tuesday over",
+          "unpaid overtime, the union said."]
+PAGE_3 = ["The Brannock quarry owner offered a bonus of 400 euros to end the",
+          "stoppage, but the workers rejected it on Thursday."]
+PDF = make_pdf([PAGE_1, [], PAGE_3], title="Brannock quarry stoppage")
+
+
+def test_pdf_text_is_read_page_by_page_with_page_offsets(tmp_path):
+    path = tmp_path / "quarry.pdf"
+    path.write_bytes(PDF)
+    (article,) = read_file(path, max_bytes=MB)
+    assert article.title == "Brannock quarry stoppage"
+    assert article.text.startswith("Quarry council report\nQuarry workers at the Brannock pit")
+    assert len(article.pages) == 3 and article.pages[0] == 0
+    third = article.text[article.pages[2]:]
+    assert third.startswith("The Brannock quarry owner offered a bonus")
+    assert article.pages[1] == article.pages[2]  # the image-only page holds no text
+    assert article.text[:article.pages[2]].endswith("unpaid overtime, the union said.\n\n")
+
+
+def test_a_pdf_without_text_is_refused_clearly(tmp_path):
+    from qa.errors import UnsupportedFile
+
+    path = tmp_path / "scan.pdf"
+    path.write_bytes(make_pdf([[], []]))
+    with pytest.raises(UnsupportedFile, match="no text layer.*OCR"):
+        read_file(path, max_bytes=MB)
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4\nthis is not really a PDF")
+    with pytest.raises(UnsupportedFile, match="not a readable PDF|no text layer"):
+        read_file(broken, max_bytes=MB)
+
+
+def test_pdf_passages_cite_their_pages(tmp_path, index):
+    path = tmp_path / "quarry.pdf"
+    path.write_bytes(PDF)
+    index.rebuild(read_file(path, max_bytes=MB) + [Article("other", "The council approved the budget.")])
+    text = index.document("quarry")["text"]
+    assert index.document("quarry")["pages"] == read_file(path, max_bytes=MB)[0].pages
+    answer = index.ask("How much was the bonus the Brannock quarry owner offered?", k=3)
+    quarry = [p for p in answer.passages if p.doc_id == "quarry"]
+    assert quarry and all(text[p.start:p.end] == p.text for p in quarry)
+    assert all(p.pages and set(p.pages) <= {1, 3} for p in quarry)
+    assert [p.pages for p in answer.passages if p.doc_id == "other"] == [[]] * len(
+        [p for p in answer.passages if p.doc_id == "other"])
+    # Pages survive a rebuild from the stored articles.
+    index.rebuild()
+    assert index.document("quarry")["pages"] == read_file(path, max_bytes=MB)[0].pages
+    assert [p.pages for p in index.search("Brannock quarry bonus", k=1)] == [quarry[0].pages]
+
+
+def test_pdf_upload_and_scan_refusal_over_http(seed_copy):
+    with TestClient(create_app(seed_copy.settings, index=seed_copy), base_url=BASE) as client:
+        r = client.post("/documents", files={"file": ("quarry.pdf", PDF, "application/pdf")})
+        assert r.status_code == 201, r.text
+        assert r.json()["title"] == "Brannock quarry stoppage"
+        r = client.post("/ask", json={"question": "What bonus did the Brannock quarry owner offer?", "k": 3})
+        quarry = [p for p in r.json()["passages"] if p["doc_id"] == "quarry"]
+        assert quarry and quarry[0]["pages"] in ([1], [3], [1, 3])
+        r = client.post("/documents", files={"file": ("scan.pdf", make_pdf([[]]), "application/pdf")})
+        assert r.status_code == 415 and "no text layer" in r.json()["detail"]
+
+
+def test_qa_add_reads_a_pdf_and_refuses_a_scan(tmp_path, seed_index_dir, model_cache):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / "index"
+    shutil.copytree(seed_index_dir, folder)
+    if (model_cache / "onnx").exists():
+        shutil.copytree(model_cache / "onnx", folder / "onnx")
+    env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_READER": "off"}
+    (tmp_path / "quarry.pdf").write_bytes(PDF)
+    (tmp_path / "scan.pdf").write_bytes(make_pdf([[]]))
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, "-m", "qa.cli", *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    code, out, err = run("add", str(tmp_path / "quarry.pdf"))
+    assert code == 0, err
+    assert "added quarry — Brannock quarry stoppage" in out
+    code, out, err = run("ask", "What bonus did the Brannock quarry owner offer?", "-k", "1")
+    assert code == 0 and re.search(r"\[1\] Brannock quarry stoppage — pp\. 1, 3 \(quarry, chars", out), out
+    code, out, err = run("add", str(tmp_path / "scan.pdf"))
+    assert code == 2 and "no text layer" in err and len(err.strip().splitlines()) == 1
+
+
+def test_page_labels_and_the_chat_card_show_pages(seed_copy):
+    from qa.records import page_label
+
+    assert [page_label(p) for p in ([], [3], [2, 3, 4], [1, 3])] == ["", "p. 3", "pp. 2–4", "pp. 1, 3"]
+    with TestClient(create_app(seed_copy.settings, index=seed_copy), base_url=BASE) as client:
+        assert client.post("/documents", files={"file": ("quarry.pdf", PDF, "application/pdf")}).status_code == 201
+        page = client.get("/ask", params={"q": "What bonus did the Brannock quarry owner offer?", "k": 1},
+                          headers={"accept": "text/html"})
+        assert page.status_code == 200 and "pp. 1, 3 ·" in page.text
+
+
+def test_an_index_from_before_page_offsets_gets_them_with_its_next_write(tmp_path, index):
+    import sqlite3
+
+    index.rebuild([Article("other", "The council approved the budget.")])
+    db = index.live().store.path
+    index.close()
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE doc_pages")  # as an index built before the table existed
+    conn.commit()
+    conn.close()
+    assert [p.pages for p in index.search("council budget", k=1)] == [[]]
+    assert index.document("other")["pages"] == []
+    path = tmp_path / "quarry.pdf"
+    path.write_bytes(PDF)
+    index.add(read_file(path, max_bytes=MB))
+    assert index.document("quarry")["pages"] == read_file(path, max_bytes=MB)[0].pages

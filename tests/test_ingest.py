@@ -117,10 +117,12 @@ def test_binary_and_non_utf8_files_are_refused_with_the_reason(tmp_path):
 def test_bad_files_in_a_folder_are_skipped_and_reported_while_the_rest_is_read(tmp_path):
     (tmp_path / "good.txt").write_text("Fine article.", encoding="utf-8")
     (tmp_path / "bad.txt").write_bytes("caf\xe9".encode("latin-1"))
-    (tmp_path / "notes.pdf").write_bytes(b"%PDF")
+    (tmp_path / "notes.docx").write_bytes(b"PK\x03\x04")  # not a supported type: not read at all
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF")
     found = collect([tmp_path], max_bytes=MB)
     assert [a.doc_id for a in found.articles] == ["good"]
-    assert len(found.skipped) == 1 and "bad.txt" in found.skipped[0]
+    assert len(found.skipped) == 2 and "bad.txt" in found.skipped[0]
+    assert "broken.pdf: not a readable PDF" in found.skipped[1]
 
 
 def test_missing_empty_oversized_and_unknown_files(tmp_path):

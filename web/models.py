@@ -93,6 +93,8 @@ class PassageOut(BaseModel):
     score: float
     source: str = ""
     weak: bool = False
+    pages: list[int] = Field(default_factory=list, description="the PDF pages (1-based) the passage is on; empty "
+                                                               "for articles that are not PDFs")
 
 
 class AnswerSpanOut(BaseModel):
@@ -171,6 +173,8 @@ class DocumentOut(BaseModel):
     text: str
     added_at: str
     chunks: list[ChunkSpan]
+    pages: list[int] = Field(default_factory=list, description="a PDF's page start offsets in `text` (page n starts "
+                                                               "at pages[n-1]); empty for other articles")
 
 
 class AddArticle(BaseModel):
@@ -188,7 +192,7 @@ class ArticleUpload(BaseModel):
     """A multipart upload: a .txt, .md or .html ``file`` (or pasted ``text``); the other fields override what
     the file states."""
 
-    file: bytes | None = Field(default=None, description=".txt, .md or .html, UTF-8, at most 5 MB")
+    file: bytes | None = Field(default=None, description=".txt, .md or .html (UTF-8) or .pdf, at most 5 MB")
     text: str = ""
     title: str = ""
     date: str = ""

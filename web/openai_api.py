@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa.errors import IndexMismatch, IndexMissing, QAError
 from qa.index import NewsIndex
-from qa.records import Answer, Passage
+from qa.records import Answer, Passage, page_label
 
 from .deps import get_index
 from .models import AskResponse
@@ -325,7 +325,7 @@ def _validated_question(index: NewsIndex, question: str, param: str) -> str:
 def source_line(p: Passage) -> str:
     """``[n] title (date, doc_id, chars a–b)``, the date left out where the article states none."""
     title = " ".join(p.title.split()) or p.doc_id
-    where = ", ".join(x for x in (p.date, p.doc_id, f"chars {p.start}–{p.end}") if x)
+    where = ", ".join(x for x in (p.date, page_label(p.pages), p.doc_id, f"chars {p.start}–{p.end}") if x)
     return f"[{p.rank}] {title} ({where})"
 
 

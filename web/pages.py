@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 
 from qa.errors import QAError
 from qa.index import NewsIndex
+from qa.records import page_label
 from qa.settings import Settings
 
 from .highlight import answer_parts, excerpt, passage_segments
@@ -40,6 +41,7 @@ def turn_view(n: int, data: dict) -> dict:
         mine = [s for s in spans if s["rank"] == p["rank"] and s["doc_id"] == p["doc_id"]]
         quote = " ".join(p["text"][s["start"] - p["start"]:s["end"] - p["start"]].strip() for s in mine)
         cards.append({**p, "segments": passage_segments(p, spans), "excerpt": excerpt(p, spans),
+                      "page_label": page_label(p.get("pages") or []),
                       "cited": p["rank"] in cited_ranks,
                       "quote": " ".join((quote or p["text"]).split()),
                       "link": document_link(p["doc_id"], p["start"], p["end"], mine)})

@@ -13,7 +13,8 @@ from starlette.datastructures import UploadFile
 
 from qa.errors import InvalidInput, QAError, TooLarge, UnsupportedFile
 from qa.index import NewsIndex
-from qa.ingest import HTML_SUFFIXES, MARKDOWN_SUFFIXES, TEXT_SUFFIXES, article_from_text, decode, html_to_article, parse_date, safe_doc_id
+from qa.ingest import (HTML_SUFFIXES, MARKDOWN_SUFFIXES, PDF_SUFFIXES, TEXT_SUFFIXES, article_from_text, decode,
+                       html_to_article, parse_date, pdf_to_article, safe_doc_id)
 from qa.records import Article
 from qa.settings import Settings
 
@@ -27,7 +28,7 @@ from ..negotiation import is_form, wants_html
 from ..pages import Pages, size_text
 from .common import ERRORS, HTML_200, INDEX_ERRORS, WRITE_ERRORS, body
 
-UPLOAD_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES
+UPLOAD_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
 
 
 def on_documents_page(request: Request) -> None:
@@ -145,11 +146,15 @@ def upload_article(settings: Settings, filename: str, data: bytes, fields: dict)
     name = Path(filename.replace("\\", "/")).name
     suffix = Path(name).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
-        raise UnsupportedFile(f"{name}: unsupported file type {suffix or '(none)'}; upload .txt, .md or .html")
+        raise UnsupportedFile(f"{name}: unsupported file type {suffix or '(none)'}; upload .txt, .md, .html or .pdf")
     if len(data) > settings.max_article_bytes:
         raise TooLarge(f"{name} is {len(data) / 1e6:.1f} MB, over the {size_text(settings.max_article_bytes)} limit")
-    decoded = decode(data, name)
     doc_id = fields.get("doc_id") or safe_doc_id(Path(name).stem)
+    if suffix in PDF_SUFFIXES:
+        article = pdf_to_article(data, doc_id=doc_id, path=name, date=fields.get("date", ""))
+        overrides = {k: fields[k].strip() for k in ("title", "source", "url") if fields.get(k, "").strip()}
+        return dataclasses.replace(article, **overrides)
+    decoded = decode(data, name)
     if suffix in HTML_SUFFIXES:
         article = html_to_article(decoded, doc_id=doc_id, path=name, date=fields.get("date", ""))
         overrides = {k: fields[k].strip() for k in ("title", "source", "url") if fields.get(k, "").strip()}
@@ -165,7 +170,8 @@ def upload_article(settings: Settings, filename: str, data: bytes, fields: dict)
 async def add_document(request: Request, index: NewsIndex = Depends(get_index),
                        settings: Settings = Depends(get_settings)):
     """Add an article: JSON `{"text": "...", "title"?, "date"?, "source"?, "url"?, "doc_id"?}` or a multipart
-    upload of a .txt, .md or .html `file`. It is searchable by the very next question. Adding an article
+    upload of a .txt, .md, .html or .pdf `file` (a PDF without a text layer, such as a scan, is refused with
+    415). It is searchable by the very next question. Adding an article
     again with the same id replaces it."""
     article, fields = None, None
     if is_form(request):
@@ -188,7 +194,7 @@ async def add_document(request: Request, index: NewsIndex = Depends(get_index),
     elif is_json(request):
         fields = parse(AddArticle, await json_body(request))
     else:
-        raise UnsupportedBody("send the article as JSON or as a multipart upload of a .txt, .md or .html file")
+        raise UnsupportedBody("send the article as JSON or as a multipart upload of a .txt, .md, .html or .pdf file")
     result = await run_in_threadpool(add_sync, index, settings, article, fields)
     if wants_html(request):
         return see_documents(added=result["doc_id"], status=result["status"], seconds=f"{result['seconds']:.1f}")
