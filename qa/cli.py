@@ -318,7 +318,10 @@ def cmd_serve(args, settings: Settings) -> None:
               "use in QA_ALLOWED_HOSTS", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
     _show(f"serving http://{host}:{args.port} (Ctrl-C stops)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    from web.server import uvicorn_options
+
+    # Keep-alive and header read timeouts, a header size cap and a connection cap (web/server.py says which).
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **uvicorn_options())
 
 
 def cmd_eval(args, settings: Settings) -> None:

@@ -53,6 +53,21 @@ def _hosts(name: str, value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(hosts))
 
 
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(second|sec|s|minute|min|m|hour|h)\s*", re.IGNORECASE)
+_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
+
+
+def parse_rate(value: str) -> tuple[int, float] | None:
+    """'30/minute' -> (30, 60.0): at most that many requests in that many seconds; '' or 'off' -> None."""
+    if not value.strip() or value.strip().lower() in ("off", "0", "none"):
+        return None
+    m = _RATE.fullmatch(value)
+    if not m or int(m.group(1)) < 1:
+        raise ValueError(f"QA_RATE_LIMIT must be like 30/minute (a count, then second, minute or hour), not "
+                         f"{value.strip()!r}")
+    return int(m.group(1)), _PERIODS[m.group(2).lower()]
+
+
 def _default_reader_dir() -> Path:
     from .reader import DEFAULT_DIR
 
@@ -65,7 +80,8 @@ class Settings:
 
     Every field has an environment variable: ``QA_INDEX_DIR``, ``QA_MODEL``, ``QA_BACKEND``, ``QA_API_TOKEN``,
     ``QA_SEEDS_DIR``, ``QA_MAX_TOKENS``, ``QA_TITLE_TOKENS``, ``QA_OVERLAP_SENTENCES``, ``QA_MAX_QUESTION_CHARS``,
-    ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``, ``QA_READER``, ``QA_READER_DIR``, ``QA_ALLOWED_HOSTS``.
+    ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``, ``QA_READER``, ``QA_READER_DIR``, ``QA_ALLOWED_HOSTS``,
+    ``QA_RATE_LIMIT``.
     """
 
     index_dir: Path = Path("index")
@@ -77,6 +93,9 @@ class Settings:
     # Host names (besides localhost, 127.0.0.1 and ::1) that the server answers to and accepts writes from: any
     # other Host header is refused, so a rebinding DNS name cannot reach the server from a browser.
     allowed_hosts: tuple[str, ...] = ()
+    # Questions (/ask, /v1/chat/completions) one client address may send: "30/minute"; None (the default) is no
+    # limit. More get 429 with Retry-After.
+    rate_limit: str | None = None
     seeds_dir: Path = Path("seeds")
     # The model reads at most 256 word pieces (CLS and SEP included): chunks are sized so nothing is cut off.
     max_tokens: int = 256
@@ -100,6 +119,7 @@ class Settings:
             "backend": _env("QA_BACKEND", "onnx-int8"),
             "api_token": os.environ.get("QA_API_TOKEN") or None,
             "allowed_hosts": _hosts("QA_ALLOWED_HOSTS", os.environ.get("QA_ALLOWED_HOSTS", "")),
+            "rate_limit": os.environ.get("QA_RATE_LIMIT", "").strip() or None,
             "seeds_dir": Path(_env("QA_SEEDS_DIR", "seeds")),
             "max_tokens": int(_env("QA_MAX_TOKENS", "256")),
             "title_tokens": int(_env("QA_TITLE_TOKENS", "32")),
@@ -112,6 +132,7 @@ class Settings:
         }
         env.update(overrides)
         settings = cls(**env)
+        settings.rate  # noqa: B018 -- a malformed QA_RATE_LIMIT is an error now, not at the first question
         if settings.backend not in BACKENDS:
             raise ValueError(f"QA_BACKEND must be one of {', '.join(BACKENDS)}, not {settings.backend!r}")
         return settings
@@ -123,6 +144,11 @@ class Settings:
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
         return replace(self, **changes)
+
+    @property
+    def rate(self) -> tuple[int, float] | None:
+        """``rate_limit`` as (requests, seconds), or None for no limit."""
+        return parse_rate(self.rate_limit or "")
 
     @property
     def model_dir(self) -> Path:

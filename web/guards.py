@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
+import time
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -151,3 +153,67 @@ class BodyLimit:
             return msg
 
         await self.app(scope, limited, send)
+
+
+# The routes that answer questions: what a rate limit counts (pages, lists and writes are not limited).
+RATE_LIMITED = frozenset({"/ask", "/v1/chat/completions"})
+
+
+class RateLimit:
+    """ASGI middleware: at most ``count`` questions (``POST``/``GET /ask``, ``POST /v1/chat/completions``) per
+    ``period`` seconds from one client address (QA_RATE_LIMIT). A token bucket per address: a burst of ``count``,
+    then one more every ``period / count`` seconds; a question over it gets 429 with ``Retry-After`` (whole seconds)
+    and the error in the route's shape: JSON ``detail`` (or the error page for a browser) on /ask, OpenAI's
+    ``error`` on /v1. Behind a reverse proxy every client has the proxy's address, so they share one budget."""
+
+    def __init__(self, app: ASGIApp, count: int, period: float, *, clock=time.monotonic, max_clients: int = 10_000):
+        self.app = app
+        self.count, self.period = count, period
+        self.clock = clock
+        self.max_clients = max_clients
+        self.buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens left, when counted)
+
+    def take(self, client: str) -> float:
+        """Spend one token of ``client``'s bucket: 0 when there was one, else the seconds until there is."""
+        now = self.clock()
+        rate = self.count / self.period
+        tokens, then = self.buckets.get(client, (float(self.count), now))
+        tokens = min(float(self.count), tokens + (now - then) * rate)
+        if tokens >= 1:
+            self.buckets[client] = (tokens - 1, now)
+            if len(self.buckets) > self.max_clients:
+                self._forget_full(now, rate)
+            return 0.0
+        self.buckets[client] = (tokens, now)
+        return (1 - tokens) / rate
+
+    def _forget_full(self, now: float, rate: float) -> None:
+        """Drop the buckets that have refilled (as good as new), so many addresses cannot grow memory without end."""
+        for client, (tokens, then) in list(self.buckets.items()):
+            if tokens + (now - then) * rate >= self.count:
+                del self.buckets[client]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in RATE_LIMITED or scope["method"] not in ("GET", "POST"):
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("unknown",))[0]
+        wait = self.take(client)
+        if not wait:
+            await self.app(scope, receive, send)
+            return
+        retry = max(1, math.ceil(wait))
+        per = {1.0: "second", 60.0: "minute", 3600.0: "hour"}.get(self.period, f"{self.period:g} seconds")
+        message = (f"too many questions from {client}: this server answers at most {self.count} a {per} from one "
+                   f"address (QA_RATE_LIMIT); try again in {retry} s")
+        headers = {"Retry-After": str(retry)}
+        if scope["path"].startswith("/v1/"):
+            from fastapi.responses import JSONResponse
+
+            response = JSONResponse({"error": {"message": message, "type": "requests", "param": None,
+                                               "code": "rate_limit_exceeded"}}, status_code=429, headers=headers)
+        else:
+            from .errors import problem
+
+            response = problem(Request(scope, receive), 429, message, headers=headers)
+        await response(scope, receive, send)

@@ -64,6 +64,7 @@ def install_openapi(app: FastAPI) -> None:
             )
             schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
             _question_limits(schema, app.state.settings.max_question_chars)
+            _rate_limit_replies(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -89,3 +90,15 @@ def _question_limits(schema: dict, max_chars: int) -> None:
             param["required"] = True
             param["schema"].pop("default", None)
             param["schema"].update(limits)
+
+
+def _rate_limit_replies(schema: dict) -> None:
+    """429 on the routes QA_RATE_LIMIT counts (web/guards.py, RateLimit), in each route's error shape."""
+    for path, error in (("/ask", "ErrorOut"), ("/v1/chat/completions", "OpenAIErrorOut")):
+        for operation in schema.get("paths", {}).get(path, {}).values():
+            operation.setdefault("responses", {})["429"] = {
+                "description": "Too many questions from this address (only when QA_RATE_LIMIT is set)",
+                "headers": {"Retry-After": {"description": "seconds until the next question is answered",
+                                            "schema": {"type": "integer"}}},
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{error}"}}},
+            }
