@@ -56,10 +56,15 @@ class AnswerConfig:
     # SQuAD 2.0 dev articles (docs/quality.md).
     reader_passages: int = 5  # sentences of this many best passages are read
     reader_limit: int = 24  # at most this many sentences read per question (about 2 ms each on two cores)
-    reader_threshold: float = 0.1  # below this probability for every sentence, the articles don't say
+    reader_threshold: float = 0.05  # below this probability for every sentence, the articles don't say
     reader_keep: float = 0.5  # a further answer sentence needs this probability ...
     reader_keep_ratio: float = 0.6  # ... and this share of the best one's
+    # A question asking for several things ("which countries ...") is answered by sentences that each hold one of
+    # them, and the reader rates each lower than a sentence holding the whole answer.
+    reader_list_keep: float = 0.15
+    reader_list_keep_ratio: float = 0.25
     rerank_weight: float = 0.5  # share of the passage's best sentence probability in its new score
+    rerank_depth: int = 3  # only the best few passages are re-ordered (0: all that were read)
     # Which sentences answer: the reader's probability plus these shares of the sentence's term overlap with the
     # question and of its passage's retrieval prior (1 / rank). The model alone under-rates paraphrases.
     read_lexical_weight: float = 0.0
@@ -299,11 +304,16 @@ def _reader_pool(question: str, passages: list[Passage], config: AnswerConfig) -
     return keep[: config.reader_limit]
 
 
-def rerank(passages: list[Passage], best: dict[int, float], weight: float) -> tuple[list[Passage], dict[int, int]]:
-    """Passages ordered by ``(1 - weight) * retrieval score / the best one's + weight * best sentence
-    probability`` (passages the reader did not read count 0 for it), ranks renumbered; and old rank → new rank."""
+def rerank(passages: list[Passage], best: dict[int, float], weight: float,
+           depth: int = 0) -> tuple[list[Passage], dict[int, int]]:
+    """The first ``depth`` passages (0: all) ordered by ``(1 - weight) * retrieval score / the best one's + weight *
+    best sentence probability`` (a passage the reader did not read counts 0 for it), the rest left in place; ranks
+    renumbered; and old rank → new rank."""
+    depth = depth or len(passages)
     top = max((p.score for p in passages), default=0.0) or 1.0
-    scored = sorted(passages, key=lambda p: (-((1 - weight) * p.score / top + weight * best.get(p.rank, 0.0)), p.rank))
+    head = sorted(passages[:depth],
+                  key=lambda p: (-((1 - weight) * p.score / top + weight * best.get(p.rank, 0.0)), p.rank))
+    scored = head + passages[depth:]
     renumber = {p.rank: n for n, p in enumerate(scored, start=1)}
     for p in scored:
         p.rank = renumber[p.rank]
@@ -326,7 +336,7 @@ def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConf
         c.dense = float(p)  # the reader's probability
         c.score = c.dense + config.read_lexical_weight * c.lexical + config.read_rank_weight * c.prior
         best_by_rank[c.rank] = max(best_by_rank.get(c.rank, 0.0), c.dense)
-    ordered, renumber = rerank(passages, best_by_rank, config.rerank_weight)
+    ordered, renumber = rerank(passages, best_by_rank, config.rerank_weight, config.rerank_depth)
     for c in pool:
         c.rank = renumber[c.rank]
     confidence = max(c.dense for c in pool)
@@ -334,10 +344,16 @@ def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConf
     if confidence < config.reader_threshold or gated:
         return Composed(NOT_FOUND, best_score=confidence, passages=ordered, read=len(pool))
     best = max(pool, key=lambda c: (c.score, -c.rank))
-    limit = config.max_sentences if _LIST_CUE.search(question) else 2
-    floor = max(config.reader_keep, config.reader_keep_ratio * best.dense)
+    many = bool(_LIST_CUE.search(question))
+    limit = config.max_sentences if many else 2
+    keep, ratio = (config.reader_list_keep, config.reader_list_keep_ratio) if many else \
+        (config.reader_keep, config.reader_keep_ratio)
+    floor = max(keep, ratio * best.dense)
     ranked = sorted(pool, key=lambda c: (-c.score, c.rank, c.start))
-    chosen = [best] + [c for c in ranked[1:] if c.dense >= floor and c.score >= config.reader_keep_ratio * best.score]
+    # Each further sentence of a list answer must name something the question asks about (a shared term), so
+    # the list is made of items rather than of the best sentence's neighbours.
+    chosen = [best] + [c for c in ranked[1:] if c.dense >= floor and c.score >= ratio * best.score
+                       and (c.lexical > 0 or not many)]
     chosen = chosen[:limit]
     chosen.sort(key=lambda c: (c.rank, c.start))
     text = " ".join(f"{c.text} [{c.rank}]" for c in chosen)
