@@ -118,6 +118,9 @@ class _Prepared:
 class NewsIndex:
     """A folder of news articles made answerable: chunks with exact offsets, vectors, BM25, cited answers."""
 
+    # Articles chunked, embedded and committed together by add and rebuild: bounds memory, and what a crash loses.
+    batch_size = 200
+
     def __init__(self, settings: Settings | None = None, *, embedder=None, reader=None,
                  retrieval: RetrievalConfig = RetrievalConfig(),
                  answering_config: answering.AnswerConfig = answering.AnswerConfig()):
@@ -457,9 +460,12 @@ class NewsIndex:
         return int(self.embedder.encode(["dimension probe"]).shape[1])
 
     def _write(self, store: Store, vectors: VectorIndex, gen_dir: Path, prepared: list[_Prepared],
-               remove: list[str], report: AddReport, added_at: dict[str, str] | None = None) -> None:
+               remove: list[str], report: AddReport, added_at: dict[str, str] | None = None, *,
+               save_cache: bool = True) -> None:
         """Apply prepared articles and removals in one transaction; the FAISS cache follows the commit.
-        ``added_at`` keeps the time articles were first added (a rebuild carries it over), else it is now."""
+        ``added_at`` keeps the time articles were first added (a rebuild carries it over), else it is now. A
+        rebuild's batches pass ``save_cache=False``: its generation is private until the switch, so the cache is
+        saved once, after the last batch."""
         # Readers share the live generation's vectors; a rebuild's new ones are private until the switch.
         shared = self._live is not None and vectors is self._live.vectors
         guard = self._rw.write if shared else nullcontext
@@ -507,7 +513,8 @@ class NewsIndex:
                     if added_ids:
                         vectors.add(np.asarray(added_ids, dtype=np.int64), np.vstack(added_vecs))
                 # Saved before COMMIT: a crash in between leaves an extra cache file, never a missing one.
-                vectors.save(gen_dir, generation + 1, keep_older=True)
+                if save_cache:
+                    vectors.save(gen_dir, generation + 1, keep_older=True)
         except BaseException:
             if changed:
                 # Rolled back (a failed COMMIT too: disk full), but the in-memory index may hold the change, under
@@ -517,13 +524,15 @@ class NewsIndex:
                     vectors.index = VectorIndex.rebuild_from(store, vectors.dim, vectors.policy).index
                 faiss_path(gen_dir, generation + 1).unlink(missing_ok=True)
             raise
-        vectors.drop_older(gen_dir, generation + 1)
+        if save_cache:
+            vectors.drop_older(gen_dir, generation + 1)
         if vectors.outgrown:
             # Grown (or shrunk) out of its kind's size range: rebuilt from the committed vectors, then swapped in.
             rebuilt = VectorIndex.rebuild_from(store, vectors.dim, vectors.policy)
             with guard():
                 vectors.index = rebuilt.index
-            vectors.save(gen_dir, generation + 1)
+            if save_cache:
+                vectors.save(gen_dir, generation + 1)
         if self._live is not None and self._live.store is store:
             self._live.generation = generation + 1
 
@@ -546,9 +555,12 @@ class NewsIndex:
                     continue
                 (report.updated if old else report.added).append(article.doc_id)
                 todo.append(article)
-            if todo:
-                prepared, report.embedded = self._prepare(todo, live.store, show_progress)
+            # In batches, each its own transaction: a crash or a full disk loses at most the batch under way, and a
+            # re-run skips what was committed (same content hash). An article's chunks are never split.
+            for batch in _batches(todo, self.batch_size):
+                prepared, embedded = self._prepare(batch, live.store, show_progress)
                 self._write(live.store, live.vectors, live.gen_dir, prepared, [], report)
+                report.embedded += embedded
         report.seconds = round(time.perf_counter() - began, 3)
         return report
 
@@ -655,9 +667,14 @@ class NewsIndex:
             store = Store(gen_dir / DB_NAME)
             store.create(self.expected_meta(dim))
             vectors = VectorIndex(dim)
-            prepared, report.embedded = self._prepare(articles, old_store, show_progress)
             added_at = dict(old_store.db.execute("SELECT doc_id, added_at FROM documents")) if old_store else {}
-            self._write(store, vectors, gen_dir, prepared, [], report, added_at)
+            # In batches, so only one batch's chunks and vectors are held at a time; the generation stays private
+            # (and is deleted on failure) until CURRENT names it below.
+            for batch in _batches(articles, self.batch_size) or [[]]:
+                prepared, embedded = self._prepare(batch, old_store, show_progress)
+                self._write(store, vectors, gen_dir, prepared, [], report, added_at, save_cache=False)
+                report.embedded += embedded
+            vectors.save(gen_dir, store.generation())
             store.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             store.close()
         except BaseException:
@@ -730,6 +747,12 @@ class NewsIndex:
                     store.close()
                 report["repaired"].append(f"rebuilt the vector cache from the {chunks} vectors in SQLite")
         return report
+
+
+def _batches(items: list, size: int) -> list[list]:
+    """``items`` in runs of at most ``size``."""
+    size = max(1, int(size))
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _salvage(db: Path) -> tuple[list[Article], int]:

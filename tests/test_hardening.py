@@ -264,3 +264,86 @@ def test_current_naming_a_generation_that_stays_gone_is_no_index_soon(tmp_path):
     with pytest.raises(IndexMissing):
         _fresh(folder).documents()
     assert time.monotonic() - began < 3
+
+
+# --- 6. big adds in batches --------------------------------------------------------------------------------------
+class _Killed(Exception):
+    pass
+
+
+def _die_after_batches(monkeypatch, index: NewsIndex, batches: int) -> list[int]:
+    """The write of batch ``batches + 1`` dies before it starts (as a crash or an out-of-memory kill would stop
+    the run there); returns the article counts of the batches prepared."""
+    write, prepare, sizes = index._write, index._prepare, []
+
+    def counted_prepare(articles, *args, **kwargs):
+        sizes.append(len(articles))
+        return prepare(articles, *args, **kwargs)
+
+    def dying_write(*args, **kwargs):
+        if len(sizes) > batches:
+            raise _Killed("killed after the second batch")
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(index, "_prepare", counted_prepare)
+    monkeypatch.setattr(index, "_write", dying_write)
+    return sizes
+
+
+def _assert_each_once(index: NewsIndex, reference: NewsIndex, doc_ids: set[str]) -> None:
+    """Every article in ``doc_ids`` present once, whole (the chunks a one-go build gives it), nothing else."""
+    live = index.live()
+    rows = live.store.db.execute("SELECT doc_id, count(*) FROM chunks GROUP BY doc_id").fetchall()
+    expected = dict(reference.live().store.db.execute("SELECT doc_id, count(*) FROM chunks GROUP BY doc_id"))
+    assert {d.doc_id for d in index.documents()} == doc_ids and len(index.documents()) == len(doc_ids)
+    assert dict(rows) == {d: expected[d] for d in doc_ids}
+    fts = live.store.db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
+    assert fts == live.store.counts()[1] == live.vectors.size
+
+
+def test_an_add_that_dies_after_two_batches_keeps_them_and_a_rerun_adds_the_rest_once(tmp_path, monkeypatch):
+    texts = _texts(11)
+    articles = [article_from_text(text, doc_id=doc_id) for doc_id, text in texts.items()]
+    reference = _build(tmp_path / "reference", 0)
+    reference.add(articles)
+    index = _build(tmp_path / "index", 0)
+    index.batch_size = 4
+    sizes = _die_after_batches(monkeypatch, index, 2)
+    with pytest.raises(_Killed):
+        index.add(articles)
+    assert sizes[:2] == [4, 4]  # never more than a batch of articles chunked and embedded at a time
+    monkeypatch.undo()
+    first = {a.doc_id for a in articles[:8]}
+    _assert_each_once(index, reference, first)  # two whole batches, nothing of the third
+    index.close()
+    again = _fresh(tmp_path / "index")
+    again.batch_size = 4
+    report = again.add(articles)
+    assert set(report.unchanged) == first and set(report.added) == set(texts) - first
+    _assert_each_once(again, reference, set(texts))
+    again.close()
+    _assert_intact(tmp_path / "index", set(texts))
+    reference.close()
+
+
+def test_a_rebuild_in_batches_switches_only_at_the_end(tmp_path, monkeypatch):
+    texts = _texts(11)
+    articles = [article_from_text(text, doc_id=doc_id) for doc_id, text in texts.items()]
+    index = _build(tmp_path / "index", 3)
+    old = {d.doc_id for d in index.documents()}
+    index.batch_size = 4
+    sizes = _die_after_batches(monkeypatch, index, 2)
+    with pytest.raises(_Killed):
+        index.rebuild(articles)
+    assert sizes == [4, 4, 3]
+    monkeypatch.undo()
+    assert {d.doc_id for d in index.documents()} == old  # the previous generation, untouched
+    _assert_intact(tmp_path / "index", old)
+    index.batch_size = 4
+    index.rebuild(articles)
+    reference = _build(tmp_path / "reference", 0)
+    reference.add(articles)
+    _assert_each_once(index, reference, set(texts))
+    index.close()
+    reference.close()
+    _assert_intact(tmp_path / "index", set(texts))
