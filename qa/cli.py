@@ -119,6 +119,8 @@ def cmd_add(args, settings: Settings) -> None:
         for doc_id in ids:
             title = titles.get(doc_id, "")
             _show(f"{verb} {shlex.quote(doc_id)}{' — ' + title if title else ''}")
+    for note in report.notes:
+        _show(f"note: {note}")
     _report(report, "added")
 
 

@@ -582,6 +582,7 @@ class NewsIndex:
         found = collect(paths, max_bytes=self.settings.max_article_bytes, date=date, ids=ids)
         report = self.add(found.articles, show_progress=show_progress)
         report.skipped = found.skipped
+        report.notes = [f"{a.doc_id}: {a.note}" for a in found.articles if a.note]
         return report
 
     def remove(self, doc_id: str) -> None:

@@ -287,8 +287,96 @@ def pdf_to_article(data: bytes, *, doc_id: str, path: str = "", date: str = "") 
     )
 
 
+# " | The Coastal Post", " - Example News": a site's name after a headline in a page title.
+_TITLE_TAIL = r"\s+[|\u2013\u2014:-]\s+"
+FALLBACK_NOTE = "no main article text found in the page: kept all its visible text"
+
+
+def _without_site_name(title: str, site: str) -> str:
+    """The headline of a page title: " | Site name" (or " - Site name") taken off the end (or the front)."""
+    title = " ".join(title.split())
+    if site:
+        tail = re.compile(_TITLE_TAIL + re.escape(site) + r"$|^" + re.escape(site) + r"\s*[|\u2013\u2014:-]\s+",
+                          re.IGNORECASE)
+        title = tail.sub("", title)
+    parts = re.split(r"\s+\|\s+", title)
+    if len(parts) > 1 and len(parts[-1]) <= 40:  # "Headline | Section | Site": the headline is the longest part
+        title = max(parts, key=len)
+    return title.strip()
+
+
+def _main_content(html: str) -> dict | None:
+    """A news page's main text and metadata, read by trafilatura (menus, cookie banners, share bars, related
+    links, comments and footers left out); None when it finds no main text."""
+    import logging
+    import warnings
+
+    from trafilatura import bare_extraction
+
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)
+    logging.getLogger("htmldate").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            doc = bare_extraction(html, with_metadata=True, include_comments=False, include_tables=True,
+                                  include_images=False, include_links=False, favor_precision=True,
+                                  date_extraction_params={"extensive_search": False, "original_date": True})
+    except Exception:  # noqa: BLE001 - a page trafilatura cannot parse is read the old way
+        return None
+    if doc is None:
+        return None
+    lines = [" ".join(line.split()) for line in strip_controls(getattr(doc, "text", "") or "").splitlines()]
+    text = "\n\n".join(line for line in lines if line)
+    if not text:
+        return None
+    fields = {k: " ".join(strip_controls(str(getattr(doc, k, "") or "")).split())
+              for k in ("title", "author", "url", "sitename", "date")}
+    fields["text"] = text
+    return fields
+
+
 def html_to_article(html: str, *, doc_id: str, path: str = "", date: str = "") -> Article:
-    """The visible text of an HTML page (scripts, styles and the head dropped, blocks on their own lines)."""
+    """A news page's main text with its title (without the site's name), date, author, site name (as the source)
+    and canonical URL, read by trafilatura; a page where it finds no main text keeps all its visible text (see
+    ``visible_text_article``), and the article's ``note`` says so."""
+    main = _main_content(strip_controls(html))
+    if main is None:
+        article = visible_text_article(html, doc_id=doc_id, path=path, date=date)
+        article.note = FALLBACK_NOTE
+        return article
+    from bs4 import BeautifulSoup
+
+    stated = ""
+    soup = BeautifulSoup(html, "lxml")
+    for attrs in ({"property": "article:published_time"}, {"name": "date"}, {"itemprop": "datePublished"}):
+        tag = soup.find("meta", attrs=attrs)
+        if tag and tag.get("content"):
+            stated = tag["content"]
+            break
+    parsed = parse_date(date) if date else ""
+    for value in (stated, main["date"]) if not parsed else ():
+        try:
+            parsed = parse_date(value) if value else ""
+        except InvalidInput:
+            continue
+        if parsed:
+            break
+    text = main["text"]
+    return Article(
+        doc_id=safe_doc_id(doc_id),
+        text=text,
+        title=_without_site_name(main["title"], main["sitename"]) or derive_title(text),
+        date=parsed or stated_date(text),
+        source=main["sitename"],
+        url=main["url"] if main["url"].lower().startswith(("http://", "https://")) else "",
+        author=main["author"],
+        path=path,
+    )
+
+
+def visible_text_article(html: str, *, doc_id: str, path: str = "", date: str = "") -> Article:
+    """The visible text of an HTML page (scripts, styles and the head dropped, blocks on their own lines): the
+    fallback for pages without main article text."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(html, "lxml")

@@ -29,6 +29,7 @@ class Article:
     author: str = ""
     path: str = ""
     pages: list[int] = field(default_factory=list)  # a PDF's page start offsets in ``text`` (page n at [n-1])
+    note: str = ""  # how the text was read, when worth telling (an HTML page without main text found); not stored
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -157,6 +158,7 @@ class AddReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # "doc_id: how it was read", for articles read unusually
     dropped: list[str] = field(default_factory=list)  # a rebuild's: stored articles not in its new set
     chunks: int = 0
     embedded: int = 0

@@ -251,3 +251,127 @@ def test_an_index_from_before_page_offsets_gets_them_with_its_next_write(tmp_pat
     path.write_bytes(PDF)
     index.add(read_file(path, max_bytes=MB))
     assert index.document("quarry")["pages"] == read_file(path, max_bytes=MB)[0].pages
+
+
+# --- news pages (trafilatura) -------------------------------------------------------------------------------------
+NEWS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Harbour ferry workers strike over pay | The Coastal Post</title>
+<meta property="og:title" content="Harbour ferry workers strike over pay | The Coastal Post">
+<meta property="og:site_name" content="The Coastal Post">
+<meta property="article:published_time" content="2025-03-03T08:15:00+00:00">
+<meta name="author" content="Mara Lindqvist">
+<link rel="canonical" href="https://coastalpost.example/news/2025/03/03/ferry-strike">
+<script>window.dataLayer = [];</script>
+<style>body{font-family:serif}</style>
+</head>
+<body>
+<div id="cookie-banner" class="cookie-consent"><p>We use cookies to improve your experience. Accept all cookies or
+manage your preferences.</p><button>Accept all</button></div>
+<header class="site-header">
+  <nav class="main-menu"><ul><li><a href="/">Home</a></li><li><a href="/news">News</a></li><li><a href="/sport">Sport</a>
+  </li><li><a href="/opinion">Opinion</a></li><li><a href="/subscribe">Subscribe now</a></li></ul></nav>
+</header>
+<main>
+<article>
+  <h1>Harbour ferry workers strike over pay</h1>
+  <p class="byline">By <span class="author">Mara Lindqvist</span> ·
+     <time datetime="2025-03-03T08:15:00+00:00">3 March 2025</time></p>
+  <div class="share-bar"><a href="#">Share on Facebook</a> <a href="#">Share on X</a> <a href="#">Email this article</a></div>
+  <div class="article-body">
+    <p>Ferry workers at the Brannock harbour went on strike on Monday over pay, halting every crossing to the outer
+    islands for the first time in eleven years.</p>
+    <p>The union said talks with the operator, Islandlink, broke down on Sunday evening after the company refused to
+    raise its offer above three per cent.</p>
+    <p>"Our members have waited two years for a fair deal," said union spokesperson Ilse Harkin. "We had no choice but
+    to walk out."</p>
+    <p>Islandlink said it regretted the action and urged passengers to check its website before travelling. Emergency
+    medical transfers will still run, the company said.</p>
+    <p>The strike is expected to last at least until Wednesday, when both sides are due to meet a mediator in the town
+    hall.</p>
+  </div>
+</article>
+<aside class="related">
+  <h2>Related stories</h2>
+  <ul><li><a href="/a">Bus drivers vote on new contract</a></li><li><a href="/b">Harbour dredging delayed again</a></li>
+  <li><a href="/c">Island school gets new roof</a></li></ul>
+</aside>
+<section id="comments" class="comments">
+  <h2>Comments (3)</h2>
+  <div class="comment"><p>Totally unacceptable, I missed my appointment!</p></div>
+  <div class="comment"><p>Good on them, pay has been frozen for ages.</p></div>
+</section>
+</main>
+<footer class="site-footer"><p>© 2025 The Coastal Post. All rights reserved.</p><ul><li><a href="/privacy">Privacy
+policy</a></li><li><a href="/terms">Terms of use</a></li><li><a href="/contact">Contact us</a></li></ul></footer>
+</body>
+</html>
+"""
+BOILERPLATE = ["cookies", "Accept all", "Subscribe", "Opinion", "Share on", "Email this article", "Related stories",
+               "Bus drivers", "Comments", "Totally unacceptable", "Good on them", "All rights reserved",
+               "Privacy policy", "Contact us", "dataLayer", "font-family"]
+
+
+def test_a_news_page_keeps_its_article_and_metadata_without_boilerplate(tmp_path):
+    path = tmp_path / "ferry.html"
+    path.write_text(NEWS_PAGE, encoding="utf-8")
+    (article,) = read_file(path, max_bytes=MB)
+    assert (article.title, article.date, article.author, article.source, article.url) == (
+        "Harbour ferry workers strike over pay", "2025-03-03", "Mara Lindqvist", "The Coastal Post",
+        "https://coastalpost.example/news/2025/03/03/ferry-strike")
+    assert article.note == ""
+    for junk in BOILERPLATE:
+        assert junk not in article.text, junk
+    paragraphs = article.text.split("\n\n")
+    assert len(paragraphs) == 5
+    assert paragraphs[0].startswith("Ferry workers at the Brannock harbour went on strike on Monday over pay")
+    assert paragraphs[-1].endswith("meet a mediator in the town hall.")
+
+
+def test_site_names_come_off_page_titles():
+    from qa.ingest import _without_site_name
+
+    assert _without_site_name("Ferry strike | The Coastal Post", "The Coastal Post") == "Ferry strike"
+    assert _without_site_name("Ferry strike - The Coastal Post", "The Coastal Post") == "Ferry strike"
+    assert _without_site_name("The Coastal Post: Ferry strike", "The Coastal Post") == "Ferry strike"
+    assert _without_site_name("Ferry strike on the islands | News | Post", "") == "Ferry strike on the islands"
+    assert _without_site_name("Post-war ferry - a history", "The Coastal Post") == "Post-war ferry - a history"
+
+
+def test_a_page_without_main_text_falls_back_to_its_visible_text_and_qa_add_says_so(tmp_path, seed_index_dir,
+                                                                                     model_cache):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from qa import ingest
+
+    (tmp_path / "ferry.html").write_text(NEWS_PAGE, encoding="utf-8")
+    # Whatever trafilatura makes of this page, a page it finds no main text in is read the old way:
+    original = ingest._main_content
+    try:
+        ingest._main_content = lambda html: None
+        (fallback,) = read_file(tmp_path / "ferry.html", max_bytes=MB)
+    finally:
+        ingest._main_content = original
+    assert fallback.note == ingest.FALLBACK_NOTE and "Accept all" in fallback.text
+
+    folder = tmp_path / "index"
+    shutil.copytree(seed_index_dir, folder)
+    if (model_cache / "onnx").exists():
+        shutil.copytree(model_cache / "onnx", folder / "onnx")
+    env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_READER": "off"}
+    empty = tmp_path / "menu.html"  # a list of links: no article text in it
+    empty.write_text("<html><body><ul><li><a href='/a'>Ferry timetable</a></li><li><a href='/b'>Bus timetable</a>"
+                     "</li></ul></body></html>", encoding="utf-8")
+    (menu,) = read_file(empty, max_bytes=MB)
+    assert menu.note == ingest.FALLBACK_NOTE and menu.text == "Ferry timetable\n\nBus timetable"
+    proc = subprocess.run([sys.executable, "-m", "qa.cli", "add", str(tmp_path / "ferry.html"), str(empty)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "added ferry — Harbour ferry workers strike over pay" in proc.stdout
+    assert "note: menu: no main article text found in the page: kept all its visible text" in proc.stdout
+    assert "note: ferry" not in proc.stdout

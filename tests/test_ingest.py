@@ -64,7 +64,7 @@ def test_html_becomes_its_visible_text(tmp_path):
         "<body><script>alert(1)</script><h1>Headline</h1><p>First <b>bold</b> paragraph.</p>"
         "<p>Second paragraph.</p></body></html>", encoding="utf-8")
     (article,) = read_file(path, max_bytes=MB)
-    assert article.title == "Page title"
+    assert article.title == "Headline"  # the page's one headline (trafilatura), over the <title>
     assert article.date == "2025-03-28"
     assert "alert" not in article.text and "color" not in article.text
     assert "First bold paragraph." in article.text and "Second paragraph." in article.text
