@@ -152,6 +152,9 @@ def test_a_damaged_database_is_index_corrupt_and_qa_doctor_recovers_the_readable
     with TestClient(create_app(index.settings, index=index), base_url=BASE) as client:
         for response in (client.get("/documents"), client.post("/ask", json={"question": "tariffs?"})):
             assert response.status_code == 503 and "qa doctor" in response.json()["detail"]
+        v1 = client.post("/v1/chat/completions", json={"model": "newsqa", "messages": [{"role": "user",
+                                                                                        "content": "tariffs?"}]})
+        assert v1.status_code == 503 and v1.json()["error"]["code"] == "index_corrupt"
     # The CLI: one line, exit code 2, for reads and for `qa index --rebuild` (which reads the stored articles).
     monkeypatch.setattr(qa.cli, "_index", lambda settings: NewsIndex(settings, embedder=FakeEmbedder()))
     for argv in (["docs"], ["index", "--rebuild"]):

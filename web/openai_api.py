@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from qa.errors import IndexMismatch, IndexMissing, QAError
+from qa.errors import IndexCorrupt, IndexMismatch, IndexMissing, QAError
 from qa.index import NewsIndex
 from qa.records import Answer, Passage, page_label
 
@@ -65,7 +65,7 @@ class ErrorBody(BaseModel):
     type: str = Field(description="invalid_request_error for 4xx, server_error for 5xx")
     param: str | None = Field(None, description="the request field at fault, such as `messages` or `n`")
     code: str | None = Field(None, description="e.g. `question_empty`, `question_too_long`, `no_user_message`, "
-                                               "`index_missing`, `index_mismatch`, `model_not_found`")
+                                               "`index_missing`, `index_mismatch`, `index_corrupt`, `model_not_found`")
 
 
 class OpenAIErrorOut(BaseModel):
@@ -131,7 +131,8 @@ class _OpenAIRoute(APIRoute):
             except ChatError as e:
                 return error_response(e.status, str(e), param=e.param, code=e.code)
             except QAError as e:
-                code = {IndexMissing: "index_missing", IndexMismatch: "index_mismatch"}.get(type(e))
+                code = {IndexMissing: "index_missing", IndexMismatch: "index_mismatch",
+                        IndexCorrupt: "index_corrupt"}.get(type(e))
                 return error_response(e.status, str(e), code=code)
             except StarletteHTTPException as e:
                 return error_response(e.status_code, str(e.detail))
@@ -149,6 +150,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
                                                   "body, or n > 1"},
     409: {"model": OpenAIErrorOut, "description": "No index yet, or one built with other settings"},
     415: {"model": OpenAIErrorOut, "description": "A body that is not JSON"},
+    503: {"model": OpenAIErrorOut, "description": "The index is damaged: `qa doctor` repairs it"},
     # Declaring 4XX also keeps FastAPI from listing a 422 these routes never send (malformed bodies get 400).
     "4XX": {"model": OpenAIErrorOut, "description": "Any other client error (413: a body over the size limit)"},
 }
