@@ -19,6 +19,9 @@ cores while a benchmark runs: compare ratios taken in the same run rather than a
 
 HEADINGS = {
     "targets": ("Targets", "The issue's targets against the latest figures."),
+    "reader": ("The reader's cost", "`NewsIndex.ask` in one process with the reader on and off, over the same "
+               "real questions, turns alternating so machine noise hits both alike (`bench/reader.py`); the reader "
+               "reads at most 24 sentences per question (`AnswerConfig.reader_limit`)."),
     "index": ("Indexing", "Each build runs in a fresh process: collect, chunk, embed, write SQLite (text, offsets, "
               "vectors, FTS5) and FAISS. *raw model* is the embedder alone (tokenize, forward pass, pooling) on the "
               "exact strings the index embedded (a fixed random sample of them, *chunks compared*, to bound the run), "
@@ -56,7 +59,7 @@ HEADINGS = {
              "`QA_BACKEND=onnx-int8` (ONNX Runtime dynamic quantization), plus the bare embedder's speed on the "
              "same 600 BBC chunks with each."),
 }
-ORDER = ("targets", "index", "query", "http", "writes", "cold", "scale", "int8")
+ORDER = ("targets", "index", "query", "reader", "http", "writes", "cold", "scale", "int8")
 
 
 def _block(name: str, body: str) -> str:
@@ -89,7 +92,10 @@ class Report:
         """Write the file: the blocks it holds now (another run may have changed it meanwhile) with this run's."""
         self._read()
         self.blocks.update(self.new)
-        self.blocks["targets"] = targets(results)
+        computed = targets(results)
+        # A partial run on a machine without earlier figures keeps the targets table it found.
+        if computed != "No figures yet." or "targets" not in self.blocks:
+            self.blocks["targets"] = computed
         self.blocks["machine"] = f"Machine: {machine}. txtai {results.get('txtai_version', '–')} (its own venv)."
         parts = [TITLE, "", INTRO, "", _block("machine", self.blocks["machine"]), ""]
         for name in ORDER:

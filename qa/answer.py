@@ -55,7 +55,7 @@ class AnswerConfig:
     # With the reader (qa/reader.py). Chosen on the dev questions of the seed set, MultiHop-RAG's dev part and the
     # SQuAD 2.0 dev articles (docs/quality.md).
     reader_passages: int = 5  # sentences of this many best passages are read
-    reader_limit: int = 24  # at most this many sentences read per question (about 2 ms each on two cores)
+    reader_limit: int = 24  # at most this many sentences read per question (seed dev: 12 and 16 lose 0.06 answer sentences; cost: docs/performance.md)
     reader_threshold: float = 0.05  # below this probability for every sentence, the articles don't say
     reader_keep: float = 0.5  # a further answer sentence needs this probability ...
     reader_keep_ratio: float = 0.6  # ... and this share of the best one's
