@@ -16,13 +16,14 @@ QUESTIONS = load_questions(Path(__file__).parent / "data" / "seed_questions.json
 ANSWERABLE = [q for q in QUESTIONS if q.kind == "answerable"]
 FOLLOWUPS = [q for q in QUESTIONS if q.kind == "followup"]
 # Off-topic questions on subjects the articles never touch. The others ask about a detail of the articles' own
-# subject that they do not state ("what did Mexico's president say about the steel tariffs?"); telling those apart
-# needs a reader model, and docs/quality.md counts how often they are answered anyway.
+# subject that they do not state ("what did Mexico's president say about the steel tariffs?"); the reader declines
+# some of them, and docs/quality.md counts how often they are answered anyway.
 UNRELATED = {"o01", "o03", "o05", "o07", "o09", "o11", "o13", "o15"}
 
-# Measured with the shipped settings: the top passage holds the answer for 21 of 48 answerable questions, the top
-# three for 35 (docs/quality.md). The floors guard against regressions; the issue's targets are marked below.
-TOP1_FLOOR = 0.40
+# Measured with the shipped settings (the reader on): the top passage holds the answer for 29 of 48 answerable
+# questions (21 without the reader), the top three for 35 (docs/quality.md). The floors guard against regressions;
+# the issue's targets are marked below.
+TOP1_FLOOR = 0.55
 TOP3_FLOOR = 0.70
 
 
