@@ -92,6 +92,20 @@ def cmd_index(args, settings: Settings) -> None:
         _report(index.rebuild(show_progress=progress), "rebuilt")
         return
     paths = [Path(p) for p in args.paths] or [settings.seeds_dir]
+    if args.sync:
+        if args.rebuild:
+            raise InvalidInput("--sync is for adding: --rebuild with paths already drops the articles not in them")
+        if index.exists():
+            from .sync import sync
+
+            found, report, removed = sync(index, paths, date=args.date or "", ids=args.ids, show_progress=progress)
+            _show(found.summary())
+            _report(report, "indexed")
+            for doc_id in removed:
+                _show(f"removed {shlex.quote(doc_id)} (its file is gone)")
+            _show(f"{_plural(len(removed), 'article')} removed")
+            return
+        paths = [p.resolve() for p in paths]  # stored paths that name their files from anywhere, for later syncs
     found = collect(paths, max_bytes=settings.max_article_bytes, date=args.date or "", ids=args.ids)
     _show(found.summary())  # what was read, so a stray file (or one a .qaignore should list) shows in the counts
     if args.rebuild or not index.exists():
@@ -232,8 +246,8 @@ def _print_answer(answer) -> None:
 
 def cmd_ask(args, settings: Settings) -> None:
     """Ask a question; prints the answer and the passages it cites, the answer sentences marked in them."""
-    answer = _index(settings).ask(args.question, k=args.k, since=args.since, until=args.until,
-                                  sources=args.source or None, doc_ids=args.doc or None)
+    scope = {"since": args.since, "until": args.until, "sources": args.source, "doc_ids": args.doc}
+    answer = _index(settings).ask(args.question, k=args.k, **{k: v for k, v in scope.items() if v})
     if args.json:
         _show_json(answer.to_dict())
         return
@@ -292,6 +306,35 @@ def cmd_chat(args, settings: Settings) -> None:
         sys.stdout.flush()
         history.append({"question": question, "answer": answer.answer})
         del history[:-MAX_CHAT_TURNS]
+
+
+def cmd_watch(args, settings: Settings) -> None:
+    """Keep the index in step with a folder: sync it once (as `qa index DIR --sync`), then apply each batch of file
+    changes (new, changed, deleted files; a changed .qaignore syncs again) as it happens, one line per action, until
+    Ctrl-C."""
+    import datetime
+
+    from .sync import Watcher
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise InvalidInput(f"{folder} is not a folder")
+    index = _index(settings)
+
+    def report(action) -> None:
+        _show(f"{datetime.datetime.now().strftime('%H:%M:%S')} {action}")
+        sys.stdout.flush()  # one line per action as it happens, also into a pipe or a log file
+
+    watcher = Watcher(index, folder, ids=args.ids, date=args.date or "", report=report)
+
+    def ready() -> None:
+        _show(f"watching {watcher.folder} (Ctrl-C stops)")
+        sys.stdout.flush()
+
+    try:
+        watcher.run(debounce_ms=args.debounce, on_ready=ready)
+    except KeyboardInterrupt:
+        pass
 
 
 def cmd_serve(args, settings: Settings) -> None:
@@ -388,7 +431,11 @@ EXAMPLES = {
   qa index ~/news --date 2025-09-03          # a date for the articles that state none
   qa index ~/bbc --ids path                  # ids from paths in the folder (sport/001.txt: sport-001)
   qa index --rebuild                         # after a settings change: rebuild from the stored articles
-  qa index ~/news --rebuild                  # replace the stored articles with these""",
+  qa index ~/news --rebuild                  # replace the stored articles with these
+  qa index ~/news --sync                     # also remove the articles whose files are gone""",
+    "watch": """\
+  qa watch ~/news                            # sync, then apply file changes as they happen
+  qa watch ~/news --debounce 3000            # wait for 3 s of quiet before applying a batch""",
     "add": """\
   qa add article.txt                         # prints "added article — Its title"
   qa add story.html notes.md --date 2025-02-11
@@ -460,6 +507,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", help="date (YYYY-MM-DD) for articles that state none")
     p.add_argument("--ids", choices=("stem", "path"), default="stem",
                    help="document ids from file stems (default) or from paths inside the folder")
+    p.add_argument("--sync", action="store_true",
+                   help="also remove the stored articles read from files under these folders that are gone")
+    p = add("watch", cmd_watch)
+    p.add_argument("folder")
+    p.add_argument("--ids", choices=("stem", "path"), default="stem",
+                   help="document ids from file stems (default) or from paths inside the folder")
+    p.add_argument("--date", help="date (YYYY-MM-DD) for articles that state none")
+    p.add_argument("--debounce", type=int, default=1000, metavar="MS",
+                   help="milliseconds of quiet before a batch of changes is applied (default 1000)")
     p = add("add", cmd_add)
     p.add_argument("files", nargs="+", help="article files")
     p.add_argument("--date", help="date (YYYY-MM-DD) for articles that state none")

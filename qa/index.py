@@ -335,6 +335,11 @@ class NewsIndex:
         with self._rw.read():
             return self.live().store.documents()
 
+    def document_paths(self) -> dict[str, str]:
+        """Doc id → the path of the file each article was read from, as it was given ('' for pasted ones)."""
+        with self._rw.read():
+            return dict(self.live().store.db.execute("SELECT doc_id, path FROM documents"))
+
     def document(self, doc_id: str) -> dict:
         """One article with its full text and chunk offsets; NotFound for an unknown id."""
         with self._rw.read():
@@ -584,6 +589,16 @@ class NewsIndex:
         report.skipped = found.skipped
         report.notes = [f"{a.doc_id}: {a.note}" for a in found.articles if a.note]
         return report
+
+    def remove_many(self, doc_ids: Iterable[str]) -> list[str]:
+        """Delete the articles among ``doc_ids`` that the index holds, in one transaction; returns their ids."""
+        with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
+            live = self.live()
+            self._sweep(live.gen_dir)
+            held = [d for d in dict.fromkeys(doc_ids) if live.store.content_hash(d) is not None]
+            if held:
+                self._write(live.store, live.vectors, live.gen_dir, [], held, AddReport())
+        return held
 
     def remove(self, doc_id: str) -> None:
         """Delete an article from SQLite, BM25 and FAISS alike; NotFound for an unknown id."""

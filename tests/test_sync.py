@@ -1,0 +1,170 @@
+"""Keeping the index in step with a folder: `qa index DIR --sync` and `qa watch DIR` (watchfiles)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+from qa.sync import Watcher, sync
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def folder_of_articles(root):
+    write(root / "a.txt", "Ferry workers went on strike on Monday over pay.")
+    write(root / "b.txt", "The council approved the budget for schools.")
+    write(root / "sub" / "c.md", "# Rink closes\n\nThe ice rink closes for repairs.")
+    write(root / "data.json", json.dumps([{"id": "r1", "title": "One", "body": "First record about trams."},
+                                          {"id": "r2", "title": "Two", "body": "Second record about buses."}]))
+    return root
+
+
+def ids(index):
+    return {d.doc_id for d in index.documents()}
+
+
+def test_sync_removes_articles_whose_files_are_gone(tmp_path, fake_index):
+    root = folder_of_articles(tmp_path / "news")
+    found, report, removed = sync(fake_index, [root])
+    assert ids(fake_index) == {"a", "b", "c", "r1", "r2"} and removed == []
+    fake_index.add_text("Pasted article about the harbour.", doc_id="pasted")  # no file: never synced
+    (root / "b.txt").unlink()
+    write(root / "data.json", json.dumps([{"id": "r1", "title": "One", "body": "First record about trams."}]))
+    found, report, removed = sync(fake_index, [root])
+    assert removed == ["b", "r2"]
+    assert ids(fake_index) == {"a", "c", "r1", "pasted"}
+    assert report.unchanged and not report.added
+    # Another folder's articles are not this folder's business.
+    other = folder_of_articles(tmp_path / "other")
+    (other / "a.txt").rename(other / "a2.txt")
+    sync(fake_index, [other / "b.txt"])
+    assert sync(fake_index, [root])[2] == []
+    assert "b" in ids(fake_index)
+
+
+def test_a_watcher_applies_added_changed_and_deleted_files(tmp_path, fake_index):
+    root = folder_of_articles(tmp_path / "news")
+    seen = []
+    watcher = Watcher(fake_index, root, report=seen.append)
+    watcher.start()
+    assert {str(a) for a in seen} == {"added a", "added b", "added c", "added r1", "added r2"}
+
+    write(root / "d.txt", "A new article about the lighthouse.")
+    write(root / "a.txt", "Ferry workers ended their strike on Friday.")
+    (root / "b.txt").unlink()
+    write(root / ".hidden.txt", "Not an article.")
+    actions = [str(a) for a in watcher.apply([root / "d.txt", root / "a.txt", root / "b.txt", root / ".hidden.txt"])]
+    assert sorted(actions) == ["added d", "removed b: its file is gone", "updated a"]
+    assert fake_index.document("a")["text"] == "Ferry workers ended their strike on Friday."
+
+    shutil.rmtree(root / "sub")  # a deleted folder takes its articles along
+    assert [str(a) for a in watcher.apply([root / "sub"])] == ["removed c: its file is gone"]
+    write(root / "data.json", json.dumps([{"id": "r2", "title": "Two", "body": "Second record about buses."}]))
+    assert [str(a) for a in watcher.apply([root / "data.json"])] == ["removed r1: its file is gone"]
+    write(root / "broken.txt", "")
+    (skipped,) = watcher.apply([root / "broken.txt"])
+    assert skipped.verb == "skipped" and "no text" in skipped.detail
+    (root / "broken.txt").unlink()
+    write(root / ".qaignore", "d.txt\n")  # a new ignore rule: the folder is synced again
+    assert [str(a) for a in watcher.apply([root / ".qaignore"])] == ["removed d: its file is gone"]
+    assert ids(fake_index) == {"a", "r2"}
+
+
+def test_watch_picks_up_files_as_they_change(tmp_path, fake_index):
+    root = folder_of_articles(tmp_path / "news")
+    seen = []
+    watcher = Watcher(fake_index, root, report=seen.append)
+    watcher.start()
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=watcher.run, kwargs={"debounce_ms": 200, "stop_event": stop,
+                                                          "on_ready": ready.set}, daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(30)
+        write(root / "late.txt", "A late article about the ferry timetable.")
+        (root / "b.txt").unlink()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not ({"late"} <= ids(fake_index) and "b" not in ids(fake_index)):
+            time.sleep(0.1)
+        assert "late" in ids(fake_index) and "b" not in ids(fake_index)
+        assert "added late" in [str(a) for a in seen] and "removed b: its file is gone" in [str(a) for a in seen]
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_qa_index_sync_on_the_command_line(tmp_path, model_cache):
+    root = tmp_path / "news"
+    write(root / "a.txt", "Ferry workers went on strike on Monday over pay.")
+    write(root / "b.txt", "The council approved the budget for schools.")
+    folder = tmp_path / "index"
+    folder.mkdir()
+    if (model_cache / "onnx").exists():
+        shutil.copytree(model_cache / "onnx", folder / "onnx")
+    env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_READER": "off"}
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, "-m", "qa.cli", *args], capture_output=True, text=True, env=env,
+                              timeout=300, cwd=tmp_path)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    code, out, err = run("index", "news", "--sync")
+    assert code == 0, err
+    (root / "b.txt").unlink()
+    code, out, err = run("index", "news", "--sync")
+    assert code == 0, err
+    assert "removed b (its file is gone)" in out and "1 article removed" in out
+    code, out, err = run("docs", "--json")
+    assert [d["doc_id"] for d in json.loads(out)["documents"]] == ["a"]
+    code, out, err = run("index", "news", "--sync", "--rebuild")
+    assert code == 2 and "--sync" in err
+
+
+def test_qa_watch_logs_each_action(tmp_path, model_cache):
+    import signal
+
+    root = tmp_path / "news"
+    write(root / "a.txt", "Ferry workers went on strike on Monday over pay.")
+    folder = tmp_path / "index"
+    folder.mkdir()
+    if (model_cache / "onnx").exists():
+        shutil.copytree(model_cache / "onnx", folder / "onnx")
+    env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_READER": "off"}
+    proc = subprocess.Popen([sys.executable, "-m", "qa.cli", "watch", str(root), "--debounce", "200"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    import queue
+
+    lines, incoming = [], queue.Queue()
+    threading.Thread(target=lambda: [incoming.put(line) for line in proc.stdout], daemon=True).start()
+
+    def wait_for(text, seconds=120):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                line = incoming.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            lines.append(line.rstrip("\n"))
+            if text in line:
+                return
+        raise AssertionError(f"{text!r} not in {lines}")
+
+    try:
+        wait_for("watching ")
+        assert any(line.endswith(" added a") for line in lines)
+        write(root / "late.txt", "A late article about the ferry timetable.")
+        wait_for("added late")
+        (root / "a.txt").unlink()
+        wait_for("removed a: its file is gone")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    assert proc.returncode == 0
