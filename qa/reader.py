@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["INPUT_NAMES", "MODEL_NAME", "OUTPUT_NAME", "DEFAULT_DIR", "OnnxReader", "Reader", "load_reader"]
+__all__ = ["INPUT_NAMES", "MODEL_NAME", "OUTPUT_NAME", "DEFAULT_DIR", "OnnxReader", "Reader", "load_reader", "pad"]
 
 MODEL_NAME = "reader_int8.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -21,6 +21,19 @@ OUTPUT_NAME = "logits"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "models" / "reader"
 # What the model was trained with (qa.reader_train.MAX_LENGTH): a longer sentence is cut from its end.
 MAX_LENGTH = 96
+
+
+def pad(encodings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(input_ids, attention_mask, token_type_ids)`` of pair encodings, padded to the longest (training and
+    answering pad alike)."""
+    width = max(len(e.ids) for e in encodings)
+    ids = np.zeros((len(encodings), width), dtype=np.int64)
+    types = np.zeros_like(ids)
+    mask = np.zeros_like(ids)
+    for r, e in enumerate(encodings):
+        n = len(e.ids)
+        ids[r, :n], types[r, :n], mask[r, :n] = e.ids, e.type_ids, 1
+    return ids, mask, types
 
 
 class Reader(Protocol):
@@ -63,13 +76,7 @@ class OnnxReader:
         out = np.zeros(len(sentences), dtype=np.float32)
         for b in range(0, len(order), self.batch_size):
             idx = order[b:b + self.batch_size]
-            width = max(len(encodings[i].ids) for i in idx)
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            types = np.zeros_like(ids)
-            mask = np.zeros_like(ids)
-            for r, i in enumerate(idx):
-                e = encodings[i]
-                ids[r, :len(e.ids)], types[r, :len(e.ids)], mask[r, :len(e.ids)] = e.ids, e.type_ids, 1
+            ids, mask, types = pad([encodings[i] for i in idx])
             got = self.session.run([OUTPUT_NAME], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
             out[idx] = got[0].reshape(-1)
         return out

@@ -100,14 +100,9 @@ def _batches(encodings, labels, batch_size: int, rng: random.Random):
 
 
 def _tensors(torch, encodings, labels, idx):
-    width = max(len(encodings[j].ids) for j in idx)
-    ids = np.zeros((len(idx), width), dtype=np.int64)
-    types = np.zeros_like(ids)
-    mask = np.zeros_like(ids)
-    for r, j in enumerate(idx):
-        e = encodings[j]
-        n = len(e.ids)
-        ids[r, :n], types[r, :n], mask[r, :n] = e.ids, e.type_ids, 1
+    from .reader import pad
+
+    ids, mask, types = pad([encodings[j] for j in idx])
     y = np.array([labels[j] for j in idx], dtype=np.float32)
     return torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types), torch.from_numpy(y)
 
