@@ -102,6 +102,7 @@ class Candidate:
     prior: float = 0.0
     lexical: float = 0.0
     dense: float | None = None
+    read: float = 0.0  # the reader's probability that the sentence answers the question
     score: float = 0.0
 
 
@@ -323,8 +324,9 @@ def rerank(passages: list[Passage], best: dict[int, float], weight: float,
 def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConfig(), *,
                  query: str | None = None) -> Composed:
     """The answer chosen by the reader: every sentence of the best passages (headlines and bylines left out,
-    at most ``config.reader_limit``) is read with the question; passages are re-ranked by their best sentence;
-    the articles don't say when no sentence reaches ``config.reader_threshold``."""
+    at most ``config.reader_limit``) is read with the question; the best passages are re-ordered by their best
+    sentence; the articles don't say when no sentence reaches ``config.reader_threshold`` or the question fails
+    the retrieval similarity gate."""
     passages = found.passages
     asked = reader_question(question, query or question)
     pool = _reader_pool(asked, passages, config)
@@ -333,13 +335,13 @@ def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConf
     probs = reader.score(asked, [c.text for c in pool])
     best_by_rank: dict[int, float] = {}
     for c, p in zip(pool, probs):
-        c.dense = float(p)  # the reader's probability
-        c.score = c.dense + config.read_lexical_weight * c.lexical + config.read_rank_weight * c.prior
-        best_by_rank[c.rank] = max(best_by_rank.get(c.rank, 0.0), c.dense)
+        c.read = float(p)
+        c.score = c.read + config.read_lexical_weight * c.lexical + config.read_rank_weight * c.prior
+        best_by_rank[c.rank] = max(best_by_rank.get(c.rank, 0.0), c.read)
     ordered, renumber = rerank(passages, best_by_rank, config.rerank_weight, config.rerank_depth)
     for c in pool:
         c.rank = renumber[c.rank]
-    confidence = max(c.dense for c in pool)
+    confidence = max(c.read for c in pool)
     gated = config.similarity_gate and found.similarity < similarity_threshold(len(query_terms(asked)), config)
     if confidence < config.reader_threshold or gated:
         return Composed(NOT_FOUND, best_score=confidence, passages=ordered, read=len(pool))
@@ -348,11 +350,11 @@ def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConf
     limit = config.max_sentences if many else 2
     keep, ratio = (config.reader_list_keep, config.reader_list_keep_ratio) if many else \
         (config.reader_keep, config.reader_keep_ratio)
-    floor = max(keep, ratio * best.dense)
+    floor = max(keep, ratio * best.read)
     ranked = sorted(pool, key=lambda c: (-c.score, c.rank, c.start))
     # Each further sentence of a list answer must name something the question asks about (a shared term), so
     # the list is made of items rather than of the best sentence's neighbours.
-    chosen = [best] + [c for c in ranked[1:] if c.dense >= floor and c.score >= ratio * best.score
+    chosen = [best] + [c for c in ranked[1:] if c.read >= floor and c.score >= ratio * best.score
                        and (c.lexical > 0 or not many)]
     chosen = chosen[:limit]
     chosen.sort(key=lambda c: (c.rank, c.start))
