@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import txtai_peer
 from .corpora import CORPORA
-from .indexing import ensure_index, txtai_dir
+from .indexing import ensure_index, indexed, txtai_dir
 from .measure import OUT, PYTHON, REPO, latency_ms, table
 
 LUA = r"""
@@ -142,11 +142,7 @@ def ask_script(name: str, questions: list[str], budget: int) -> Path:
 
 def run(corpora: list[str], *, with_txtai: bool, results: dict, seconds: int = 10, budget: int = 5000) -> str:
     rows = []
-    for name in corpora:
-        corpus = CORPORA[name]
-        if not corpus.available():
-            continue
-        folder = ensure_index(name)
+    for name, corpus, folder in indexed(corpora):
         questions = corpus.queries(200)
         script = ask_script(name, questions, budget)
         # The default gives ONNX Runtime every core per query; one thread per query lets concurrent requests

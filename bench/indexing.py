@@ -57,6 +57,14 @@ def build(corpus: str) -> dict:
     return {**result.data, "peak_rss_mb": result.peak_rss_mb, "wall_s": result.wall_s}
 
 
+def indexed(corpora: list[str]):
+    """``(name, corpus, index folder)`` for each corpus whose data is here, its bench index built if missing."""
+    for name in corpora:
+        corpus = CORPORA[name]
+        if corpus.available():
+            yield name, corpus, ensure_index(name)
+
+
 def ensure_index(corpus: str) -> Path:
     """The bench index of ``corpus``, built if a previous run left none."""
     folder = index_dir(corpus)

@@ -11,7 +11,7 @@ import time
 
 from . import txtai_peer
 from .corpora import CORPORA
-from .indexing import ensure_index, texts_file, txtai_dir
+from .indexing import ensure_index, indexed, texts_file, txtai_dir
 from .measure import OUT, PYTHON, REPO, ChildFailed, percentile, run_child, table
 
 QUERIES = 200
@@ -19,11 +19,7 @@ QUERIES = 200
 
 def run_queries(corpora: list[str], *, with_txtai: bool, results: dict) -> str:
     rows = []
-    for name in corpora:
-        corpus = CORPORA[name]
-        if not corpus.available():
-            continue
-        folder = ensure_index(name)
+    for name, corpus, folder in indexed(corpora):
         ours = run_child([PYTHON, "-m", "bench.worker", "query", json.dumps(
             {"index_dir": str(folder), "corpus": name, "n": QUERIES})]).data
         peer = {"p50": float("nan"), "p99": float("nan")}

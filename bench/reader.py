@@ -6,8 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from .corpora import CORPORA
-from .indexing import ensure_index
+from .indexing import indexed
 from .measure import percentile, table
 
 QUESTIONS = 100
@@ -18,11 +17,7 @@ def run(corpora: list[str], results: dict) -> str:
     from qa.settings import Settings
 
     rows = []
-    for name in corpora:
-        corpus = CORPORA[name]
-        if not corpus.available():
-            continue
-        folder = ensure_index(name)
+    for name, corpus, folder in indexed(corpora):
         on = NewsIndex(Settings.from_env(index_dir=folder, reader=True))
         off = NewsIndex(Settings.from_env(index_dir=folder, reader=False), embedder=on.embedder)
         questions = corpus.queries(QUESTIONS)
