@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -45,6 +45,9 @@ CURRENT = "CURRENT"
 # removed the old generation between the reader's read of CURRENT and its open): bounded, short sleeps.
 SETTLE_TRIES = 8
 SETTLE_SLEEP = 0.025
+# progress(done, total): passages embedded so far, of those to embed (the web app's progress bar).
+Progress = Callable[[int, int], None]
+_PROGRESS_SLICE = 128  # passages embedded between two progress reports
 
 
 def _disk_full(error: BaseException) -> bool:
@@ -431,9 +434,11 @@ class NewsIndex:
                       filters=scope.to_dict() if scope else None)
 
     # --- writes --------------------------------------------------------------------------------------------------
-    def _prepare(self, articles: list[Article], cache: Store | None, show_progress: bool) -> tuple[list[_Prepared], int]:
+    def _prepare(self, articles: list[Article], cache: Store | None, show_progress: bool,
+                 progress: Progress | None = None) -> tuple[list[_Prepared], int]:
         """Chunk and embed (the slow part, done before any lock is taken). Vectors of chunks whose embedded text
-        is unchanged are taken from the cache instead of being computed again."""
+        is unchanged are taken from the cache instead of being computed again. ``progress(done, total)`` hears
+        how many of the passages to embed are done."""
         chunker = self.chunker
         salt = f"{self.settings.model_name}|{self.settings.precision}|"
         prepared: list[_Prepared] = []
@@ -454,7 +459,17 @@ class NewsIndex:
         cached = cache.vectors_by_hash(all_hashes) if cache is not None and all_hashes else {}
         missing = sorted({h: t for h, t in zip(all_hashes, texts) if h not in cached}.items())
         if missing:
-            vecs = self.embedder.encode([t for _, t in missing], batch_size=32, show_progress=show_progress)
+            todo = [t for _, t in missing]
+            if progress is None:
+                vecs = self.embedder.encode(todo, batch_size=32, show_progress=show_progress)
+            else:  # in slices, each followed by a progress report
+                progress(0, len(todo))
+                parts = []
+                for start in range(0, len(todo), _PROGRESS_SLICE):
+                    parts.append(self.embedder.encode(todo[start:start + _PROGRESS_SLICE], batch_size=32,
+                                                      show_progress=show_progress))
+                    progress(min(start + _PROGRESS_SLICE, len(todo)), len(todo))
+                vecs = np.concatenate(parts)
             for (h, _), v in zip(missing, vecs):
                 cached[h] = np.asarray(v, dtype=np.float32).tobytes()
         for p in prepared:
@@ -541,12 +556,14 @@ class NewsIndex:
         if self._live is not None and self._live.store is store:
             self._live.generation = generation + 1
 
-    def add(self, articles: list[Article], *, show_progress: bool = False) -> AddReport:
+    def add(self, articles: list[Article], *, show_progress: bool = False,
+            progress: Progress | None = None) -> AddReport:
         """Add or update articles. Unchanged ones (same content hash) cost nothing; a changed one has its chunks
-        replaced; only new chunk texts are embedded. Creates the index if there is none."""
+        replaced; only new chunk texts are embedded. Creates the index if there is none. ``progress(done, total)``
+        is called as passages are embedded; the total grows batch by batch (``batch_size`` articles each)."""
         began = time.perf_counter()
         if not self.exists():
-            return self.rebuild(articles, show_progress=show_progress)
+            return self.rebuild(articles, show_progress=show_progress, progress=progress)
         report = AddReport()
         with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             live = self.live()
@@ -563,14 +580,14 @@ class NewsIndex:
             # In batches, each its own transaction: a crash or a full disk loses at most the batch under way, and a
             # re-run skips what was committed (same content hash). An article's chunks are never split.
             for batch in _batches(todo, self.batch_size):
-                prepared, embedded = self._prepare(batch, live.store, show_progress)
+                prepared, embedded = self._prepare(batch, live.store, show_progress, _after(progress, report))
                 self._write(live.store, live.vectors, live.gen_dir, prepared, [], report)
                 report.embedded += embedded
         report.seconds = round(time.perf_counter() - began, 3)
         return report
 
     def add_text(self, text: str, *, title: str = "", date: str = "", source: str = "", url: str = "",
-                 doc_id: str = "") -> AddReport:
+                 doc_id: str = "", progress: Progress | None = None) -> AddReport:
         """Add one article given as text (the API's and the web form's way in)."""
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput("the article text is empty")
@@ -580,7 +597,7 @@ class NewsIndex:
             basis = (title or text[:80]).lower()
             doc_id = f"{safe_doc_id(basis)[:48].strip('-.')}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
         article = article_from_text(text, doc_id=doc_id, title=title, date=date, source=source, url=url)
-        return self.add([article])
+        return self.add([article], progress=progress)
 
     def add_paths(self, paths: list[Path], *, date: str = "", ids: str = "stem", show_progress: bool = False) -> AddReport:
         """Add every readable article under ``paths``; unreadable files found in folders are reported as skipped."""
@@ -645,7 +662,8 @@ class NewsIndex:
             return None
         return Store(old_dir / DB_NAME)
 
-    def rebuild(self, articles: list[Article] | None = None, *, show_progress: bool = False) -> AddReport:
+    def rebuild(self, articles: list[Article] | None = None, *, show_progress: bool = False,
+                progress: Progress | None = None) -> AddReport:
         """Build a fresh generation from ``articles`` (default: the articles already stored) and switch to it
         atomically. Until the switch, readers keep answering from the previous generation; a crash before it
         leaves the previous generation untouched. Stored articles not among ``articles`` are listed in the
@@ -657,11 +675,12 @@ class NewsIndex:
             # and the rebuild would then delete that article with the old generation.
             if articles is None:
                 articles = self.stored_articles()
-            report = self._rebuild_locked(articles, show_progress)
+            report = self._rebuild_locked(articles, show_progress, progress)
         report.seconds = round(time.perf_counter() - began, 3)
         return report
 
-    def _rebuild_locked(self, articles: list[Article], show_progress: bool) -> AddReport:
+    def _rebuild_locked(self, articles: list[Article], show_progress: bool,
+                        progress: Progress | None = None) -> AddReport:
         """The rebuild itself, with both write locks held."""
         report = AddReport(added=[a.doc_id for a in articles])
         old_dir = self._current_dir()
@@ -687,7 +706,7 @@ class NewsIndex:
             # In batches, so only one batch's chunks and vectors are held at a time; the generation stays private
             # (and is deleted on failure) until CURRENT names it below.
             for batch in _batches(articles, self.batch_size) or [[]]:
-                prepared, embedded = self._prepare(batch, old_store, show_progress)
+                prepared, embedded = self._prepare(batch, old_store, show_progress, _after(progress, report))
                 self._write(store, vectors, gen_dir, prepared, [], report, added_at, save_cache=False)
                 report.embedded += embedded
             vectors.save(gen_dir, store.generation())
@@ -763,6 +782,14 @@ class NewsIndex:
                     store.close()
                 report["repaired"].append(f"rebuilt the vector cache from the {chunks} vectors in SQLite")
         return report
+
+
+def _after(progress: Progress | None, report: AddReport) -> Progress | None:
+    """``progress`` for the next batch: its counts follow the passages the earlier batches embedded."""
+    if progress is None:
+        return None
+    base = report.embedded
+    return lambda done, total: progress(base + done, base + total)
 
 
 def _batches(items: list, size: int) -> list[list]:

@@ -668,3 +668,70 @@ def test_questions_are_answered_while_a_write_is_embedding(writer, monkeypatch, 
         pool.shutdown()
     assert result.status_code in (200, 201)
     assert writer.get("/health").json()["documents"] == (6 if write == "add" else 5)
+
+
+# --- background jobs: 202, a job to poll, the result the synchronous request would have given ------------------
+def finished(client, reply, timeout: float = 120) -> dict:
+    """Poll the job a 202 names until it has ended; returns the job."""
+    assert reply.status_code == 202
+    job = reply.json()["job"]
+    assert reply.headers["location"] == f"/jobs/{job['id']}"
+    assert job["state"] in ("queued", "running", "done", "failed")
+    deadline = time.monotonic() + timeout
+    while job["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"the job never ended: {job}"
+        time.sleep(0.05)
+        r = client.get(reply.headers["location"])
+        assert r.status_code == 200
+        job = r.json()["job"]
+    return job
+
+
+def test_an_article_added_in_the_background_is_polled_to_done_with_its_progress(writer):
+    seen = []
+    index: NewsIndex = writer.index
+    add = index.add
+
+    def watched_add(articles, **kwargs):  # the progress the job saw, as the index reported it
+        progress = kwargs["progress"]
+        return add(articles, **{**kwargs, "progress": lambda d, t: (seen.append((d, t)), progress(d, t))})
+
+    index.add = watched_add
+    r = writer.post("/documents?background=1", json={"text": ZORBLAX, "title": "Zorblax scooters"})
+    job = finished(writer, r)
+    assert job["kind"] == "add" and job["state"] == "done" and job["status"] == 201
+    result = job["result"]
+    assert set(result) == set(AddResult.model_fields) and result["status"] == "added"
+    assert job["total"] == job["done"] == result["embedded"] > 0
+    assert seen[0] == (0, job["total"]) and seen[-1] == (job["total"], job["total"])
+    assert writer.get(f"/documents/{result['doc_id']}").json()["title"] == "Zorblax scooters"
+    reply = writer.post("/ask", json={"question": "When does the Zorblax scooter ban take effect?"}).json()
+    assert reply["passages"][0]["doc_id"] == result["doc_id"]
+
+
+def test_prefer_respond_async_and_a_background_upload_and_rebuild(writer):
+    upload = writer.post("/documents", headers={"Prefer": "respond-async"},
+                         files={"file": ("zorblax.txt", ZORBLAX.encode(), "text/plain")})
+    job = finished(writer, upload)
+    assert job["state"] == "done" and job["result"]["doc_id"] == "zorblax"
+    rebuilt = finished(writer, writer.post("/index/rebuild?background=1"))
+    assert rebuilt["kind"] == "rebuild" and rebuilt["state"] == "done" and rebuilt["status"] == 200
+    assert set(rebuilt["result"]) == set(RebuildResult.model_fields) and rebuilt["result"]["documents"] == 6
+
+
+def test_a_failed_job_reports_the_error_the_request_would_have_given(writer):
+    sync = writer.post("/documents", json={"text": "   \n  "})
+    assert is_error(sync, 400)
+    job = finished(writer, writer.post("/documents?background=1", json={"text": "   \n  "}))
+    assert job["state"] == "failed" and job["status"] == 400
+    assert job["result"] == {"detail": sync.json()["detail"]} and job["detail"] == sync.json()["detail"]
+    # Errors in the request itself are answered at once, as without background.
+    assert is_error(writer.post("/documents?background=1", json={"title": "no text"}), 422)
+
+
+def test_an_unknown_job_is_a_json_404(reader):
+    assert is_error(reader.get("/jobs/0123456789abcdef"), 404)
+
+
+def test_a_background_write_needs_the_token_too(guarded):
+    assert is_error(guarded.post("/documents?background=1", json={"text": ZORBLAX}), 401)

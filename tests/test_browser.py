@@ -411,3 +411,42 @@ def test_without_javascript_new_conversation_is_a_visible_button(browser, server
         assert page.locator("article.turn").count() == 0
     finally:
         context.close()
+
+
+def test_an_article_pasted_on_the_articles_page_is_added_as_a_background_job_with_progress(page, server):
+    page.goto(f"{server}/documents")
+    # What the page showed while the job ran, recorded as it changed (the job may end in a moment).
+    page.evaluate("""() => {
+        window.seen = [];
+        new MutationObserver(() => {
+            const detail = document.querySelector("#add-detail");
+            const button = document.querySelector("form.add button[type=submit]");
+            if (detail) window.seen.push([detail.textContent, button.disabled, !detail.parentNode.hidden,
+                                         !!document.querySelector("#add-progress")]);
+        }).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+    }""")
+    page.get_by_label("Title").fill("Quillmoor library reopens")
+    page.get_by_label("Text").fill(
+        "The Quillmoor public library reopened on Saturday after a two-year renovation that cost 4 million euros.\n\n"
+        "The head librarian, Oskar Venn, said the new reading room seats two hundred people.")
+    with page.expect_request(lambda r: r.url.endswith("/documents?background=1") and r.method == "POST"):
+        with page.expect_response(lambda r: "/jobs/" in r.url and r.status == 200):
+            page.get_by_role("button", name="Add article").click()
+    notice = page.locator(".notice.ok")
+    notice.wait_for()
+    assert "Added “Quillmoor library reopens”" in notice.inner_text()
+    assert page.locator("#add-progress").is_visible() and page.locator("#add-detail").inner_text() == "Done."
+    seen = page.evaluate("window.seen")
+    assert any(text.endswith("…") and disabled and shown and bar for text, disabled, shown, bar in seen), seen
+    assert page.get_by_role("button", name="Add article").is_enabled()
+    assert page.get_by_label("Text").input_value() == ""  # the form is cleared for the next article
+    doc_id = page.locator(".notice.ok a").get_attribute("href").rsplit("/", 1)[1]
+    assert page.locator(f"tr#doc-{doc_id}").count() == 1  # the list shows it without a reload
+    assert "added=" in page.url  # a reload shows the message again and adds nothing
+    page.reload()
+    assert "Added “Quillmoor library reopens”" in page.locator(".notice.ok").inner_text()
+
+    page.get_by_role("button", name="Rebuild index").click()
+    page.locator(".notice.ok", has_text="Rebuilt the index").wait_for()
+    assert page.locator("#rebuild-progress").is_visible() and page.locator("#rebuild-detail").inner_text() == "Done."
+    assert page.locator(f"tr#doc-{doc_id}").count() == 1

@@ -26,6 +26,7 @@ from qa.settings import Settings
 
 from . import errors
 from .guards import BodyLimit, HostGuard, RateLimit, allowed_hosts
+from .jobs import Jobs
 from .openai_api import router as openai_router
 from .pages import HERE, Pages
 from .routes import ask, documents, meta
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, index: NewsIndex | None = None)
     app.state.index = index
     app.state.settings = settings
     app.state.pages = Pages(settings, index)
+    app.state.jobs = Jobs()  # background writes (?background=1), web/jobs.py
     app.state.allowed_hosts = allowed_hosts(settings.allowed_hosts)
     # JSON escapes can triple an article's size; multipart adds little.
     app.state.body_limit = 4 * settings.max_article_bytes + (1 << 20)

@@ -221,6 +221,24 @@ class RebuildResult(BaseModel):
     seconds: float
 
 
+class JobOut(BaseModel):
+    """A background write (``?background=1``): how far it is and, once it has ended, what it gave."""
+
+    id: str
+    kind: Literal["add", "rebuild"]
+    state: Literal["queued", "running", "done", "failed"]
+    done: int = Field(description="passages embedded so far")
+    total: int = Field(description="passages to embed (known once the articles are chunked)")
+    detail: str = Field(description="what it is doing, in words; the error's detail once failed")
+    status: int | None = Field(None, description="once ended: the status code the synchronous request would have had")
+    result: dict | None = Field(None, description="once ended: the synchronous reply's body (AddResult, "
+                                                  "RebuildResult, or the error's {detail})")
+
+
+class JobReply(BaseModel):
+    job: JobOut
+
+
 class Health(BaseModel):
     """The server is up and the index readable."""
 

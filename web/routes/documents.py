@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from qa.errors import InvalidInput, QAError, TooLarge, UnsupportedFile
+from qa.errors import InvalidInput, NotFound, QAError, TooLarge, UnsupportedFile
 from qa.index import NewsIndex
 from qa.ingest import (HTML_SUFFIXES, MARKDOWN_SUFFIXES, PDF_SUFFIXES, TEXT_SUFFIXES, article_from_text, decode,
                        html_to_article, parse_date, pdf_to_article, safe_doc_id)
@@ -23,7 +23,9 @@ from ..deps import get_index, get_pages, get_settings, write_access
 from ..errors import show_errors_on
 from ..guards import UnsupportedBody
 from ..highlight import segments
-from ..models import AddArticle, AddResult, ArticleUpload, DocumentOut, DocumentSummary, ErrorOut, RebuildResult
+from ..jobs import Job, Jobs
+from ..models import (AddArticle, AddResult, ArticleUpload, DocumentOut, DocumentSummary, ErrorOut, JobReply,
+                      RebuildResult)
 from ..negotiation import is_form, wants_html
 from ..pages import Pages, size_text
 from .common import ERRORS, HTML_200, INDEX_ERRORS, WRITE_ERRORS, body
@@ -126,19 +128,35 @@ def get_document(request: Request, doc_id: str,
     })
 
 
-def add_sync(index: NewsIndex, settings: Settings, article: Article | None, fields: AddArticle | None) -> dict:
+def add_sync(index: NewsIndex, settings: Settings, article: Article | None, fields: AddArticle | None,
+             progress=None) -> dict:
     if article is not None:
-        report = index.add([article])
+        report = index.add([article], progress=progress)
     else:
         if len(fields.text.encode("utf-8")) > settings.max_article_bytes:
             raise TooLarge(f"the article is over the {size_text(settings.max_article_bytes)} limit")
         report = index.add_text(fields.text, title=fields.title, date=fields.date, source=fields.source,
-                                url=fields.url, doc_id=fields.doc_id)
+                                url=fields.url, doc_id=fields.doc_id, progress=progress)
     doc_id = (report.added + report.updated + report.unchanged)[0]
     status = "added" if report.added else "updated" if report.updated else "unchanged"
     doc = index.document(doc_id)
     return {"doc_id": doc_id, "title": doc["title"], "chunks": len(doc["chunks"]), "status": status,
             "embedded": report.embedded, "seconds": report.seconds}
+
+
+BACKGROUND = {202: {"model": JobReply, "description": "With `?background=1` or `Prefer: respond-async`: the job "
+                                                     "started, to poll at `Location: /jobs/{id}`"}}
+
+
+def in_background(request: Request) -> bool:
+    """The client asked for a background job: ``?background=1`` or ``Prefer: respond-async``."""
+    flag = request.query_params.get("background", "").lower() in ("1", "true", "yes")
+    prefer = request.headers.get("prefer", "").lower()
+    return flag or "respond-async" in [p.split("=")[0].strip() for p in prefer.replace(";", ",").split(",")]
+
+
+def accepted(job: Job) -> JSONResponse:
+    return JSONResponse({"job": job.to_dict()}, status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 
 def upload_article(settings: Settings, filename: str, data: bytes, fields: dict) -> Article:
@@ -164,7 +182,8 @@ def upload_article(settings: Settings, filename: str, data: bytes, fields: dict)
 
 
 @writes.post("/documents", summary="Add an article", status_code=201, response_model=AddResult,
-             responses={**WRITE_ERRORS, 413: {"model": ErrorOut, "description": "Article over the size limit"},
+             responses={**BACKGROUND, **WRITE_ERRORS,
+                        413: {"model": ErrorOut, "description": "Article over the size limit"},
                         415: {"model": ErrorOut, "description": "Binary, non-UTF-8 or unsupported file"}},
              openapi_extra=body({"application/json": "AddArticle", "multipart/form-data": "ArticleUpload"}))
 async def add_document(request: Request, index: NewsIndex = Depends(get_index),
@@ -172,7 +191,8 @@ async def add_document(request: Request, index: NewsIndex = Depends(get_index),
     """Add an article: JSON `{"text": "...", "title"?, "date"?, "source"?, "url"?, "doc_id"?}` or a multipart
     upload of a .txt, .md, .html or .pdf `file` (a PDF without a text layer, such as a scan, is refused with
     415). It is searchable by the very next question. Adding an article
-    again with the same id replaces it."""
+    again with the same id replaces it. With `?background=1` (or `Prefer: respond-async`) the answer is 202 and a
+    job to poll at `GET /jobs/{id}`; errors in the request itself are still answered at once."""
     article, fields = None, None
     if is_form(request):
         form = await request.form(max_part_size=request.app.state.body_limit)
@@ -195,6 +215,10 @@ async def add_document(request: Request, index: NewsIndex = Depends(get_index),
         fields = parse(AddArticle, await json_body(request))
     else:
         raise UnsupportedBody("send the article as JSON or as a multipart upload of a .txt, .md, .html or .pdf file")
+    if in_background(request):
+        jobs: Jobs = request.app.state.jobs
+        return accepted(jobs.submit("add", lambda progress: (201, AddResult(**add_sync(
+            index, settings, article, fields, progress)).model_dump())))
     result = await run_in_threadpool(add_sync, index, settings, article, fields)
     if wants_html(request):
         return see_documents(added=result["doc_id"], status=result["status"], seconds=f"{result['seconds']:.1f}")
@@ -220,17 +244,38 @@ async def delete_document_form(request: Request, doc_id: str, index: NewsIndex =
 
 
 @writes.post("/index/rebuild", summary="Rebuild the index", response_model=RebuildResult,
-             responses={**WRITE_ERRORS, **INDEX_ERRORS})
+             responses={**BACKGROUND, **WRITE_ERRORS, **INDEX_ERRORS})
 async def rebuild(request: Request, index: NewsIndex = Depends(get_index)):
     """Rebuild the index from the stored articles into a new generation and switch to it atomically;
-    questions keep being answered from the old one until then. Unchanged chunks reuse their vectors."""
-    report = await run_in_threadpool(index.rebuild)
-    result = {"documents": len(report.added), "chunks": report.chunks, "embedded": report.embedded,
-              "seconds": report.seconds}
+    questions keep being answered from the old one until then. Unchanged chunks reuse their vectors. With
+    `?background=1` (or `Prefer: respond-async`) the answer is 202 and a job to poll at `GET /jobs/{id}`."""
+    if in_background(request):
+        jobs: Jobs = request.app.state.jobs
+        return accepted(jobs.submit("rebuild", lambda progress: (200, rebuild_sync(index, progress))))
+    result = await run_in_threadpool(rebuild_sync, index)
     if wants_html(request):
         return see_documents(rebuilt=result["documents"], chunks=result["chunks"], embedded=result["embedded"],
                              seconds=f"{result['seconds']:.1f}")
     return result
+
+
+def rebuild_sync(index: NewsIndex, progress=None) -> dict:
+    report = index.rebuild(progress=progress)
+    return {"documents": len(report.added), "chunks": report.chunks, "embedded": report.embedded,
+            "seconds": report.seconds}
+
+
+@router.get("/jobs/{job_id}", summary="A background write", response_model=JobReply,
+            responses={404: {"model": ErrorOut, "description": "No such job (unknown, or forgotten since)"},
+                       422: ERRORS[422]})
+def get_job(request: Request, job_id: str):
+    """A job started by `POST /documents?background=1` or `POST /index/rebuild?background=1`: its `state`
+    (queued, running, done, failed), `done` of `total` passages embedded, and once ended the `status` and
+    `result` the synchronous request would have answered (the error's `{"detail"}` when failed)."""
+    job = request.app.state.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id!r}")
+    return {"job": job.to_dict()}
 
 
 router.include_router(writes)

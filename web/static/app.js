@@ -211,9 +211,124 @@
     enhanceChat(chat);
   }
 
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+  // The articles page's add and rebuild forms run as background jobs (?background=1): a progress bar and
+  // "Embedding 120 of 557 passages…" beside the form while the job runs, then the server's own message and the
+  // list as they are now. Without JavaScript the forms post and the server redirects (POST-redirect-GET).
+  function enhanceJob(form) {
+    var kind = form.getAttribute("data-job");
+    var button = form.querySelector("button[type=submit]");
+    var label = button.textContent;
+    var box = document.createElement("div");
+    box.className = "job";
+    box.hidden = true;
+    box.innerHTML = '<progress id="' + kind + '-progress" aria-labelledby="' + kind + '-detail"></progress> ' +
+      '<span id="' + kind + '-detail" role="status"></span>';
+    form.insertAdjacentElement("afterend", box);
+    var bar = box.querySelector("progress");
+    var detail = box.querySelector("span");
+
+    function clearNotices() {
+      document.querySelectorAll("main .notice").forEach(function (n) { n.parentNode.removeChild(n); });
+    }
+
+    function showNotice(node) {
+      clearNotices();
+      box.insertAdjacentElement("afterend", node);
+    }
+
+    function fail(message) {
+      var p = document.createElement("p");
+      p.className = "notice error";
+      p.setAttribute("role", "alert");
+      p.textContent = message;
+      box.hidden = true;
+      showNotice(p);
+    }
+
+    function show(job) {
+      if (job.total) {
+        bar.max = job.total;
+        bar.value = job.done;
+      } else {
+        bar.removeAttribute("value");  // indeterminate until the passages are counted
+      }
+      detail.textContent = job.detail + "…";
+    }
+
+    function finish(job) {
+      var r = job.result;
+      var query = kind === "add"
+        ? { added: r.doc_id, status: r.status, seconds: r.seconds.toFixed(1) }
+        : { rebuilt: r.documents, chunks: r.chunks, embedded: r.embedded, seconds: r.seconds.toFixed(1) };
+      var url = "/documents?" + new URLSearchParams(query).toString();
+      bar.max = 1;
+      bar.value = 1;
+      detail.textContent = "Done.";
+      return fetch(url, { headers: { Accept: "text/html" } }).then(function (response) {
+        return response.text().then(function (text) {
+          var doc = new DOMParser().parseFromString(text, "text/html");
+          var list = document.querySelector("section[aria-labelledby=list-heading]");
+          var fresh = doc.querySelector("section[aria-labelledby=list-heading]");
+          if (list && fresh) {
+            list.innerHTML = fresh.innerHTML;
+            list.querySelectorAll("form[data-confirm]").forEach(confirmFirst);
+          }
+          var notice = doc.querySelector(".notice.ok");
+          if (notice) showNotice(document.importNode(notice, true));
+          if (kind === "add") form.reset();
+          history.replaceState(null, "", url);  // a reload shows the message and repeats nothing
+        });
+      });
+    }
+
+    function poll(location) {
+      return fetch(location, { headers: { Accept: "application/json" } }).then(function (response) {
+        return response.text().then(function (text) {
+          if (!response.ok) throw new Error(messageOf(text, response));
+          var job = JSON.parse(text).job;
+          if (job.state === "done") return finish(job);
+          if (job.state === "failed") return fail(job.detail);
+          show(job);
+          return new Promise(function (resolve) { setTimeout(resolve, 300); }).then(function () {
+            return poll(location);
+          });
+        });
+      });
+    }
+
+    function working(yes) {
+      button.disabled = yes;
+      button.textContent = yes ? "Working…" : label;
+      form.setAttribute("aria-busy", yes ? "true" : "false");
+    }
+
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (button.disabled) return;
+      working(true);
+      clearNotices();
+      box.hidden = false;
+      show({ total: 0, done: 0, detail: "Sending" });
+      fetch(form.getAttribute("action") + "?background=1",
+            { method: "POST", body: new FormData(form), headers: { Accept: "application/json" } })
+        .then(function (response) {
+          return response.text().then(function (text) {
+            if (response.status !== 202) return fail(messageOf(text, response));
+            return poll(response.headers.get("location") || "/jobs/" + JSON.parse(text).job.id);
+          });
+        })
+        .catch(function (error) { fail("The server did not answer (" + error.message + ")."); })
+        .then(function () { working(false); });
+    });
+  }
+
+  document.querySelectorAll("form[data-job]").forEach(enhanceJob);
+
+  function confirmFirst(form) {
     form.addEventListener("submit", function (event) {
       if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
     });
-  });
+  }
+
+  document.querySelectorAll("form[data-confirm]").forEach(confirmFirst);
 })();
