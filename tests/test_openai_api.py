@@ -203,6 +203,8 @@ def test_the_routes_are_documented_in_openapi(client):
      "messages[2].content", "question_empty"),
     ({"messages": [user("x" * 2001)]}, "messages[0].content", "question_too_long"),
     ({"messages": [user("x" * 10_001), user(QUESTION)]}, "messages[0].content", "string_too_long"),
+    # An earlier question is searched with the follow-up: held to the question limit, as POST /ask holds it.
+    ({"messages": [user("x" * 2001), user(QUESTION)]}, "messages[0].content", "string_too_long"),
     ({"model": "newsqa"}, "messages", "missing"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role", "literal_error"),
     ({"messages": [{"content": "hi"}]}, "messages[0].role", "missing"),

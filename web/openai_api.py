@@ -34,7 +34,7 @@ from qa.index import NewsIndex
 from qa.records import Answer, Passage, page_label
 
 from .deps import get_index
-from .models import AskResponse
+from .models import MAX_HISTORY_ANSWER_CHARS, MAX_HISTORY_TURNS, AskResponse
 
 log = logging.getLogger("qa.web.openai")
 
@@ -43,9 +43,6 @@ MODEL_CREATED = 1_767_225_600  # 2026-01-01: a fixed date, so /v1/models answers
 SOURCES = "Sources:"
 NEAREST = "Nearest passages (they don't answer it):"
 # The search only leans on the latest turns; longer conversations keep their last ones (as the chat page does).
-HISTORY_TURNS = 50
-MAX_HISTORY_QUESTION = 10_000  # the limits POST /ask puts on its history
-MAX_HISTORY_ANSWER = 50_000
 WORDS_PER_CHUNK = 6  # a streamed chunk carries a few words (never across a line break)
 
 
@@ -286,9 +283,11 @@ def _check_text(value: str, param: str) -> None:
                         param=param, code="invalid_value") from None
 
 
-def conversation(messages: list[ChatMessage]) -> tuple[str, list[dict], int]:
+def conversation(messages: list[ChatMessage], max_question_chars: int = 2000) -> tuple[str, list[dict], int]:
     """The question (the last user message), the earlier turns, oldest first, as ``NewsIndex.ask`` reads them, and
-    the question's position in ``messages``."""
+    the question's position in ``messages``. The turns are held to the limits ``POST /ask`` puts on its history
+    (``web.models``): an earlier question to ``max_question_chars``, since a follow-up is searched with it. A chat
+    client sends its whole transcript, so only the latest turns are kept and long answers are cut, not refused."""
     last = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), None)
     if last is None:
         raise ChatError("messages holds no user message: the last one with role 'user' is the question",
@@ -304,15 +303,15 @@ def conversation(messages: list[ChatMessage]) -> tuple[str, list[dict], int]:
         if m.role == "user":
             if not text.strip():
                 continue
-            if len(text) > MAX_HISTORY_QUESTION:
-                raise ChatError(f"messages[{i}] is {len(text)} characters long; an earlier question may have at "
-                                f"most {MAX_HISTORY_QUESTION:,}", param=f"messages[{i}].content",
+            if len(text.strip()) > max_question_chars:
+                raise ChatError(f"messages[{i}] is {len(text.strip()):,} characters long; an earlier question, like "
+                                f"a question, may have at most {max_question_chars:,}", param=f"messages[{i}].content",
                                 code="string_too_long")
             history.append({"question": text.strip(), "answer": ""})
         elif history and not history[-1]["answer"]:
             # An assistant message before any question (a greeting) answers nothing: it is left out.
-            history[-1]["answer"] = strip_sources(text)[:MAX_HISTORY_ANSWER]
-    return question, history[-HISTORY_TURNS:], last
+            history[-1]["answer"] = strip_sources(text)[:MAX_HISTORY_ANSWER_CHARS]
+    return question, history[-MAX_HISTORY_TURNS:], last
 
 
 def _validated_question(index: NewsIndex, question: str, param: str) -> str:
@@ -389,7 +388,7 @@ async def chat_completions(body: ChatCompletionRequest, index: NewsIndex = Depen
     `n` must be 1. Send `k` (1–20, default 5) to choose how many passages are cited."""
     if body.n not in (None, 1):
         raise ChatError("n must be 1: there is one answer to a question", param="n", code="unsupported_value")
-    question, history, last = conversation(body.messages)
+    question, history, last = conversation(body.messages, index.settings.max_question_chars)
     question = _validated_question(index, question, f"messages[{last}].content")
     answer = await run_in_threadpool(lambda: index.ask(question, body.k, history, since=body.since, until=body.until,
                                                        sources=body.sources, doc_ids=body.doc_ids))
