@@ -15,7 +15,7 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -23,6 +23,7 @@ import numpy as np
 from .chunking import split_sentences
 from .lexical import query_terms
 from .records import AnswerSpan, Passage
+from .settings import with_changes
 
 NOT_FOUND = "The articles don't say."
 # A question that asks for several things may be answered by sentences from several passages.
@@ -76,18 +77,7 @@ class AnswerConfig:
 
     def with_(self, **changes) -> "AnswerConfig":
         """A copy with some fields changed (values given as strings are converted to the field's type)."""
-        types = {f.name: type(getattr(self, f.name)) for f in fields(self)}
-        unknown = set(changes) - set(types)
-        if unknown:
-            raise ValueError(f"unknown answer setting(s) {sorted(unknown)}; known: {', '.join(sorted(types))}")
-        def convert(key, value):
-            if not isinstance(value, str):
-                return value
-            if types[key] is bool:
-                return value.lower() in ("1", "true", "on", "yes")
-            return types[key](value)
-
-        return replace(self, **{k: convert(k, v) for k, v in changes.items()})
+        return with_changes(self, changes, "answer")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import weakref
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
@@ -22,6 +22,7 @@ import numpy as np
 from .lexical import date_cues, fts_query, question_parts, source_aliases
 from .records import Passage, pages_of
 from .scope import Period, Scope, named_period
+from .settings import with_changes
 from .store import Store
 from .vectors import VectorIndex
 
@@ -56,18 +57,7 @@ class RetrievalConfig:
 
     def with_(self, **changes) -> "RetrievalConfig":
         """A copy with some fields changed (values given as strings are converted to the field's type)."""
-        types = {f.name: type(getattr(self, f.name)) for f in fields(self)}
-        converted = {}
-        for key, value in changes.items():
-            if key not in types:
-                raise ValueError(f"unknown retrieval setting {key!r}; known: {', '.join(sorted(types))}")
-            if isinstance(value, str) and types[key] is not str:
-                if types[key] is tuple:
-                    value = tuple(float(v) for v in value.split(","))
-                else:
-                    value = types[key](value)
-            converted[key] = value
-        return replace(self, **converted)
+        return with_changes(self, changes, "retrieval")
 
 
 def reciprocal_rank_fusion(

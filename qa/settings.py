@@ -17,6 +17,25 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def with_changes(config, changes: dict, what: str):
+    """A copy of the frozen dataclass ``config`` with some fields changed; values given as strings (``qa eval --set
+    KEY=VALUE``) are converted to the field's type: numbers, "on"/"off" for a switch, comma-separated for a tuple."""
+    types = {f.name: type(getattr(config, f.name)) for f in fields(config)}
+    converted = {}
+    for key, value in changes.items():
+        if key not in types:
+            raise ValueError(f"unknown {what} setting {key!r}; known: {', '.join(sorted(types))}")
+        if isinstance(value, str) and types[key] is not str:
+            if types[key] is tuple:
+                value = tuple(float(v) for v in value.split(","))
+            elif types[key] is bool:
+                value = _switch(key, value)
+            else:
+                value = types[key](value)
+        converted[key] = value
+    return replace(config, **converted)
+
+
 def _switch(name: str, value: str) -> bool:
     value = value.lower()
     if value not in ("on", "off", "1", "0", "true", "false", "yes", "no"):
