@@ -125,20 +125,22 @@ def training_pairs(q: Question, rng: random.Random, *, hard: int = 1, easy: int 
     return pairs
 
 
-def build_training_set(data_dir: Path, *, squad1_questions: int, seed: int = 13) -> list[Pair]:
-    """Shuffled training pairs: ``squad1_questions`` SQuAD 1.1 train questions (one positive, one hard and one
-    random negative each) and every question of the SQuAD 2.0 ``train`` articles (unanswerable ones give two hard
-    negatives: learning that no sentence answers them is the point)."""
+def build_training_set(data_dir: Path, *, squad1_questions: int, seed: int = 13, squad1_skip: int = 0,
+                       hard: int = 1, easy: int = 1) -> list[Pair]:
+    """Shuffled training pairs: ``squad1_questions`` SQuAD 1.1 train questions after the first ``squad1_skip`` of a
+    fixed shuffle (one positive, ``hard`` lexical and ``easy`` random negatives each; a later stage skips the
+    questions an earlier one used) and every question of the SQuAD 2.0 ``train`` articles (unanswerable ones give
+    ``hard + 1`` hard negatives: learning that no sentence answers them is the point)."""
     rng = random.Random(seed)
     data_dir = Path(data_dir)
     squad1 = squad_questions(data_dir / "squad-v1.1" / "train-v1.1.explorer.json")
     rng.shuffle(squad1)
     pairs: list[Pair] = []
-    for q in squad1[:squad1_questions]:
-        pairs += training_pairs(q, rng, hard=1, easy=1)
+    for q in squad1[squad1_skip:squad1_skip + squad1_questions]:
+        pairs += training_pairs(q, rng, hard=hard, easy=easy)
     v2 = data_dir / "squad-v2" / "dev-v2.0.json"
     for q in squad_questions(v2, articles=squad2_titles(v2, "train")):
-        pairs += training_pairs(q, rng, hard=2 if not q.positives else 1, easy=0 if not q.positives else 1)
+        pairs += training_pairs(q, rng, hard=hard + 1 if not q.positives else hard, easy=0 if not q.positives else 1)
     rng.shuffle(pairs)
     return pairs
 

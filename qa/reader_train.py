@@ -36,8 +36,13 @@ class TrainConfig:
     """What a training run does; recorded in the checkpoint and the model card."""
 
     def __init__(self, squad1_questions: int = 18_000, batch_size: int = 32, learning_rate: float = 4e-5,
-                 warmup: float = 0.06, max_length: int = MAX_LENGTH, seed: int = SEED):
+                 warmup: float = 0.06, max_length: int = MAX_LENGTH, seed: int = SEED, squad1_skip: int = 0,
+                 hard: int = 1, easy: int = 1, init_from: str | None = None):
         self.squad1_questions = squad1_questions
+        self.squad1_skip = squad1_skip
+        self.hard = hard
+        self.easy = easy
+        self.init_from = init_from  # a stage's checkpoint whose weights the next stage starts from
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.warmup = warmup
@@ -119,7 +124,8 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, threads: int = 
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     transformer_dir = _model_dir()
-    pairs = build_training_set(data_dir, squad1_questions=config.squad1_questions, seed=config.seed)
+    pairs = build_training_set(data_dir, squad1_questions=config.squad1_questions, seed=config.seed,
+                               squad1_skip=config.squad1_skip, hard=config.hard, easy=config.easy)
     tok = load_pair_tokenizer(transformer_dir / "tokenizer.json", config.max_length)
     encodings = tok.encode_batch([(p.question, p.sentence) for p in pairs])
     labels = [p.label for p in pairs]
@@ -127,6 +133,8 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, threads: int = 
     total = len(batches) if max_steps is None else min(max_steps, len(batches))
 
     model = build_module(torch, transformer_dir)
+    if config.init_from:
+        model.load_state_dict(torch.load(config.init_from, weights_only=False)["model"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
     warm = max(1, int(config.warmup * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -237,7 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--data", type=Path, default=Path("../shared/data"))
     t.add_argument("--out", type=Path, default=Path("build/reader"))
     t.add_argument("--questions", type=int, default=TrainConfig().squad1_questions,
-                   help="SQuAD 1.1 train questions used (three pairs each)")
+                   help="SQuAD 1.1 train questions used")
+    t.add_argument("--skip", type=int, default=0, help="SQuAD 1.1 questions an earlier stage used")
+    t.add_argument("--hard", type=int, default=1, help="lexical hard negatives per question")
+    t.add_argument("--easy", type=int, default=1, help="random negatives per question")
+    t.add_argument("--lr", type=float, default=TrainConfig().learning_rate)
+    t.add_argument("--init-from", default=None, help="start from this stage checkpoint's weights")
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--threads", type=int, default=2)
     e = sub.add_parser("export", help="int8 ONNX from the checkpoint")
@@ -245,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--to", type=Path, default=Path("models/reader"))
     args = parser.parse_args(argv)
     if args.command == "train":
-        train(args.data, args.out, TrainConfig(squad1_questions=args.questions), threads=args.threads,
-              max_steps=args.max_steps)
+        config = TrainConfig(squad1_questions=args.questions, squad1_skip=args.skip, hard=args.hard,
+                             easy=args.easy, learning_rate=args.lr, init_from=args.init_from)
+        train(args.data, args.out, config, threads=args.threads, max_steps=args.max_steps)
     else:
         print(export(args.out, args.to))
     return 0
