@@ -37,8 +37,9 @@ class TrainConfig:
 
     def __init__(self, squad1_questions: int = 18_000, batch_size: int = 32, learning_rate: float = 4e-5,
                  warmup: float = 0.06, max_length: int = MAX_LENGTH, seed: int = SEED, squad1_skip: int = 0,
-                 hard: int = 1, easy: int = 1, init_from: str | None = None):
+                 hard: int = 1, easy: int = 1, init_from: str | None = None, layers: int = 6):
         self.squad1_questions = squad1_questions
+        self.layers = layers  # a student keeps the first layers of the encoder (MiniLM-L6 has 6)
         self.squad1_skip = squad1_skip
         self.hard = hard
         self.easy = easy
@@ -69,8 +70,8 @@ def load_pair_tokenizer(tokenizer_file: Path, max_length: int = MAX_LENGTH):
     return tok
 
 
-def build_module(torch, transformer_dir: Path):
-    """The cross-encoder: MiniLM + mean pooling + a linear layer to one logit."""
+def build_module(torch, transformer_dir: Path, layers: int = 6):
+    """The cross-encoder: MiniLM (its first ``layers`` layers) + mean pooling + a linear layer to one logit."""
     from transformers import AutoModel
 
     class CrossEncoder(torch.nn.Module):
@@ -78,6 +79,9 @@ def build_module(torch, transformer_dir: Path):
             super().__init__()
             self.encoder = AutoModel.from_pretrained(str(transformer_dir), attn_implementation="eager",
                                                      local_files_only=True)
+            if layers < self.encoder.config.num_hidden_layers:
+                self.encoder.encoder.layer = self.encoder.encoder.layer[:layers]
+                self.encoder.config.num_hidden_layers = layers
             self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
             torch.nn.init.normal_(self.head.weight, std=0.02)
             torch.nn.init.zeros_(self.head.bias)
@@ -132,9 +136,12 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, threads: int = 
     batches = _batches(encodings, labels, config.batch_size, random.Random(config.seed))
     total = len(batches) if max_steps is None else min(max_steps, len(batches))
 
-    model = build_module(torch, transformer_dir)
+    model = build_module(torch, transformer_dir, config.layers)
     if config.init_from:
-        model.load_state_dict(torch.load(config.init_from, weights_only=False)["model"])
+        # A student of fewer layers takes the teacher's first layers and its head; nothing it has may be missing.
+        own = model.state_dict()
+        start = torch.load(config.init_from, weights_only=False)["model"]
+        model.load_state_dict({k: v for k, v in start.items() if k in own})
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
     warm = max(1, int(config.warmup * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -199,7 +206,7 @@ def export(out_dir: Path, to_dir: Path) -> Path:
 
     state = torch.load(out_dir / "checkpoint.pt", weights_only=False)
     transformer_dir = _model_dir()
-    model = build_module(torch, transformer_dir)
+    model = build_module(torch, transformer_dir, state["config"].get("layers", 6))
     model.load_state_dict(state["model"])
     model.eval()
     g = torch.Generator().manual_seed(0)
@@ -251,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--easy", type=int, default=1, help="random negatives per question")
     t.add_argument("--lr", type=float, default=TrainConfig().learning_rate)
     t.add_argument("--init-from", default=None, help="start from this stage checkpoint's weights")
+    t.add_argument("--layers", type=int, default=6, help="encoder layers kept (a student: fewer)")
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--threads", type=int, default=2)
     e = sub.add_parser("export", help="int8 ONNX from the checkpoint")
@@ -259,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "train":
         config = TrainConfig(squad1_questions=args.questions, squad1_skip=args.skip, hard=args.hard,
-                             easy=args.easy, learning_rate=args.lr, init_from=args.init_from)
+                             easy=args.easy, learning_rate=args.lr, init_from=args.init_from,
+                             layers=args.layers)
         train(args.data, args.out, config, threads=args.threads, max_steps=args.max_steps)
     else:
         print(export(args.out, args.to))
