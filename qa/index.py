@@ -559,13 +559,20 @@ class NewsIndex:
     def add(self, articles: list[Article], *, show_progress: bool = False,
             progress: Progress | None = None) -> AddReport:
         """Add or update articles. Unchanged ones (same content hash) cost nothing; a changed one has its chunks
-        replaced; only new chunk texts are embedded. Creates the index if there is none. ``progress(done, total)``
-        is called as passages are embedded; the total grows batch by batch (``batch_size`` articles each)."""
+        replaced; only new chunk texts are embedded. Creates the index if there is none (``report.created``).
+        ``progress(done, total)`` is called as passages are embedded; the total grows batch by batch
+        (``batch_size`` articles each)."""
         began = time.perf_counter()
-        if not self.exists():
-            return self.rebuild(articles, show_progress=show_progress, progress=progress)
         report = AddReport()
         with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
+            # Whether there is an index is decided under both locks: two first adds (threads or processes) that
+            # both looked before locking would each build a generation of their own articles, and the later
+            # build would drop the earlier one's.
+            if self._current_dir() is None:
+                report = self._rebuild_locked(list(articles), show_progress, progress)
+                report.created = True
+                report.seconds = round(time.perf_counter() - began, 3)
+                return report
             live = self.live()
             self._sweep(live.gen_dir)
             self._checked_embedder(live)
