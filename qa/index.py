@@ -37,7 +37,7 @@ from .records import AddReport, Answer, Article
 from .retrieval import RetrievalConfig, Retrieved, hybrid_search, question_period
 from .scope import Scope
 from .settings import Settings
-from .store import DB_NAME, FORMAT_VERSION, Store, StoreClosed, atomic_write_text, utc_now
+from .store import DB_NAME, DOCUMENT_ORDER, FORMAT_VERSION, Store, StoreClosed, atomic_write_text, utc_now
 from .vectors import VectorIndex, faiss_path
 
 CURRENT = "CURRENT"
@@ -333,10 +333,24 @@ class NewsIndex:
             "path": str(live.gen_dir),
         }
 
-    def documents(self):
-        """Every article: id, title, date, source, url, chunk count, length, when it was added."""
+    def documents(self, *, search: str = "", sort: str = "date", descending: bool = True, limit: int | None = None,
+                  offset: int = 0):
+        """The articles (id, title, date, source, url, chunk count, length, when it was added): those whose title,
+        source or id contains ``search`` (any case), sorted by ``sort`` (date, title, source, chunks or added;
+        InvalidInput for another), newest or last first unless ``descending`` is false, ``limit`` of them from
+        ``offset`` (all by default)."""
+        if sort not in DOCUMENT_ORDER:
+            raise InvalidInput(f"sort must be one of {', '.join(DOCUMENT_ORDER)}, not {sort!r}")
+        if (limit is not None and limit < 0) or offset < 0:
+            raise InvalidInput("limit and offset must not be negative")
         with self._rw.read():
-            return self.live().store.documents()
+            return self.live().store.documents(search=search, sort=sort, descending=descending, limit=limit,
+                                               offset=offset)
+
+    def count_documents(self, *, search: str = "") -> int:
+        """How many articles ``documents(search=...)`` lists without a limit."""
+        with self._rw.read():
+            return self.live().store.count_documents(search=search)
 
     def document_paths(self) -> dict[str, str]:
         """Doc id → the path of the file each article was read from, as it was given ('' for pasted ones)."""

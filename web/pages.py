@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -95,10 +96,69 @@ class Pages:
                                                   "question": question}, status)
 
     def documents(self, request: Request, *, message: str = "", error: str = "", status: int = 200,
-                  added: str = "") -> HTMLResponse:
+                  added: str = "", listing: "Listing | None" = None) -> HTMLResponse:
+        """The articles page: a page of the list as ``listing`` asks (the newest first by default), the forms."""
+        listing = listing or Listing()
         try:
-            docs, problem = [d.to_dict() for d in self.index.documents()], ""
+            total = self.index.count_documents(search=listing.q)
+            everything = self.index.count_documents() if listing.q else total
+            pages = max(1, -(-total // ARTICLES_PER_PAGE))
+            listing = listing.on_page(min(listing.page, pages))
+            docs = [d.to_dict() for d in self.index.documents(
+                search=listing.q, sort=listing.sort, descending=listing.descending, limit=ARTICLES_PER_PAGE,
+                offset=(listing.page - 1) * ARTICLES_PER_PAGE)]
+            problem = ""
         except QAError as e:
-            docs, problem = [], str(e)
-        return self.render(request, "documents.html", {"docs": docs, "stats": self.stats(), "message": message,
-                                                       "error": error or problem, "added": added}, status)
+            docs, total, everything, pages, problem = [], 0, 0, 1, str(e)
+        columns = {key: {"label": label, "href": listing.sorted_by(key).url(),
+                         "sorted": ("descending" if listing.descending else "ascending") if key == listing.sort
+                         else None}
+                   for key, (label, _) in SORTS.items()}
+        return self.render(request, "documents.html", {
+            "docs": docs, "stats": self.stats(), "message": message, "error": error or problem, "added": added,
+            "listing": listing, "total": total, "everything": everything, "pages": pages, "columns": columns,
+            "first": (listing.page - 1) * ARTICLES_PER_PAGE + 1,
+            "previous": listing.on_page(listing.page - 1).url() if listing.page > 1 else "",
+            "next": listing.on_page(listing.page + 1).url() if listing.page < pages else "",
+        }, status)
+
+
+# The articles page shows this many articles at a time (a page of the list, with next and previous links).
+ARTICLES_PER_PAGE = 50
+# Sort keys of the articles page (NewsIndex.documents' whitelist): column label, and whether it starts descending.
+SORTS = {"title": ("Title", False), "source": ("Source", False), "date": ("Date", True), "chunks": ("Chunks", True),
+         "added": ("Added", True)}
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What the articles page lists: the search ``q`` (title, source or id), the sort key and direction, the page."""
+
+    q: str = ""
+    sort: str = "date"
+    order: str = ""  # "asc" or "desc"; empty: the sort key's own default
+    page: int = 1
+
+    @property
+    def descending(self) -> bool:
+        return self.order == "desc" if self.order else SORTS[self.sort][1]
+
+    def on_page(self, page: int) -> "Listing":
+        return replace(self, page=max(1, page))
+
+    def cleared(self) -> "Listing":
+        """The whole list, sorted as this one."""
+        return replace(self, q="", page=1)
+
+    def sorted_by(self, key: str) -> "Listing":
+        """Sorted by ``key`` from the first page: the current key flips direction, another starts at its own."""
+        if key == self.sort:
+            return replace(self, order="asc" if self.descending else "desc", page=1)
+        return replace(self, sort=key, order="", page=1)
+
+    def url(self) -> str:
+        """/documents with the query this listing needs (defaults left out)."""
+        query = [(name, value) for name, value, default in (
+            ("q", self.q, ""), ("sort", self.sort, "date"), ("order", self.order, ""), ("page", self.page, 1),
+        ) if value != default]
+        return "/documents" + (f"?{urlencode(query)}" if query else "")
