@@ -16,7 +16,7 @@ from ..errors import show_errors_on
 from ..guards import UnsupportedBody
 from ..models import MAX_HISTORY_TURNS, AskForm, AskRequest, AskResponse, check_history
 from ..negotiation import is_form, wants_html
-from ..pages import Pages, history_view, turn_view
+from ..pages import Pages, chat_filters, history_view, turn_view
 from .common import ERRORS, HTML_200, INDEX_ERRORS, body
 
 router = APIRouter()
@@ -26,13 +26,16 @@ FORM_HISTORY_TURNS = MAX_HISTORY_TURNS
 
 async def reply(request: Request, index: NewsIndex, pages: Pages, question: str, k: int, history: list[dict], *,
                 turn: int, partial: bool, earlier: list[dict], scope: dict | None = None):
-    """The one answer path behind GET and POST /ask: JSON for programs, the chat page for browsers."""
+    """The one answer path behind GET and POST /ask: JSON for programs, the chat page for browsers (its filter
+    row set as the request's ``scope`` was)."""
+    scope = scope or {}
+    filters = chat_filters(scope.get("since"), scope.get("until"), scope.get("sources"))
     show_errors_on(request, lambda r, status, detail: pages.chat(
-        r, earlier, k=k, error=detail, status=status, partial=partial, question=question))
-    answer = await run_in_threadpool(lambda: index.ask(question, k, history, **(scope or {})))
+        r, earlier, k=k, error=detail, status=status, partial=partial, question=question, filters=filters))
+    answer = await run_in_threadpool(lambda: index.ask(question, k, history, **scope))
     data = answer.to_dict()
     if wants_html(request):
-        return pages.chat(request, earlier + [turn_view(turn, data)], k=k, partial=partial)
+        return pages.chat(request, earlier + [turn_view(turn, data)], k=k, partial=partial, filters=filters)
     return data
 
 
@@ -54,7 +57,8 @@ async def ask(request: Request, partial: bool = Query(False, include_in_schema=F
         form = await request.form()
         raw = {"question": form.get("question", ""), "k": form.get("k") or 5,
                "history_question": form.getlist("history_question"),
-               "history_answer": form.getlist("history_answer")}
+               "history_answer": form.getlist("history_answer"),
+               "since": form.get("since", ""), "until": form.get("until", ""), "source": form.getlist("source")}
         show_errors_on(request, lambda r, status, detail: pages.chat(
             r, [], error=detail, status=status, partial=partial))
         form_body = parse(AskForm, raw)
@@ -65,8 +69,11 @@ async def ask(request: Request, partial: bool = Query(False, include_in_schema=F
                       fields=("the question of turn {i}", "the answer of turn {i}"))
         earlier = [history_view(first + i, q, a) for i, (q, a) in enumerate(pairs)]
         history = [{"question": q, "answer": a} for q, a in pairs]
+        # The filter row's empty fields ("any date", "any outlet") filter nothing.
+        scope = {"since": form_body.since.strip() or None, "until": form_body.until.strip() or None,
+                 "sources": [s for s in form_body.source if s.strip()]}
         return await reply(request, index, pages, form_body.question, form_body.k, history,
-                           turn=len(form_body.history_question) + 1, partial=partial, earlier=earlier)
+                           turn=len(form_body.history_question) + 1, partial=partial, earlier=earlier, scope=scope)
     if not (is_json(request) or is_form(request)):
         raise UnsupportedBody("send the question as JSON (content-type: application/json)")
     json_request = parse(AskRequest, await json_body(request))
