@@ -266,3 +266,46 @@ def test_a_bad_date_in_the_filter_row_is_shown_beside_the_input_with_the_filters
     r = client.post("/ask", data={"question": "Why did ferry workers strike?", "since": "yesterday"},
                     headers={"accept": "application/json"})
     assert r.status_code == 400 and "YYYY-MM-DD" in r.json()["detail"]
+
+
+# --- a permalink to each answer ------------------------------------------------------------------------------------
+def cards_of(page) -> list[tuple[str, str]]:
+    return [(li["data-doc-id"], li.select_one(".meta").get_text().rsplit("characters", 1)[1].strip())
+            for li in page.select("article.turn:last-of-type li.card")]
+
+
+def test_link_to_this_answer_reproduces_it_filters_and_follow_up_included(client):
+    first = {"question": "Why did ferry workers strike?", "until": "2025-03-31", "source": "Coastal Post", "k": "3"}
+    page = chat_page(client.post("/ask", data=first, headers=HTML))
+    link = page.select_one("article.turn a.permalink")
+    assert link.get_text().startswith("Link to this answer")
+    href = link["href"]
+    assert href.startswith("/ask?") and "until=2025-03-31" in href and "source=Coastal+Post" in href and "k=3" in href
+    again = chat_page(client.get(href, headers=HTML))
+    assert again.select_one(".answer").get_text() == page.select_one(".answer").get_text()
+    assert cards_of(again) == cards_of(page) and cards_of(page)
+    assert again.select_one("#until")["value"] == "2025-03-31"  # the filter row as it was
+    assert again.select_one("article.turn a.permalink")["href"] == href  # the link's page links to itself
+
+    # A follow-up's link carries the question it followed, which its search leans on.
+    answer = page.select_one(".answer").get_text()
+    follow = {"question": "and why?", "history_question": first["question"], "history_answer": answer}
+    page = chat_page(client.post("/ask", data=follow, headers=HTML))
+    href = page.select("article.turn a.permalink")[-1]["href"]
+    assert "after=Why+did+ferry+workers+strike%3F" in href
+    again = chat_page(client.get(href, headers=HTML))
+    assert again.select_one(".answer").get_text() == page.select("article.turn .answer")[-1].get_text()
+    assert cards_of(again) == cards_of(page) and cards_of(page)
+    assert again.select_one(".follows").get_text() == "Follow-up to “Why did ferry workers strike?”"
+    # Asking on from the link's page continues that conversation.
+    assert [i["value"] for i in again.select("input[name=history_question]")] == [first["question"], "and why?"]
+
+    # Programs get the same answer as POST with the history.
+    posted = client.post("/ask", json={"question": "and why?", "history": [{"question": first["question"]}]}).json()
+    linked = client.get(href).json()
+    assert linked["answer"] == posted["answer"] and linked["query"] == posted["query"] == "Why did ferry workers " \
+        "strike? and why?"
+    assert [(p["doc_id"], p["start"], p["end"]) for p in linked["passages"]] == \
+        [(p["doc_id"], p["start"], p["end"]) for p in posted["passages"]]
+    r = client.get("/ask", params={"q": "and why?", "after": "x" * 5000})
+    assert r.status_code == 400 and "after is 5,000 characters long" in r.json()["detail"]

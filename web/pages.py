@@ -33,8 +33,22 @@ def document_link(doc_id: str, start: int, end: int, spans: list[dict]) -> str:
     return f"/documents/{quote(doc_id, safe='')}?{urlencode(query)}#passage"
 
 
-def turn_view(n: int, data: dict) -> dict:
-    """What the page shows for one answered question."""
+def answer_link(question: str, *, k: int = 5, filters: dict | None = None, after: str = "") -> str:
+    """GET /ask for the same answer: the question, ``k``, the filters and, for a follow-up, the question it
+    followed (the only part of the conversation its search reads)."""
+    filters = filters or {}
+    query = [("q", question)] + ([("k", k)] if k != 5 else [])
+    query += [(name, filters[name]) for name in ("since", "until") if filters.get(name)]
+    query += [("source", s) for s in filters.get("sources") or ()]
+    query += [("doc_id", d) for d in filters.get("doc_ids") or ()]
+    query += [("after", after)] if after.strip() else []
+    return f"/ask?{urlencode(query)}"
+
+
+def turn_view(n: int, data: dict, *, k: int = 5, previous: str = "", follows: str = "") -> dict:
+    """What the page shows for one answered question. ``previous`` is the question before it in the
+    conversation (its permalink carries it); ``follows`` is that question when the page shows this turn alone
+    (GET /ask?after=…), said above the answer and kept as the conversation so far."""
     spans = data["answer_spans"]
     cited_ranks = {s["rank"] for s in spans}
     cards = []
@@ -52,7 +66,8 @@ def turn_view(n: int, data: dict) -> dict:
     return {"n": n, "question": data["question"], "answer": data["answer"], "answerable": data["answerable"],
             "parts": answer_parts(data["answer"], {p["rank"] for p in data["passages"]}), "cards": cards,
             "shown": shown, "more": more, "took_ms": data["took_ms"], "full": True,
-            "scope": scope_notes(data.get("filters"), data.get("date_range"))}
+            "scope": scope_notes(data.get("filters"), data.get("date_range")), "follows": follows,
+            "permalink": answer_link(data["question"], k=k, filters=data.get("filters"), after=previous)}
 
 
 def scope_notes(filters: dict | None, period: dict | None) -> list[str]:

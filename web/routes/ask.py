@@ -25,7 +25,7 @@ FORM_HISTORY_TURNS = MAX_HISTORY_TURNS
 
 
 async def reply(request: Request, index: NewsIndex, pages: Pages, question: str, k: int, history: list[dict], *,
-                turn: int, partial: bool, earlier: list[dict], scope: dict | None = None):
+                turn: int, partial: bool, earlier: list[dict], scope: dict | None = None, follows: str = ""):
     """The one answer path behind GET and POST /ask: JSON for programs, the chat page for browsers (its filter
     row set as the request's ``scope`` was)."""
     scope = scope or {}
@@ -35,7 +35,9 @@ async def reply(request: Request, index: NewsIndex, pages: Pages, question: str,
     answer = await run_in_threadpool(lambda: index.ask(question, k, history, **scope))
     data = answer.to_dict()
     if wants_html(request):
-        return pages.chat(request, earlier + [turn_view(turn, data)], k=k, partial=partial, filters=filters)
+        previous = history[-1]["question"] if history else ""
+        view = turn_view(turn, data, k=k, previous=previous, follows=follows)
+        return pages.chat(request, earlier + [view], k=k, partial=partial, filters=filters)
     return data
 
 
@@ -94,13 +96,22 @@ async def ask_get(request: Request, q: str = Query("", description="the question
                   until: str | None = Query(None, description="only articles dated on or before this day (YYYY-MM-DD)"),
                   source: list[str] = Query([], description="only articles from this outlet (repeatable)"),
                   doc_id: list[str] = Query([], description="only this article (repeatable)"),
+                  after: str = Query("", description="the question this one follows up: a follow-up that leans on "
+                                                     "it is searched together with it"),
                   index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
     """Answer a question given in the URL: `/ask?q=which+countries+retaliated%3F&k=5`, optionally restricted:
-    `&since=2025-03-01&until=2025-03-31&source=Coastal+Post&doc_id=ferry`. Same reply as POST."""
+    `&since=2025-03-01&until=2025-03-31&source=Coastal+Post&doc_id=ferry`, and for a follow-up the question
+    before it: `&after=…`. Same reply as POST. The chat page's "Link to this answer" is such a URL."""
     if not q.strip() and wants_html(request):
         return RedirectResponse("/", status_code=303)
     scope = {"since": since, "until": until, "sources": source, "doc_ids": doc_id}
-    return await reply(request, index, pages, q, k, [], turn=1, partial=False, earlier=[], scope=scope)
+    after = after.strip()
+    if after:
+        check_history([(after, "")], request.app.state.settings.max_question_chars,
+                      fields=("after", "after"))
+    history = [{"question": after, "answer": ""}] if after else []
+    return await reply(request, index, pages, q, k, history, turn=1, partial=False, earlier=[], scope=scope,
+                       follows=after)
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
