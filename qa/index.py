@@ -328,6 +328,11 @@ class NewsIndex:
             return self.live().documents(search=search, sort=sort, descending=descending, limit=limit,
                                          offset=offset)
 
+    def sources(self) -> list[str]:
+        """The outlets the articles name (one spelling each, alphabetical): what a source filter can choose from."""
+        with self._rw.read():
+            return self.live().store.sources()
+
     def count_documents(self, *, search: str = "") -> int:
         """How many articles ``documents(search=...)`` lists without a limit."""
         with self._rw.read():

@@ -204,6 +204,13 @@ class Store:
         )
         return [DocumentInfo(*row) for row in rows]
 
+    def sources(self) -> list[str]:
+        """The outlets the articles name, one spelling each (outlet filters match without regard to case), in
+        alphabetical order."""
+        rows = self.db.execute("SELECT min(trim(source)) FROM documents WHERE trim(source) != '' "
+                               "GROUP BY lower(trim(source)) ORDER BY lower(trim(source))")
+        return [row[0] for row in rows]
+
     def count_documents(self, *, search: str = "") -> int:
         """How many articles ``documents(search=...)`` would list without a limit."""
         where, params = _document_search(search)

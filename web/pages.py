@@ -33,8 +33,22 @@ def document_link(doc_id: str, start: int, end: int, spans: list[dict]) -> str:
     return f"/documents/{quote(doc_id, safe='')}?{urlencode(query)}#passage"
 
 
-def turn_view(n: int, data: dict) -> dict:
-    """What the page shows for one answered question."""
+def answer_link(question: str, *, k: int = 5, filters: dict | None = None, after: str = "") -> str:
+    """GET /ask for the same answer: the question, ``k``, the filters and, for a follow-up, the question it
+    followed (the only part of the conversation its search reads)."""
+    filters = filters or {}
+    query = [("q", question)] + ([("k", k)] if k != 5 else [])
+    query += [(name, filters[name]) for name in ("since", "until") if filters.get(name)]
+    query += [("source", s) for s in filters.get("sources") or ()]
+    query += [("doc_id", d) for d in filters.get("doc_ids") or ()]
+    query += [("after", after)] if after.strip() else []
+    return f"/ask?{urlencode(query)}"
+
+
+def turn_view(n: int, data: dict, *, k: int = 5, previous: str = "", follows: str = "") -> dict:
+    """What the page shows for one answered question. ``previous`` is the question before it in the
+    conversation (its permalink carries it); ``follows`` is that question when the page shows this turn alone
+    (GET /ask?after=…), said above the answer and kept as the conversation so far."""
     spans = data["answer_spans"]
     cited_ranks = {s["rank"] for s in spans}
     cards = []
@@ -51,7 +65,39 @@ def turn_view(n: int, data: dict) -> dict:
     shown, more = (cited, [c for c in cards if not c["cited"]]) if cited else (cards, [])
     return {"n": n, "question": data["question"], "answer": data["answer"], "answerable": data["answerable"],
             "parts": answer_parts(data["answer"], {p["rank"] for p in data["passages"]}), "cards": cards,
-            "shown": shown, "more": more, "took_ms": data["took_ms"], "full": True}
+            "shown": shown, "more": more, "took_ms": data["took_ms"], "full": True,
+            "scope": scope_notes(data.get("filters"), data.get("date_range")), "follows": follows,
+            "permalink": answer_link(data["question"], k=k, filters=data.get("filters"), after=previous)}
+
+
+def scope_notes(filters: dict | None, period: dict | None) -> list[str]:
+    """What an answer was restricted to (the caller's filters) and the period its question named, in words."""
+    notes = []
+    if filters:
+        parts = []
+        if filters.get("sources"):
+            parts.append("from " + " or ".join(filters["sources"]))
+        if filters.get("since") and filters.get("until"):
+            parts.append(f"dated {filters['since']} to {filters['until']}")
+        elif filters.get("since"):
+            parts.append(f"dated {filters['since']} or later")
+        elif filters.get("until"):
+            parts.append(f"dated {filters['until']} or earlier")
+        if filters.get("doc_ids"):
+            parts.append("among " + ", ".join(filters["doc_ids"]))
+        if parts:
+            notes.append("Only articles " + ", ".join(parts) + ".")
+    if period:
+        notes.append(f"“{period['phrase']}” read as {period['since']} to {period['until']}: articles dated then "
+                     "come first.")
+    return notes
+
+
+def chat_filters(since: str | None = None, until: str | None = None, sources=()) -> dict:
+    """The chat page's filter row as the request set it (shown again with the answer, or with an error)."""
+    sources = [s for s in (sources or ()) if s and s.strip()]
+    return {"since": since or "", "until": until or "", "source": sources[0] if sources else "",
+            "active": bool(since or until or sources)}
 
 
 def history_view(n: int, question: str, answer: str) -> dict:
@@ -88,12 +134,21 @@ class Pages:
         return self.render(request, "error.html", {"status": status, "detail": detail}, status)
 
     def chat(self, request: Request, turns: list[dict], *, k: int = 5, error: str = "", status: int = 200,
-             partial: bool = False, question: str = "") -> HTMLResponse:
+             partial: bool = False, question: str = "", filters: dict | None = None) -> HTMLResponse:
+        """The chat page with ``turns`` (or, for the page's script, only the latest turn or the error)."""
         if partial:
             return self.render(request, "_turn.html" if not error else "_error.html",
                                {"turn": turns[-1] if turns else None, "error": error}, status)
+        try:
+            sources = self.index.sources() if self.index.exists() else []
+        except QAError:
+            sources = []
+        filters = filters or chat_filters()
+        if filters["source"] and filters["source"].lower() not in {s.lower() for s in sources}:
+            sources = sorted([*sources, filters["source"]], key=str.lower)  # asked for, though no article has it
         return self.render(request, "chat.html", {"turns": turns, "k": k, "error": error, "stats": self.stats(),
-                                                  "question": question}, status)
+                                                  "question": question, "filters": filters, "sources": sources},
+                           status)
 
     def documents(self, request: Request, *, message: str = "", error: str = "", status: int = 200,
                   added: str = "", listing: "Listing | None" = None) -> HTMLResponse:

@@ -16,7 +16,7 @@ from ..errors import show_errors_on
 from ..guards import UnsupportedBody
 from ..models import MAX_HISTORY_TURNS, AskForm, AskRequest, AskResponse, check_history
 from ..negotiation import is_form, wants_html
-from ..pages import Pages, history_view, turn_view
+from ..pages import Pages, chat_filters, history_view, turn_view
 from .common import ERRORS, HTML_200, INDEX_ERRORS, body
 
 router = APIRouter()
@@ -25,14 +25,19 @@ FORM_HISTORY_TURNS = MAX_HISTORY_TURNS
 
 
 async def reply(request: Request, index: NewsIndex, pages: Pages, question: str, k: int, history: list[dict], *,
-                turn: int, partial: bool, earlier: list[dict], scope: dict | None = None):
-    """The one answer path behind GET and POST /ask: JSON for programs, the chat page for browsers."""
+                turn: int, partial: bool, earlier: list[dict], scope: dict | None = None, follows: str = ""):
+    """The one answer path behind GET and POST /ask: JSON for programs, the chat page for browsers (its filter
+    row set as the request's ``scope`` was)."""
+    scope = scope or {}
+    filters = chat_filters(scope.get("since"), scope.get("until"), scope.get("sources"))
     show_errors_on(request, lambda r, status, detail: pages.chat(
-        r, earlier, k=k, error=detail, status=status, partial=partial, question=question))
-    answer = await run_in_threadpool(lambda: index.ask(question, k, history, **(scope or {})))
+        r, earlier, k=k, error=detail, status=status, partial=partial, question=question, filters=filters))
+    answer = await run_in_threadpool(lambda: index.ask(question, k, history, **scope))
     data = answer.to_dict()
     if wants_html(request):
-        return pages.chat(request, earlier + [turn_view(turn, data)], k=k, partial=partial)
+        previous = history[-1]["question"] if history else ""
+        view = turn_view(turn, data, k=k, previous=previous, follows=follows)
+        return pages.chat(request, earlier + [view], k=k, partial=partial, filters=filters)
     return data
 
 
@@ -54,7 +59,8 @@ async def ask(request: Request, partial: bool = Query(False, include_in_schema=F
         form = await request.form()
         raw = {"question": form.get("question", ""), "k": form.get("k") or 5,
                "history_question": form.getlist("history_question"),
-               "history_answer": form.getlist("history_answer")}
+               "history_answer": form.getlist("history_answer"),
+               "since": form.get("since", ""), "until": form.get("until", ""), "source": form.getlist("source")}
         show_errors_on(request, lambda r, status, detail: pages.chat(
             r, [], error=detail, status=status, partial=partial))
         form_body = parse(AskForm, raw)
@@ -65,8 +71,11 @@ async def ask(request: Request, partial: bool = Query(False, include_in_schema=F
                       fields=("the question of turn {i}", "the answer of turn {i}"))
         earlier = [history_view(first + i, q, a) for i, (q, a) in enumerate(pairs)]
         history = [{"question": q, "answer": a} for q, a in pairs]
+        # The filter row's empty fields ("any date", "any outlet") filter nothing.
+        scope = {"since": form_body.since.strip() or None, "until": form_body.until.strip() or None,
+                 "sources": [s for s in form_body.source if s.strip()]}
         return await reply(request, index, pages, form_body.question, form_body.k, history,
-                           turn=len(form_body.history_question) + 1, partial=partial, earlier=earlier)
+                           turn=len(form_body.history_question) + 1, partial=partial, earlier=earlier, scope=scope)
     if not (is_json(request) or is_form(request)):
         raise UnsupportedBody("send the question as JSON (content-type: application/json)")
     json_request = parse(AskRequest, await json_body(request))
@@ -87,13 +96,22 @@ async def ask_get(request: Request, q: str = Query("", description="the question
                   until: str | None = Query(None, description="only articles dated on or before this day (YYYY-MM-DD)"),
                   source: list[str] = Query([], description="only articles from this outlet (repeatable)"),
                   doc_id: list[str] = Query([], description="only this article (repeatable)"),
+                  after: str = Query("", description="the question this one follows up: a follow-up that leans on "
+                                                     "it is searched together with it"),
                   index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
     """Answer a question given in the URL: `/ask?q=which+countries+retaliated%3F&k=5`, optionally restricted:
-    `&since=2025-03-01&until=2025-03-31&source=Coastal+Post&doc_id=ferry`. Same reply as POST."""
+    `&since=2025-03-01&until=2025-03-31&source=Coastal+Post&doc_id=ferry`, and for a follow-up the question
+    before it: `&after=…`. Same reply as POST. The chat page's "Link to this answer" is such a URL."""
     if not q.strip() and wants_html(request):
         return RedirectResponse("/", status_code=303)
     scope = {"since": since, "until": until, "sources": source, "doc_ids": doc_id}
-    return await reply(request, index, pages, q, k, [], turn=1, partial=False, earlier=[], scope=scope)
+    after = after.strip()
+    if after:
+        check_history([(after, "")], request.app.state.settings.max_question_chars,
+                      fields=("after", "after"))
+    history = [{"question": after, "answer": ""}] if after else []
+    return await reply(request, index, pages, q, k, history, turn=1, partial=False, earlier=[], scope=scope,
+                       follows=after)
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

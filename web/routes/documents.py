@@ -46,7 +46,7 @@ writes = APIRouter(dependencies=[Depends(on_documents_page), Depends(write_acces
 
 
 @router.get("/documents", summary="List the articles", response_model=list[DocumentSummary],
-            responses={**HTML_200, **INDEX_ERRORS})
+            responses={**HTML_200, 422: ERRORS[422], **INDEX_ERRORS})
 def list_documents(request: Request, response: Response,
                    q: str = Query("", max_length=1000, description="only articles whose title, source or id holds "
                                                                     "this (any case)"),
