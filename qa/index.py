@@ -535,7 +535,7 @@ class NewsIndex:
             # In batches, each its own transaction: a crash or a full disk loses at most the batch under way, and a
             # re-run skips what was committed (same content hash). An article's chunks are never split.
             for batch in _batches(todo, self.batch_size):
-                prepared, embedded = self._prepare(batch, live.store, show_progress, _after(progress, report))
+                prepared, embedded = self._prepare(batch, live, show_progress, _after(progress, report))
                 self._write(live, prepared, [], report)
                 report.embedded += embedded
         report.seconds = round(time.perf_counter() - began, 3)
