@@ -35,7 +35,7 @@ from .records import AddReport, Answer, Article
 from .retrieval import RetrievalConfig, Retrieved, hybrid_search, question_period
 from .scope import Scope
 from .settings import Settings
-from .backends import open_backend
+from .backends import is_embedded, open_backend
 from .backends.base import Backend, Upsert
 from .backends.sqlite_faiss import SqliteFaissBackend
 from .store import DB_NAME, DOCUMENT_ORDER, FORMAT_VERSION, Store, StoreClosed, atomic_write_text
@@ -118,6 +118,7 @@ class NewsIndex:
         self._embedder_lock = threading.Lock()
         self._chunker: Chunker | None = None
         self._live: _Live | None = None
+        self._remote: Backend | None = None  # a Milvus store (QA_STORE), connected on first use
         self._rw = ReadWriteLock()
         self._open_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -168,8 +169,28 @@ class NewsIndex:
         }
 
     # --- opening -------------------------------------------------------------------------------------------------
+    @property
+    def embedded(self) -> bool:
+        """Is the index the embedded SQLite + FAISS one (QA_STORE=embedded), whose generations this class keeps?"""
+        return is_embedded(self.settings.store)
+
+    @property
+    def where(self) -> str:
+        """The index's place in messages: its folder, or the Milvus URL."""
+        return str(self.root) if self.embedded else self.settings.store
+
+    def _milvus(self):
+        """The Milvus backend QA_STORE names, connected (its settings not yet read)."""
+        if self._remote is None:
+            with self._open_lock:
+                if self._remote is None:
+                    self._remote = open_backend(self.settings.store)
+        return self._remote
+
     def exists(self) -> bool:
-        """Is there a built index at ``settings.index_dir``?"""
+        """Is there a built index at ``settings.index_dir`` (or in the Milvus QA_STORE names)?"""
+        if not self.embedded:
+            return self._milvus().exists()
         return self._current_dir() is not None
 
     def _current_dir(self) -> Path | None:
@@ -212,7 +233,7 @@ class NewsIndex:
     def _check(self, meta: dict, gen_dir: Path) -> None:
         if meta.get("format_version") != FORMAT_VERSION:
             raise IndexMismatch(
-                f"the index in {self.root} has format {meta.get('format_version')}, this version reads "
+                f"the index in {self.where} has format {meta.get('format_version')}, this version reads "
                 f"{FORMAT_VERSION}: run `qa index --rebuild`"
             )
         dim = int(meta.get("dim", 0))
@@ -220,7 +241,7 @@ class NewsIndex:
         diffs = [f"{k} {meta.get(k)!r} (settings say {v!r})" for k, v in wanted.items() if meta.get(k) != v]
         if diffs:
             raise IndexMismatch(
-                f"the index in {self.root} was built with {', '.join(diffs)}: run `qa index --rebuild`"
+                f"the index in {self.where} was built with {', '.join(diffs)}: run `qa index --rebuild`"
             )
 
     def live(self) -> _Live:
@@ -228,7 +249,10 @@ class NewsIndex:
 
         Reloads replace objects rather than change them, so a reader holding the previous ones is unaffected. An
         open that finds the generation's files gone (another process's rebuild removed them meanwhile) reads
-        CURRENT again rather than reporting that there is no index."""
+        CURRENT again rather than reporting that there is no index. A Milvus store is opened once, its stored
+        settings checked."""
+        if not self.embedded:
+            return self._live_remote()
         for attempt in range(SETTLE_TRIES):
             gen_dir = self._current_dir()
             if gen_dir is None:
@@ -240,6 +264,19 @@ class NewsIndex:
                     raise
                 time.sleep(SETTLE_SLEEP * (attempt + 1))
         raise IndexMissing(f"no index in {self.root} yet: run `qa index` first")
+
+    def _live_remote(self) -> Backend:
+        backend = self._milvus()
+        if not backend.meta:
+            if not backend.exists():
+                raise IndexMissing(f"no index in {self.where} yet: run `qa index` first")
+            meta = backend.open()
+            try:
+                self._check(meta, None)
+            except BaseException:
+                backend.meta = {}
+                raise
+        return backend
 
     def _live_at(self, gen_dir: Path) -> _Live:
         live = self._live
@@ -287,6 +324,9 @@ class NewsIndex:
         if self._live is not None:
             self._live.close()
             self._live = None
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
 
     def _sweep(self, gen_dir: Path | None) -> None:
         """Remove what a writer killed mid-save left behind (``.vectors-*.tmp``, ``.CURRENT.*.tmp``). Called by
@@ -310,8 +350,8 @@ class NewsIndex:
             "precision": live.meta.get("precision"),
             "dim": live.meta.get("dim"),
             "vector_index": live.describe(),
-            "generation": live.generation,
-            "path": str(live.gen_dir),
+            "generation": live.generation if self.embedded else 0,
+            "path": live.location,
         }
 
     def documents(self, *, search: str = "", sort: str = "date", descending: bool = True, limit: int | None = None,
@@ -370,7 +410,7 @@ class NewsIndex:
         embedder = self.embedder
         if int(embedder.dim) != int(live.meta["dim"]):
             raise IndexMismatch(
-                f"the index in {self.root} holds {live.meta['dim']}-dimensional vectors but the model makes "
+                f"the index in {self.where} holds {live.meta['dim']}-dimensional vectors but the model makes "
                 f"{embedder.dim}: run `qa index --rebuild`"
             )
         return embedder
@@ -507,7 +547,8 @@ class NewsIndex:
                 report.seconds = round(time.perf_counter() - began, 3)
                 return report
             live = self.live()
-            self._sweep(live.gen_dir)
+            if self.embedded:
+                self._sweep(live.gen_dir)
             self._checked_embedder(live)
             todo = []
             for article in articles:
@@ -520,7 +561,7 @@ class NewsIndex:
             # In batches, each its own transaction: a crash or a full disk loses at most the batch under way, and a
             # re-run skips what was committed (same content hash). An article's chunks are never split.
             for batch in _batches(todo, self.batch_size):
-                prepared, embedded = self._prepare(batch, live.store, show_progress, _after(progress, report))
+                prepared, embedded = self._prepare(batch, live, show_progress, _after(progress, report))
                 self._write(live, prepared, [], report)
                 report.embedded += embedded
         report.seconds = round(time.perf_counter() - began, 3)
@@ -551,7 +592,8 @@ class NewsIndex:
         """Delete the articles among ``doc_ids`` that the index holds, in one transaction; returns their ids."""
         with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             live = self.live()
-            self._sweep(live.gen_dir)
+            if self.embedded:
+                self._sweep(live.gen_dir)
             held = [d for d in dict.fromkeys(doc_ids) if live.content_hash(d) is not None]
             if held:
                 self._write(live, [], held, AddReport())
@@ -561,7 +603,8 @@ class NewsIndex:
         """Delete an article from SQLite, BM25 and FAISS alike; NotFound for an unknown id."""
         with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             live = self.live()
-            self._sweep(live.gen_dir)
+            if self.embedded:
+                self._sweep(live.gen_dir)
             if live.content_hash(doc_id) is None:
                 raise NotFound(f"no document with id {doc_id!r}")
             self._write(live, [], [doc_id], AddReport())
@@ -569,6 +612,12 @@ class NewsIndex:
     def stored_articles(self) -> list[Article]:
         """The articles held by the current index, read without checking its settings (for a rebuild).
         IndexCorrupt when its database is damaged (`qa doctor` recovers what it can)."""
+        if not self.embedded:
+            backend = self._milvus()
+            if not backend.exists():
+                return []
+            backend.open()
+            return backend.articles()
         gen_dir = self._current_dir()
         if gen_dir is None:
             return []
@@ -610,7 +659,10 @@ class NewsIndex:
             # and the rebuild would then delete that article with the old generation.
             if articles is None:
                 articles = self.stored_articles()
-            report = self._rebuild_locked(articles, show_progress, progress)
+            if self.embedded:
+                report = self._rebuild_locked(articles, show_progress, progress)
+            else:
+                report = self._rebuild_remote(articles, show_progress, progress)
         report.seconds = round(time.perf_counter() - began, 3)
         return report
 
@@ -665,6 +717,27 @@ class NewsIndex:
                 shutil.rmtree(old_dir, ignore_errors=True)
         return report
 
+    def _rebuild_remote(self, articles: list[Article], show_progress: bool,
+                        progress: Progress | None = None) -> AddReport:
+        """A Milvus store rebuilt in place: its collections dropped and created again for these settings, then
+        filled batch by batch (Milvus has no generations to switch: questions asked meanwhile see the articles
+        written so far)."""
+        report = AddReport(added=[a.doc_id for a in articles])
+        backend = self._milvus()
+        added_at: dict[str, str] = {}
+        if backend.exists():
+            backend.open()
+            kept = {a.doc_id for a in articles}
+            held = backend.documents()
+            report.dropped = sorted(d.doc_id for d in held if d.doc_id not in kept)
+            added_at = {d.doc_id: d.added_at for d in held}
+        backend.create({**self.expected_meta(self._dim()), "format_version": FORMAT_VERSION})
+        for batch in _batches(articles, self.batch_size):
+            prepared, embedded = self._prepare(batch, None, show_progress, _after(progress, report))
+            self._write(backend, prepared, [], report, added_at)
+            report.embedded += embedded
+        return report
+
     # --- repair --------------------------------------------------------------------------------------------------
     def doctor(self, *, show_progress: bool = False) -> dict:
         """Check the current generation and repair what can be repaired (``qa doctor``).
@@ -674,6 +747,17 @@ class NewsIndex:
         the stored articles. A damaged database is read article by article, each kept only when its content hash
         still matches, and a new generation is built from what was recovered. Returns what it found and did."""
         report: dict = {"path": "", "problems": [], "repaired": [], "recovered": None, "lost": None}
+        if not self.embedded:
+            with self._write_lock, process_lock(self.root / "write.lock"):
+                backend = self.live()
+                report["path"] = backend.location
+                swept = backend.sweep()
+                if swept:
+                    report["problems"].append(f"{swept} chunks of article versions no longer stored")
+                    report["repaired"].append(f"removed those {swept} chunks")
+                docs, chunks = backend.counts()
+                report.update(documents=docs, chunks=chunks, fts=chunks)
+            return report
         with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             gen_dir = self._current_dir()
             if gen_dir is None:

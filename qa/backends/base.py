@@ -37,6 +37,8 @@ class Backend(ABC):
 
     #: The settings the index was built with (model, precision, dim, chunker, format_version, ...).
     meta: dict
+    #: Where it is, in words (``qa docs``, ``/health``): a generation folder or a Milvus URL.
+    location: str
 
     # --- writes ----------------------------------------------------------------------------------------------------
     @abstractmethod

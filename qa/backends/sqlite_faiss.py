@@ -46,6 +46,10 @@ class SqliteFaissBackend(Backend):
         self.generation = generation
         self.meta = meta
 
+    @property
+    def location(self) -> str:
+        return str(self.gen_dir)
+
     # --- writes ----------------------------------------------------------------------------------------------------
     def apply(self, upserts: list[Upsert], deletes: list[str], *, added_at: dict[str, str] | None = None,
               exclusive: Callable[[], ContextManager] = nullcontext, save_cache: bool = True) -> int:
