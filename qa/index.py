@@ -460,7 +460,8 @@ class NewsIndex:
         found = self._retrieve(query, int(k), scope=scope, periods=True)
         reader = self.reader
         if reader is not None:
-            composed = answering.compose_read(question, found, reader, self.answering, query=query)
+            composed = answering.compose_read(question, found, reader, self.answering, query=query,
+                                              said=answering.previous_answer(list(history)))
         else:
             composed = answering.compose(query, found, self.embedder, self.answering)
         passages = composed.passages if composed.passages is not None else found.passages
