@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
+import os
 import shutil
 import sqlite3
 from contextlib import contextmanager, nullcontext
@@ -60,6 +62,20 @@ def _disk_full(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "No space left on device" in str(error)
 
 
+# Free space below which a database that SQLite cannot open (a disk I/O error making its -shm or -wal file) is taken
+# for a full disk rather than a damaged database: opening a WAL database needs a few tens of KB.
+ROOM_NEEDED = 1 << 20
+
+
+def _no_room(folder: Path) -> bool:
+    """Is the file system holding ``folder`` (all but) full?"""
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < ROOM_NEEDED
+
+
 # Databases that passed ``PRAGMA quick_check`` in this process, by (path, inode): checked once per generation.
 _CHECKED: set[tuple[str, int]] = set()
 _CHECKED_LOCK = threading.Lock()
@@ -67,7 +83,7 @@ _CHECKED_LOCK = threading.Lock()
 
 def integrity_problem(db: Path, *, force: bool = False) -> str | None:
     """Why the generation database ``db`` cannot be trusted (empty, not a database, failing ``quick_check``), or
-    None. Never writes to it: an empty file is refused before any connection (connecting would make it a database),
+    None; StorageFull when it cannot be opened because its disk is full. Never writes to it: an empty file is refused before any connection (connecting would make it a database),
     and the check runs on a connection that cannot create the file. FileNotFoundError when it is gone."""
     info = db.stat()
     if info.st_size == 0:
@@ -86,6 +102,12 @@ def integrity_problem(db: Path, *, force: bool = False) -> str | None:
             raise FileNotFoundError(errno.ENOENT, "the index database is gone", str(db)) from e
         if "locked" in str(e) or "busy" in str(e):
             raise
+        if _no_room(db.parent):
+            # Not damage: SQLite could not make the files a WAL database is opened with. Repairing would write.
+            raise StorageFull(
+                f"the disk holding the index {db.parent.parent} is full: it cannot be opened until some space is "
+                f"freed ({e})"
+            ) from e
         return f"SQLite cannot read it ({e})"
     except sqlite3.DatabaseError as e:  # "file is not a database", "database disk image is malformed"
         return f"SQLite cannot read it ({e})"
