@@ -108,7 +108,7 @@ def cmd_index(args, settings: Settings) -> None:
         paths = [p.resolve() for p in paths]  # stored paths that name their files from anywhere, for later syncs
     found = collect(paths, max_bytes=settings.max_article_bytes, date=args.date or "", ids=args.ids)
     _show(found.summary())  # what was read, so a stray file (or one a .qaignore should list) shows in the counts
-    if args.rebuild or not index.exists():
+    if args.rebuild:
         replacing = index.exists()
         report = index.rebuild(found.articles, show_progress=progress)
         report.skipped = found.skipped
@@ -116,9 +116,11 @@ def cmd_index(args, settings: Settings) -> None:
         if replacing:
             _show(f"{_plural(len(report.dropped), 'stored article')} dropped (not in {', '.join(map(str, paths))})")
     else:
+        # An add builds the index when there is none, deciding so under the write locks: two `qa index` runs
+        # into an empty folder at once both keep their articles.
         report = index.add(found.articles, show_progress=progress)
         report.skipped = found.skipped
-        _report(report, "indexed")
+        _report(report, "built" if report.created else "indexed")
 
 
 def cmd_add(args, settings: Settings) -> None:
@@ -374,7 +376,9 @@ def _serve(args, settings: Settings, index, watch) -> None:
         _show(f"no index in {settings.index_dir}: building it from {settings.seeds_dir} …", file=sys.stderr)
         from .ingest import collect
 
-        index.rebuild(collect([settings.seeds_dir], max_bytes=settings.max_article_bytes).articles)
+        # An add, which builds only if there is still no index once it holds the write locks (another server
+        # starting at the same moment may have built it meanwhile).
+        index.add(collect([settings.seeds_dir], max_bytes=settings.max_article_bytes).articles)
     from web.app import create_app
 
     # The address served on is one the server answers to (a LAN address, say); a wildcard names no host, so

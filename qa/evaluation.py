@@ -435,9 +435,7 @@ def evaluate_multihop(run: EvalIndex, queries: list[MultiHopQuery], configs: dic
 
 def fact_ceiling(run: EvalIndex, queries: list[MultiHopQuery]) -> float:
     """Share of gold facts that some chunk of the index contains: what chunking leaves reachable at all."""
-    store = run.index.live().store
-    chunks = [squeeze(t) for (t,) in store.db.execute(
-        "SELECT substr(d.text, c.start + 1, c.end - c.start) FROM chunks c JOIN documents d USING (doc_id)")]
+    chunks = [squeeze(t) for t in run.index.live().all_chunk_texts()]
     facts = [squeeze(f) for q in queries for f in q.facts]
     joined = "\x00".join(chunks)
     return sum(1 for f in facts if f in joined) / len(facts) if facts else 0.0

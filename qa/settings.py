@@ -100,7 +100,7 @@ class Settings:
     Every field has an environment variable: ``QA_INDEX_DIR``, ``QA_MODEL``, ``QA_BACKEND``, ``QA_API_TOKEN``,
     ``QA_SEEDS_DIR``, ``QA_MAX_TOKENS``, ``QA_TITLE_TOKENS``, ``QA_OVERLAP_SENTENCES``, ``QA_MAX_QUESTION_CHARS``,
     ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``, ``QA_READER``, ``QA_READER_DIR``, ``QA_ALLOWED_HOSTS``,
-    ``QA_RATE_LIMIT``.
+    ``QA_RATE_LIMIT``, ``QA_STORE``.
     """
 
     index_dir: Path = Path("index")
@@ -128,6 +128,9 @@ class Settings:
     # off, answers come from cosine and term overlap alone (the path before the reader existed).
     reader: bool = True
     reader_dir: Path = field(default_factory=lambda: _default_reader_dir())
+    # Where articles, chunks and vectors are stored (qa/backends): "embedded" (SQLite + FAISS in index_dir, the
+    # default), "milvus:///path/to/file.db" (Milvus Lite) or "http://host:19530" (a Milvus server).
+    store: str = "embedded"
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -148,9 +151,13 @@ class Settings:
             "threads": int(_env("QA_THREADS", str(max(1, os.cpu_count() or 1)))),
             "reader": _switch("QA_READER", _env("QA_READER", "on")),
             "reader_dir": Path(_env("QA_READER_DIR", str(_default_reader_dir()))),
+            "store": _env("QA_STORE", "embedded"),
         }
         env.update(overrides)
         settings = cls(**env)
+        from .backends import check_store
+
+        settings = replace(settings, store=check_store(settings.store))  # ValueError naming the accepted forms
         settings.rate  # noqa: B018 -- a malformed QA_RATE_LIMIT is an error now, not at the first question
         if settings.backend not in BACKENDS:
             raise ValueError(f"QA_BACKEND must be one of {', '.join(BACKENDS)}, not {settings.backend!r}")

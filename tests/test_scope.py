@@ -9,7 +9,7 @@ import sys
 import pytest
 from fastapi.testclient import TestClient
 
-import qa.retrieval as retrieval
+import qa.backends.sqlite_faiss as sqlite_faiss
 from conftest import RETALIATION_DOC
 from qa.errors import InvalidInput
 from qa.records import Article
@@ -107,7 +107,7 @@ def test_filters_restrict_the_passages(dated):
 
 @pytest.mark.parametrize("exact_limit", [10_000, 0])  # exact cosines over the filter; FAISS over-fetch first
 def test_a_narrow_filter_still_returns_k_passages_with_exact_citations(dated, monkeypatch, exact_limit):
-    monkeypatch.setattr(retrieval, "EXACT_SCOPE_CHUNKS", exact_limit)
+    monkeypatch.setattr(sqlite_faiss, "EXACT_SCOPE_CHUNKS", exact_limit)
     chunks = len(dated.document("harbour-report")["chunks"])
     assert chunks >= 3
     # A question about ferries: the harbour report is far from it, yet the filter to it yields k of its passages.
