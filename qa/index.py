@@ -371,7 +371,7 @@ class NewsIndex:
     def sources(self) -> list[str]:
         """The outlets the articles name (one spelling each, alphabetical): what a source filter can choose from."""
         with self._rw.read():
-            return self.live().store.sources()
+            return self.live().sources()
 
     def count_documents(self, *, search: str = "") -> int:
         """How many articles ``documents(search=...)`` lists without a limit."""
@@ -541,8 +541,8 @@ class NewsIndex:
             # Whether there is an index is decided under both locks: two first adds (threads or processes) that
             # both looked before locking would each build a generation of their own articles, and the later
             # build would drop the earlier one's.
-            if self._current_dir() is None:
-                report = self._rebuild_locked(list(articles), show_progress, progress)
+            if not self.exists():
+                report = self._build_locked(list(articles), show_progress, progress)
                 report.created = True
                 report.seconds = round(time.perf_counter() - began, 3)
                 return report
@@ -659,16 +659,20 @@ class NewsIndex:
             # and the rebuild would then delete that article with the old generation.
             if articles is None:
                 articles = self.stored_articles()
-            if self.embedded:
-                report = self._rebuild_locked(articles, show_progress, progress)
-            else:
-                report = self._rebuild_remote(articles, show_progress, progress)
+            report = self._build_locked(articles, show_progress, progress)
         report.seconds = round(time.perf_counter() - began, 3)
         return report
 
+    def _build_locked(self, articles: list[Article], show_progress: bool,
+                      progress: Progress | None = None) -> AddReport:
+        """A rebuild from ``articles`` on this index's store, with both write locks held."""
+        if self.embedded:
+            return self._rebuild_locked(articles, show_progress, progress)
+        return self._rebuild_remote(articles, show_progress, progress)
+
     def _rebuild_locked(self, articles: list[Article], show_progress: bool,
                         progress: Progress | None = None) -> AddReport:
-        """The rebuild itself, with both write locks held."""
+        """The embedded rebuild itself, with both write locks held."""
         report = AddReport(added=[a.doc_id for a in articles])
         old_dir = self._current_dir()
         self._sweep(None)

@@ -120,7 +120,7 @@ class Backend(ABC):
 
     @abstractmethod
     def sources(self) -> list[str]:
-        """The distinct non-empty publishers."""
+        """The outlets the articles name, one spelling each (filters match without regard to case), alphabetical."""
 
     @abstractmethod
     def newest_date(self) -> str:

@@ -443,11 +443,31 @@ class MilvusBackend(Backend):
     _DOC_FIELDS = ["doc_id", "title", "date", "source", "url", "author", "path", "added_at", "content_hash", "chunks",
                    "chars", "parts", "pages"]
 
-    def documents(self) -> list[DocumentInfo]:
+    def documents(self, *, search: str = "", sort: str = "date", descending: bool = True, limit: int | None = None,
+                  offset: int = 0) -> list[DocumentInfo]:
+        # The same listing as SQLite's (store.Store.documents), done here: Milvus has no LIKE over three fields
+        # nor ORDER BY; document rows are small, and one scan is what a listing costs on either backend.
+        docs = self._listed(search)
+        keys = {"date": lambda d: d.date, "title": lambda d: (d.title or d.doc_id).lower(),
+                "source": lambda d: d.source.lower(), "chunks": lambda d: d.chunks, "added": lambda d: d.added_at}
+        if sort not in keys:
+            raise ValueError(f"cannot sort articles by {sort!r}")
+        docs.sort(key=lambda d: (keys[sort](d), d.doc_id), reverse=descending)
+        if sort == "date":
+            docs.sort(key=lambda d: d.date == "")  # undated last whichever the direction (stable)
+        return docs[offset:] if limit is None else docs[offset:offset + limit]
+
+    def count_documents(self, *, search: str = "") -> int:
+        return len(self._listed(search))
+
+    def _listed(self, search: str) -> list[DocumentInfo]:
+        """Articles whose title, source or id contains ``search`` (any case; all when it is blank)."""
+        needle = " ".join((search or "").split()).lower()
         docs = [DocumentInfo(r["doc_id"], r["title"], r["date"], r["source"], r["url"], int(r["chunks"]),
                              int(r["chars"]), r["added_at"]) for r in self._scan("documents", self._DOC_FIELDS)]
-        docs.sort(key=lambda d: d.doc_id)
-        docs.sort(key=lambda d: d.date, reverse=True)  # as SQLite's ORDER BY date DESC, doc_id
+        if needle:
+            docs = [d for d in docs if needle in d.title.lower() or needle in d.source.lower()
+                    or needle in d.doc_id.lower()]
         return docs
 
     def _text(self, doc_id: str, content_hash: str, parts: int) -> str | None:
@@ -496,15 +516,19 @@ class MilvusBackend(Backend):
         with self._cache_lock:
             if self._doc_cache is not None and self._doc_cache[0] == stamp:
                 return self._doc_cache[1], self._doc_cache[2]
-        sources: set[str] = set()
+        # One spelling per outlet (the smallest, as SQLite's min() in store.Store.sources), alphabetical by lower case.
+        spellings: dict[str, str] = {}
         newest = ""
         for r in self._scan("documents", ["doc_id", "source", "day"]):
-            if r["source"]:
-                sources.add(r["source"])
+            name = r["source"].strip()
+            if name:
+                key = name.lower()
+                spellings[key] = min(spellings.get(key, name), name)
             newest = max(newest, r["day"])
+        sources = [spellings[k] for k in sorted(spellings)]
         with self._cache_lock:
-            self._doc_cache = (stamp, sorted(sources), newest)
-        return sorted(sources), newest
+            self._doc_cache = (stamp, sources, newest)
+        return sources, newest
 
     def sources(self) -> list[str]:
         return self._doc_summary()[0]

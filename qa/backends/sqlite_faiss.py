@@ -205,7 +205,7 @@ class SqliteFaissBackend(Backend):
         return articles
 
     def sources(self) -> list[str]:
-        return [r[0] for r in self.store.db.execute("SELECT DISTINCT source FROM documents WHERE source != ''")]
+        return self.store.sources()
 
     def newest_date(self) -> str:
         return self.store.newest_date()
