@@ -15,7 +15,7 @@ from qa.index import NewsIndex
 from qa.records import page_label
 from qa.settings import Settings
 
-from .highlight import answer_parts, excerpt, passage_segments
+from .highlight import answer_parts, excerpt, merge_passages, passage_segments
 
 HERE = Path(__file__).resolve().parent
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; form-action 'self'; "
@@ -52,20 +52,22 @@ def turn_view(n: int, data: dict, *, k: int = 5, previous: str = "", follows: st
     spans = data["answer_spans"]
     cited_ranks = {s["rank"] for s in spans}
     cards = []
-    for p in data["passages"]:
-        mine = [s for s in spans if s["rank"] == p["rank"] and s["doc_id"] == p["doc_id"]]
+    # Overlapping passages of one article are one card spanning them all (its id is its best rank's).
+    for p in merge_passages(data["passages"]):
+        mine = [s for s in spans if s["rank"] in p["ranks"] and s["doc_id"] == p["doc_id"]]
         quote = " ".join(p["text"][s["start"] - p["start"]:s["end"] - p["start"]].strip() for s in mine)
         cards.append({**p, "segments": passage_segments(p, spans), "excerpt": excerpt(p, spans),
                       "page_label": page_label(p.get("pages") or []),
-                      "cited": p["rank"] in cited_ranks,
+                      "cited": bool(cited_ranks & set(p["ranks"])),
                       "quote": " ".join((quote or p["text"]).split()),
                       "link": document_link(p["doc_id"], p["start"], p["end"], mine)})
+    card_of = {rank: c["rank"] for c in cards for rank in c["ranks"]}
     cited = [c for c in cards if c["cited"]]
     # The cited passages first; the others (the nearest ones, when none is cited) under "More passages".
     shown, more = (cited, [c for c in cards if not c["cited"]]) if cited else (cards, [])
     return {"n": n, "question": data["question"], "answer": data["answer"], "answerable": data["answerable"],
             "parts": answer_parts(data["answer"], {p["rank"] for p in data["passages"]}), "cards": cards,
-            "shown": shown, "more": more, "took_ms": data["took_ms"], "full": True,
+            "shown": shown, "more": more, "took_ms": data["took_ms"], "full": True, "card_of": card_of,
             "scope": scope_notes(data.get("filters"), data.get("date_range")), "follows": follows,
             "permalink": answer_link(data["question"], k=k, filters=data.get("filters"), after=previous)}
 
