@@ -35,6 +35,7 @@ import threading
 import unicodedata
 import uuid
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Callable, ContextManager, Iterator
 
 import numpy as np
@@ -118,6 +119,7 @@ def connect_args(url: str) -> dict:
         path = url[len("milvus://"):]
         if not path.startswith("/"):
             raise ValueError(f"QA_STORE {url!r}: Milvus Lite needs an absolute path (milvus:///path/to/file.db)")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)  # Milvus Lite makes the file, not its folder
         return {"uri": path}
     return {"uri": url}
 
