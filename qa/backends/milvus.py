@@ -30,9 +30,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
+import unicodedata
 import uuid
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Callable, ContextManager, Iterator
 
 import numpy as np
@@ -50,9 +53,25 @@ VARCHAR_MAX = 65_535
 IN_BATCH = 500  # ids per ``in [...]`` filter
 PAGE = 4096  # rows per page when reading a whole collection
 _PAD = [1.0, 0.0]
-# Standard tokenizer, lower case, accents folded and English stemming: close to FTS5's porter unicode61
-# remove_diacritics tokenizer that the embedded store uses.
-ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", "asciifolding", {"type": "stemmer", "language": "english"}]}
+# Milvus' own analyzer only splits and lower-cases: Milvus Lite ignores stemming and accent-folding filters (a
+# server applies them), so the words are stemmed here instead (``analyzed``), the same way for the stored text and
+# the question, and Lite and a server rank alike, and close to the embedded store's FTS5 tokenizer (porter
+# unicode61 remove_diacritics).
+ANALYZER = {"tokenizer": "standard", "filter": ["lowercase"]}
+_WORDS = re.compile(r"\w+")
+_STEMMERS = threading.local()
+
+
+def analyzed(text: str) -> str:
+    """``text`` as the words BM25 indexes: lower case, accents removed, each Porter-stemmed (as FTS5's porter
+    unicode61 remove_diacritics tokenizer does), joined by spaces."""
+    stemmer = getattr(_STEMMERS, "porter", None)
+    if stemmer is None:
+        import Stemmer
+
+        stemmer = _STEMMERS.porter = Stemmer.Stemmer("porter")
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+    return " ".join(stemmer.stemWords(_WORDS.findall(folded)))
 
 _CHUNK_FIELDS = ["id", "doc_id", "chunk_no", "char_start", "char_end", "title", "date", "source", "content_hash"]
 
@@ -100,6 +119,7 @@ def connect_args(url: str) -> dict:
         path = url[len("milvus://"):]
         if not path.startswith("/"):
             raise ValueError(f"QA_STORE {url!r}: Milvus Lite needs an absolute path (milvus:///path/to/file.db)")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)  # Milvus Lite makes the file, not its folder
         return {"uri": path}
     return {"uri": url}
 
@@ -312,7 +332,7 @@ class MilvusBackend(Backend):
                         "content_hash": p.content_hash, "chunk_no": chunk_no, "char_start": start, "char_end": end,
                         "embed_hash": h, "title": a.title, "date": a.date, "day": a.date[:10], "source": a.source,
                         "source_key": source_key(a.source), "body": body,
-                        "lexical": "\n".join(x for x in (title, meta, body) if x),
+                        "lexical": analyzed("\n".join(x for x in (title, meta, body) if x)),
                         "vec": np.asarray(vec, dtype=np.float32).tolist(),
                     })
                 parts = [a.text[i:i + TEXT_PART_CHARS] for i in range(0, len(a.text), TEXT_PART_CHARS)] or [""]
@@ -379,7 +399,7 @@ class MilvusBackend(Backend):
         """Milvus' BM25 over title, metadata and body together (one field, so ``weights`` do not apply), for the
         question's content words. Milvus Lite reports BM25 as a negative distance, a server as a positive score:
         the magnitude is the score either way."""
-        words = " ".join(query_terms(query)[:64])
+        words = analyzed(" ".join(query_terms(query)[:64]))
         if not words or limit <= 0:
             return []
         hits = self.client.search(
