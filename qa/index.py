@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import shutil
 import sqlite3
@@ -33,7 +32,7 @@ from .chunking import Chunker, ChunkerConfig, load_tokenizer
 from .errors import IndexCorrupt, IndexMismatch, IndexMissing, InvalidInput, NotFound, StorageFull, TooLarge
 from .ingest import article_from_text, collect, content_hash, readable_date, safe_doc_id
 from .locks import ReadWriteLock, process_lock
-from .records import AddReport, Answer, Article
+from .records import AddReport, Answer, Article, Passage
 from .retrieval import RetrievalConfig, Retrieved, hybrid_search, question_period
 from .scope import Scope
 from .settings import Settings
