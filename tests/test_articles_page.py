@@ -71,6 +71,7 @@ def test_newsindex_searches_sorts_and_pages_the_articles(listed):
     assert listed.documents(search=hostile) == [] and listed.count_documents() == 120
     with pytest.raises(InvalidInput, match="sort must be one of"):
         listed.documents(sort="title; DROP TABLE documents")
+    assert listed.sources() == ["Coastal Post", "Harbour Times", "Notes", "Valley Herald"]
     chunks = [d.chunks for d in listed.documents(sort="chunks")]
     assert chunks == sorted(chunks, reverse=True)
 
@@ -135,3 +136,17 @@ def test_the_columns_sort_and_the_search_box_filters(client, listed):
     assert dict(_query(found.select_one("a.clear")["href"])) == {"sort": "title"}
     none = page(client, q="<script>nothing</script>")
     assert not rows(none) and "No article" in none.get_text() and "<script>nothing" not in str(none)
+
+
+def test_the_listing_on_each_store(store_seed_copy):
+    idx = store_seed_copy
+    seeds = sorted(d.doc_id for d in idx.documents())
+    assert len(seeds) == idx.count_documents() == 5
+    dated = [d.doc_id for d in idx.documents() if d.date]
+    assert dated and [d.doc_id for d in idx.documents()][:len(dated)] == dated  # dated first, undated last
+    assert [d.doc_id for d in idx.documents(sort="title", descending=False)] == \
+        [d.doc_id for d in sorted(idx.documents(), key=lambda d: ((d.title or d.doc_id).lower(), d.doc_id))]
+    assert idx.count_documents(search=seeds[2][:6].upper()) == 1
+    assert [d.doc_id for d in idx.documents(search="_", sort="title", limit=2, offset=1)] == \
+        [d.doc_id for d in idx.documents(sort="title")][1:3]
+    assert idx.documents(search="nothing like it") == [] and idx.count_documents(search="nothing like it") == 0
