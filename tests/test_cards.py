@@ -33,7 +33,8 @@ def test_overlapping_and_touching_passages_of_one_article_merge_into_their_union
     assert card["pages"] == [1, 2] and card["score"] == 1.0 and not card["weak"]
     # A gap keeps passages apart; weak only when every part is.
     apart = merge_passages([part(1, 0, 20, weak=True), part(2, 32, 59, weak=True), part(3, 40, 70)])
-    assert [(c["ranks"], c["start"], c["end"], c["weak"]) for c in apart] == [([1], 0, 20, True), ([2, 3], 32, 70, False)]
+    assert [(c["ranks"], c["start"], c["end"], c["weak"]) for c in apart] == \
+        [([1], 0, 20, True), ([2, 3], 32, 70, False)]
     assert apart[1]["text"] == ARTICLE[32:70]
     # A passage inside another adds nothing to its text.
     inside = merge_passages([part(2, 0, 86), part(1, 32, 59)])
