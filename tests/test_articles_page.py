@@ -17,7 +17,8 @@ OUTLETS = ("Coastal Post", "Harbour Times", "Valley Herald")
 
 def many_articles() -> list[Article]:
     """120 dated articles from three outlets (one undated, one with a % in its title)."""
-    articles = [Article(f"story-{i:03d}", f"Story number {i} tells of the harbour, the ferry and the council. " * (1 + i % 3),
+    body = "Story number {} tells of the harbour, the ferry and the council. "
+    articles = [Article(f"story-{i:03d}", body.format(i) * (1 + i % 3),
                         title=f"Story {i:03d}", date=f"2025-{1 + i % 12:02d}-{1 + i % 28:02d}",
                         source=OUTLETS[i % 3]) for i in range(118)]
     articles.append(Article("undated", "An undated note about the harbour.", title="Undated note", source="Notes"))
@@ -63,7 +64,8 @@ def test_newsindex_searches_sorts_and_pages_the_articles(listed):
     assert oldest[0].date == min(dates[:-1]) and oldest[-1].doc_id == "undated"
     titles = [d.title for d in listed.documents(sort="title", descending=False, limit=5)]
     assert titles == ["Prices up 10% in March", "Story 000", "Story 001", "Story 002", "Story 003"]
-    assert [d.doc_id for d in listed.documents(sort="title", descending=False, limit=2, offset=3)] == ["story-002", "story-003"]
+    assert [d.doc_id for d in listed.documents(sort="title", descending=False, limit=2, offset=3)] == \
+        ["story-002", "story-003"]
     assert listed.count_documents(search="valley herald") == 40  # any case; sources too
     assert {d.doc_id for d in listed.documents(search="10%")} == {"percent"}  # % matched as itself
     assert listed.documents(search="10_") == [] and listed.count_documents(search="zzz") == 0
@@ -71,6 +73,7 @@ def test_newsindex_searches_sorts_and_pages_the_articles(listed):
     assert listed.documents(search=hostile) == [] and listed.count_documents() == 120
     with pytest.raises(InvalidInput, match="sort must be one of"):
         listed.documents(sort="title; DROP TABLE documents")
+    assert listed.sources() == ["Coastal Post", "Harbour Times", "Notes", "Valley Herald"]
     chunks = [d.chunks for d in listed.documents(sort="chunks")]
     assert chunks == sorted(chunks, reverse=True)
 
@@ -135,3 +138,17 @@ def test_the_columns_sort_and_the_search_box_filters(client, listed):
     assert dict(_query(found.select_one("a.clear")["href"])) == {"sort": "title"}
     none = page(client, q="<script>nothing</script>")
     assert not rows(none) and "No article" in none.get_text() and "<script>nothing" not in str(none)
+
+
+def test_the_listing_on_each_store(store_seed_copy):
+    idx = store_seed_copy
+    seeds = sorted(d.doc_id for d in idx.documents())
+    assert len(seeds) == idx.count_documents() == 5
+    dated = [d.doc_id for d in idx.documents() if d.date]
+    assert dated and [d.doc_id for d in idx.documents()][:len(dated)] == dated  # dated first, undated last
+    assert [d.doc_id for d in idx.documents(sort="title", descending=False)] == \
+        [d.doc_id for d in sorted(idx.documents(), key=lambda d: ((d.title or d.doc_id).lower(), d.doc_id))]
+    assert idx.count_documents(search=seeds[2][:6].upper()) == 1
+    assert [d.doc_id for d in idx.documents(search="_", sort="title", limit=2, offset=1)] == \
+        [d.doc_id for d in idx.documents(sort="title")][1:3]
+    assert idx.documents(search="nothing like it") == [] and idx.count_documents(search="nothing like it") == 0
