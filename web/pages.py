@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 
 from qa.errors import QAError
 from qa.index import NewsIndex
+from qa.llm import mode_note
 from qa.records import page_label
 from qa.settings import Settings
 
@@ -50,7 +51,8 @@ def turn_view(n: int, data: dict) -> dict:
     shown, more = (cited, [c for c in cards if not c["cited"]]) if cited else (cards, [])
     return {"n": n, "question": data["question"], "answer": data["answer"], "answerable": data["answerable"],
             "parts": answer_parts(data["answer"], {p["rank"] for p in data["passages"]}), "cards": cards,
-            "shown": shown, "more": more, "took_ms": data["took_ms"], "full": True}
+            "shown": shown, "more": more, "took_ms": data["took_ms"], "full": True,
+            "mode_note": mode_note(data)}
 
 
 def history_view(n: int, question: str, answer: str) -> dict:
@@ -77,7 +79,7 @@ class Pages:
 
     def render(self, request: Request, name: str, context: dict, status: int = 200) -> HTMLResponse:
         base = {"token_required": bool(self.settings.api_token), "max_size": self.max_size,
-                "max_question_chars": self.settings.max_question_chars}
+                "max_question_chars": self.settings.max_question_chars, "llm": bool(self.settings.llm_url)}
         if "stats" not in context:
             base["stats"] = self.stats()
         return self.templates.TemplateResponse(request, name, {**base, **context}, status_code=status,
