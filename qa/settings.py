@@ -87,6 +87,27 @@ def parse_rate(value: str) -> tuple[int, float] | None:
     return int(m.group(1)), _PERIODS[m.group(2).lower()]
 
 
+def _llm_url(value: str) -> str | None:
+    """QA_LLM_URL without a trailing slash, or None when empty; it must be an http(s) URL."""
+    value = value.strip().rstrip("/")
+    if not value:
+        return None
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise ValueError(f"QA_LLM_URL must be an http:// or https:// URL such as http://localhost:11434/v1, "
+                         f"not {value!r}")
+    return value
+
+
+def _positive(name: str, value: str, kind):
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive number, not {value!r}") from None
+    if not number > 0:
+        raise ValueError(f"{name} must be a positive number, not {value!r}")
+    return number
+
+
 def _default_reader_dir() -> Path:
     from .reader import DEFAULT_DIR
 
@@ -100,7 +121,8 @@ class Settings:
     Every field has an environment variable: ``QA_INDEX_DIR``, ``QA_MODEL``, ``QA_BACKEND``, ``QA_API_TOKEN``,
     ``QA_SEEDS_DIR``, ``QA_MAX_TOKENS``, ``QA_TITLE_TOKENS``, ``QA_OVERLAP_SENTENCES``, ``QA_MAX_QUESTION_CHARS``,
     ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``, ``QA_EMBED_ARENA``, ``QA_EMBED_BATCH_TOKENS``, ``QA_READER``,
-    ``QA_READER_DIR``, ``QA_ALLOWED_HOSTS``, ``QA_RATE_LIMIT``, ``QA_STORE``.
+    ``QA_READER_DIR``, ``QA_ALLOWED_HOSTS``, ``QA_RATE_LIMIT``, ``QA_STORE``, ``QA_LLM_URL``, ``QA_LLM_MODEL``,
+    ``QA_LLM_API_KEY``, ``QA_LLM_TIMEOUT``, ``QA_LLM_MAX_TOKENS``, ``QA_LLM_PASSAGES``.
     """
 
     index_dir: Path = Path("index")
@@ -138,6 +160,16 @@ class Settings:
     # Where articles, chunks and vectors are stored (qa/backends): "embedded" (SQLite + FAISS in index_dir, the
     # default), "milvus:///path/to/file.db" (Milvus Lite) or "http://host:19530" (a Milvus server).
     store: str = "embedded"
+    # An OpenAI-compatible server (llama.cpp's, Ollama's, vLLM's: the URL ending in /v1) that writes the answer from
+    # the retrieved passages; each sentence it writes is checked against the passage it cites (qa/llm.py). None,
+    # the default: answers are the extractive ones and nothing is sent anywhere.
+    llm_url: str | None = None
+    llm_model: str = ""  # the model to ask for; empty: the first one the server lists at /models
+    llm_api_key: str | None = None
+    # Seconds the model may take for an answer (connecting included); past them the extractive answer is given.
+    llm_timeout: float = 30.0
+    llm_max_tokens: int = 256  # the longest answer the model may write, in its tokens
+    llm_passages: int = 3  # the best passages the model reads (those the extractive answer cites are added)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -161,6 +193,12 @@ class Settings:
             "reader": _switch("QA_READER", _env("QA_READER", "on")),
             "reader_dir": Path(_env("QA_READER_DIR", str(_default_reader_dir()))),
             "store": _env("QA_STORE", "embedded"),
+            "llm_url": _llm_url(os.environ.get("QA_LLM_URL", "")),
+            "llm_model": os.environ.get("QA_LLM_MODEL", "").strip(),
+            "llm_api_key": os.environ.get("QA_LLM_API_KEY", "").strip() or None,
+            "llm_timeout": _positive("QA_LLM_TIMEOUT", _env("QA_LLM_TIMEOUT", "30"), float),
+            "llm_max_tokens": _positive("QA_LLM_MAX_TOKENS", _env("QA_LLM_MAX_TOKENS", "256"), int),
+            "llm_passages": _positive("QA_LLM_PASSAGES", _env("QA_LLM_PASSAGES", "3"), int),
         }
         env.update(overrides)
         settings = cls(**env)
