@@ -265,7 +265,7 @@ def run_kills(knobs: dict, figures: dict) -> str:
             proc.wait()
             outcome = "killed"
         check = _check_after_kill(folder, before, gone)
-        results.append({"via": "CLI", "op": f"qa {op}", "at_s": delay, "outcome": outcome, **check})
+        results.append({"via": "CLI", "op": f"qa {' '.join(args[:2]) if op == 'rebuild' else op}", "at_s": delay, "outcome": outcome, **check})
     http_kills = knobs["kills"] - cli_kills
     for k in range(http_kills):
         acked: set[str] = set(state(folder)["ids"])
@@ -694,7 +694,8 @@ def run_rebuild(knobs: dict, figures: dict, index: Path | None = None) -> str:
 
 
 class Document:
-    """docs/reliability.md: one marked block per section, replaced by each run that includes it."""
+    """docs/reliability.md: one marked block per section, replaced by each run that includes it; the notes block
+    (``<!-- keep:notes -->``) is kept as written."""
 
     HEADINGS = {"schema": "Schema: schemathesis over every operation", "kills": "SIGKILL during writes",
                 "readers": "Readers and a writer", "servers": "Two server processes on one index",
@@ -714,6 +715,7 @@ class Document:
         old = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
         blocks = {m.group(1): m.group(2) for m in
                   re.finditer(r"<!-- reliability:(\w+) -->\n(.*?)\n<!-- /reliability:\1 -->", old, flags=re.S)}
+        kept = re.search(r"<!-- keep:notes -->\n(.*?)\n<!-- /keep:notes -->", old, flags=re.S)
         blocks.update(self.new)
         blocks["machine"] = f"Machine: {machine()}."
         parts = ["# Reliability", "", INTRO, "", _block("machine", blocks["machine"]), ""]
@@ -721,6 +723,8 @@ class Document:
             if name in blocks:
                 doc = " ".join((RUNNERS[name].__doc__ or "").split())
                 parts += [f"## {self.HEADINGS[name]}", "", doc, "", _block(name, blocks[name]), ""]
+        if kept:  # written by hand: figures measured outside the harness, and what the sections found
+            parts += ["<!-- keep:notes -->", kept.group(1), "<!-- /keep:notes -->", ""]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("\n".join(parts), encoding="utf-8")
 

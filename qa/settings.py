@@ -147,10 +147,10 @@ class Settings:
     max_article_bytes: int = 5 * 1024 * 1024
     threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     # A bound on an embedding batch's padded word pieces (rows × longest row); 0 bounds the row count (32) only.
-    # ONNX Runtime's memory follows the largest batch: 2048 (8 chunks of 256) was chosen on BBC News (800 of its
-    # chunk texts embedded in fresh processes, docs/reliability.md): peak RSS 690 MB unbounded, 410 at 4096. Off by
-    # default: the int8 model quantises activations per batch, so the bound changes vectors slightly, and at 2048 the
-    # seed questions' top passage fell under tests/test_quality.py's 0.55 (26 of 48).
+    # ONNX Runtime's memory follows the largest batch: on BBC News (docs/reliability.md) 2048 (8 chunks of 256)
+    # lowers a build's peak from 777 to 414 MB at the same speed. It is not the default yet: the int8 model scales
+    # activations per batch, so regrouped batches move every vector slightly, and on the seed set that drops one
+    # follow-up (f01) out of the top three (tests/test_quality.py); the dev splits of docs/quality.md decide.
     embed_batch_tokens: int = 0
     # ONNX Runtime's CPU memory arena for the embedding session (keeps the largest batch's memory for good). Off
     # measured no lower peak with bounded batches on the same split, so it stays on.
