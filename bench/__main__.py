@@ -1,7 +1,7 @@
 """`python -m bench [NAME ...]`: run benchmarks, print markdown tables, write them into docs/performance.md.
 
 Names: index, query, reader, http, writes, cold, scale, int8, txtai (sets up txtai's virtualenv only). No name runs them all
-(what `make bench` does). Each section of docs/performance.md is replaced only by a run that includes it, so a
+(what `make bench` does). `python -m bench reliability` is separate (bench/reliability.py, docs/reliability.md). Each section of docs/performance.md is replaced only by a run that includes it, so a
 partial run keeps the other sections' figures; the targets table is recomputed from every figure on record
 (bench/out/results.json).
 """
@@ -25,6 +25,11 @@ SECTIONS = ("index", "query", "reader", "http", "writes", "cold", "scale", "int8
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["reliability"]:  # its own sections, knobs and document (docs/reliability.md)
+        from .reliability import main as reliability
+
+        return reliability(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"benchmarks to run: {', '.join(SECTIONS)}, txtai (default: all)")

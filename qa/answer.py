@@ -116,6 +116,14 @@ _LEANS_ON_CONTEXT = re.compile(
 )
 
 
+def previous_answer(history: list[dict]) -> str:
+    """The most recent earlier turn's answer text ('' when there is none)."""
+    for turn in reversed(history):
+        if isinstance(turn, dict) and isinstance(turn.get("answer"), str) and turn["answer"].strip():
+            return turn["answer"]
+    return ""
+
+
 def resolve_followup(question: str, history: list[dict]) -> str:
     """The text to search for a question in a conversation. A follow-up that leans on an earlier turn (a
     pronoun, "and …", "the rest", or only a few content words) is searched together with the previous question;
@@ -312,11 +320,13 @@ def rerank(passages: list[Passage], best: dict[int, float], weight: float,
 
 
 def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConfig(), *,
-                 query: str | None = None) -> Composed:
+                 query: str | None = None, said: str = "") -> Composed:
     """The answer chosen by the reader: every sentence of the best passages (headlines and bylines left out,
     at most ``config.reader_limit``) is read with the question; the best passages are re-ordered by their best
     sentence; the articles don't say when no sentence reaches ``config.reader_threshold`` or the question fails
-    the retrieval similarity gate."""
+    the retrieval similarity gate. ``said`` is the previous turn's answer: a follow-up whose chosen sentences are
+    all in it also gets the best sentence not said before (one the reader does not rule out), so a follow-up
+    always brings something new, and repeats the previous answer only beside it."""
     passages = found.passages
     asked = reader_question(question, query or question)
     pool = _reader_pool(asked, passages, config)
@@ -347,6 +357,10 @@ def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConf
     chosen = [best] + [c for c in ranked[1:] if c.read >= floor and c.score >= ratio * best.score
                        and (c.lexical > 0 or not many)]
     chosen = chosen[:limit]
+    if said and all(c.text in said for c in chosen):
+        fresh = next((c for c in ranked if c.text not in said and c.read >= config.reader_threshold), None)
+        if fresh is not None:
+            chosen = [fresh] + chosen[:max(1, limit - 1)]
     chosen.sort(key=lambda c: (c.rank, c.start))
     text = " ".join(f"{c.text} [{c.rank}]" for c in chosen)
     spans = [AnswerSpan(c.rank, c.doc_id, c.start, c.end) for c in chosen]

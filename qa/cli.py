@@ -108,7 +108,7 @@ def cmd_index(args, settings: Settings) -> None:
         paths = [p.resolve() for p in paths]  # stored paths that name their files from anywhere, for later syncs
     found = collect(paths, max_bytes=settings.max_article_bytes, date=args.date or "", ids=args.ids)
     _show(found.summary())  # what was read, so a stray file (or one a .qaignore should list) shows in the counts
-    if args.rebuild or not index.exists():
+    if args.rebuild:
         replacing = index.exists()
         report = index.rebuild(found.articles, show_progress=progress)
         report.skipped = found.skipped
@@ -116,9 +116,11 @@ def cmd_index(args, settings: Settings) -> None:
         if replacing:
             _show(f"{_plural(len(report.dropped), 'stored article')} dropped (not in {', '.join(map(str, paths))})")
     else:
+        # An add builds the index when there is none, deciding so under the write locks: two `qa index` runs
+        # into an empty folder at once both keep their articles.
         report = index.add(found.articles, show_progress=progress)
         report.skipped = found.skipped
-        _report(report, "indexed")
+        _report(report, "built" if report.created else "indexed")
 
 
 def cmd_add(args, settings: Settings) -> None:
@@ -313,24 +315,33 @@ def cmd_chat(args, settings: Settings) -> None:
         del history[:-MAX_CHAT_TURNS]
 
 
+def _watched_folder(name: str) -> Path:
+    folder = Path(name)
+    if not folder.is_dir():
+        raise InvalidInput(f"{folder} is not a folder")
+    return folder
+
+
+def _action_printer(stream):
+    """Prints each action of a watch as one timestamped line, flushed at once (also into a pipe or a log)."""
+    import datetime
+
+    def report(action) -> None:
+        _show(f"{datetime.datetime.now().strftime('%H:%M:%S')} {action}", file=stream)
+        stream.flush()
+
+    return report
+
+
 def cmd_watch(args, settings: Settings) -> None:
     """Keep the index in step with a folder: sync it once (as `qa index DIR --sync`), then apply each batch of file
     changes (new, changed, deleted files; a changed .qaignore syncs again) as it happens, one line per action, until
     Ctrl-C."""
-    import datetime
-
     from .sync import Watcher
 
-    folder = Path(args.folder)
-    if not folder.is_dir():
-        raise InvalidInput(f"{folder} is not a folder")
+    folder = _watched_folder(args.folder)
     index = _index(settings)
-
-    def report(action) -> None:
-        _show(f"{datetime.datetime.now().strftime('%H:%M:%S')} {action}")
-        sys.stdout.flush()  # one line per action as it happens, also into a pipe or a log file
-
-    watcher = Watcher(index, folder, ids=args.ids, date=args.date or "", report=report)
+    watcher = Watcher(index, folder, ids=args.ids, date=args.date or "", report=_action_printer(sys.stdout))
 
     def ready() -> None:
         _show(f"watching {watcher.folder} (Ctrl-C stops)")
@@ -343,15 +354,36 @@ def cmd_watch(args, settings: Settings) -> None:
 
 
 def cmd_serve(args, settings: Settings) -> None:
-    """Serve the chat page and the JSON API (builds the index from the seed folder first if there is none)."""
+    """Serve the chat page and the JSON API (builds the index from the seed folder first if there is none). With
+    ``--watch DIR`` a folder watch runs in a thread beside the server (as `qa watch DIR`, its actions logged on
+    stderr) and is stopped, after the batch under way, when the server stops."""
+    index = _index(settings)
+    watch = None
+    if args.watch:
+        from .sync import BackgroundWatch, Watcher
+
+        watcher = Watcher(index, _watched_folder(args.watch), ids=args.ids, date=args.date or "",
+                          report=_action_printer(sys.stderr))
+        watch = BackgroundWatch(watcher, debounce_ms=args.debounce)  # started and stopped by the app's lifespan
+    try:
+        _serve(args, settings, index, watch)
+    finally:
+        if watch is not None:
+            watch.stop()  # already stopped unless the server failed to start
+
+
+def _serve(args, settings: Settings, index, watch) -> None:
     import uvicorn
 
-    index = _index(settings)
-    if not index.exists():
+    if watch is not None and not index.exists():
+        _show(f"no index in {settings.index_dir}: building it from {watch.watcher.folder} …", file=sys.stderr)
+    elif not index.exists():
         _show(f"no index in {settings.index_dir}: building it from {settings.seeds_dir} …", file=sys.stderr)
         from .ingest import collect
 
-        index.rebuild(collect([settings.seeds_dir], max_bytes=settings.max_article_bytes).articles)
+        # An add, which builds only if there is still no index once it holds the write locks (another server
+        # starting at the same moment may have built it meanwhile).
+        index.add(collect([settings.seeds_dir], max_bytes=settings.max_article_bytes).articles)
     from web.app import create_app
 
     # The address served on is one the server answers to (a LAN address, say); a wildcard names no host, so
@@ -359,7 +391,7 @@ def cmd_serve(args, settings: Settings) -> None:
     served = host_name(args.host)
     if served and served not in ("0.0.0.0", "::") and served not in settings.allowed_hosts:
         settings = settings.with_(allowed_hosts=settings.allowed_hosts + (served,))
-    app = create_app(settings, index=index)
+    app = create_app(settings, index=index, watch=watch)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_token:
         _show(f"warning: serving on {args.host} without QA_API_TOKEN: anyone who can reach it can add and delete "
               "articles", file=sys.stderr)
@@ -367,7 +399,8 @@ def cmd_serve(args, settings: Settings) -> None:
         _show("note: requests naming a host other than localhost or 127.0.0.1 are refused; list the names clients "
               "use in QA_ALLOWED_HOSTS", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    _show(f"serving http://{host}:{args.port} (Ctrl-C stops)", file=sys.stderr)
+    watching = f", watching {watch.watcher.folder}" if watch is not None else ""
+    _show(f"serving http://{host}:{args.port}{watching} (Ctrl-C stops)", file=sys.stderr)
     from web.server import uvicorn_options
 
     # Keep-alive and header read timeouts, a header size cap and a connection cap (web/server.py says which).
@@ -472,6 +505,7 @@ EXAMPLES = {
     "serve": """\
   qa serve                                   # http://127.0.0.1:8000 (Ctrl-C stops)
   qa serve --port 8080
+  qa serve --watch ~/news                    # serve, and keep the index in step with ~/news as files change
   QA_API_TOKEN=secret QA_ALLOWED_HOSTS=news.lan qa serve --host 0.0.0.0""",
     "eval": """\
   qa eval beir data/scifact --split test --ablation
@@ -543,6 +577,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("serve", cmd_serve)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--watch", metavar="DIR", help="also keep the index in step with this folder (as `qa watch DIR`)")
+    p.add_argument("--ids", choices=("stem", "path"), default="stem",
+                   help="with --watch: document ids from file stems (default) or from paths inside the folder")
+    p.add_argument("--date", help="with --watch: date (YYYY-MM-DD) for articles that state none")
+    p.add_argument("--debounce", type=int, default=1000, metavar="MS",
+                   help="with --watch: milliseconds of quiet before a batch of changes is applied (default 1000)")
     p = add("eval", cmd_eval)
     p.add_argument("dataset", choices=("beir", "multihop", "questions", "reader"))
     p.add_argument("path", help="the data set's folder (a question file for `questions`)")

@@ -435,9 +435,7 @@ def evaluate_multihop(run: EvalIndex, queries: list[MultiHopQuery], configs: dic
 
 def fact_ceiling(run: EvalIndex, queries: list[MultiHopQuery]) -> float:
     """Share of gold facts that some chunk of the index contains: what chunking leaves reachable at all."""
-    store = run.index.live().store
-    chunks = [squeeze(t) for (t,) in store.db.execute(
-        "SELECT substr(d.text, c.start + 1, c.end - c.start) FROM chunks c JOIN documents d USING (doc_id)")]
+    chunks = [squeeze(t) for t in run.index.live().all_chunk_texts()]
     facts = [squeeze(f) for q in queries for f in q.facts]
     joined = "\x00".join(chunks)
     return sum(1 for f in facts if f in joined) / len(facts) if facts else 0.0
@@ -488,13 +486,24 @@ def _answer_hit(index, answer, q: Question) -> bool:
     return False
 
 
+def answered_history(index, history: list[dict], k: int = 5) -> list[dict]:
+    """The conversation as the app would hold it: each earlier turn without an answer is asked (with the turns
+    before it) and given the answer the index gives, so a follow-up is judged after the answers it follows."""
+    turns: list[dict] = []
+    for turn in history:
+        if not turn.get("answer"):
+            turn = {**turn, "answer": index.ask(turn["question"], k=k, history=list(turns)).answer}
+        turns.append(turn)
+    return turns
+
+
 def evaluate_questions(index, questions: list[Question], k: int = 5) -> tuple[list[list], list[str]]:
     """Rows per kind for our own question format, asked through ``NewsIndex.ask`` exactly as the app does, and
     the ids of the questions that missed (to read, not to tune on)."""
     stats: dict[str, dict[str, float]] = {}
     misses: list[str] = []
     for q in questions:
-        got = index.ask(q.question, k=k, history=q.history)
+        got = index.ask(q.question, k=k, history=answered_history(index, q.history, k))
         s = stats.setdefault(q.kind, {"n": 0, "top1": 0, "top3": 0, "answer": 0, "answered": 0})
         s["n"] += 1
         s["answered"] += got.answerable

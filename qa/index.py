@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
+import os
 import shutil
 import sqlite3
 from contextlib import contextmanager, nullcontext
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -33,12 +32,15 @@ from .chunking import Chunker, ChunkerConfig, load_tokenizer
 from .errors import IndexCorrupt, IndexMismatch, IndexMissing, InvalidInput, NotFound, StorageFull, TooLarge
 from .ingest import article_from_text, collect, content_hash, readable_date, safe_doc_id
 from .locks import ReadWriteLock, process_lock
-from .records import AddReport, Answer, Article
+from .records import AddReport, Answer, Article, Passage
 from .retrieval import RetrievalConfig, Retrieved, hybrid_search, question_period
 from .scope import Scope
 from .settings import Settings
-from .store import DB_NAME, FORMAT_VERSION, Store, StoreClosed, atomic_write_text, utc_now
-from .vectors import VectorIndex, faiss_path
+from .backends import is_embedded, open_backend
+from .backends.base import Backend, Upsert
+from .backends.sqlite_faiss import SqliteFaissBackend
+from .store import DB_NAME, DOCUMENT_ORDER, FORMAT_VERSION, Store, StoreClosed, atomic_write_text
+from .vectors import VectorIndex
 
 CURRENT = "CURRENT"
 # How often a reader re-reads CURRENT when it names a generation whose database is gone (another process's rebuild
@@ -59,6 +61,20 @@ def _disk_full(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "No space left on device" in str(error)
 
 
+# Free space below which a database that SQLite cannot open (a disk I/O error making its -shm or -wal file) is taken
+# for a full disk rather than a damaged database: opening a WAL database needs a few tens of KB.
+ROOM_NEEDED = 1 << 20
+
+
+def _no_room(folder: Path) -> bool:
+    """Is the file system holding ``folder`` (all but) full?"""
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < ROOM_NEEDED
+
+
 # Databases that passed ``PRAGMA quick_check`` in this process, by (path, inode): checked once per generation.
 _CHECKED: set[tuple[str, int]] = set()
 _CHECKED_LOCK = threading.Lock()
@@ -66,7 +82,7 @@ _CHECKED_LOCK = threading.Lock()
 
 def integrity_problem(db: Path, *, force: bool = False) -> str | None:
     """Why the generation database ``db`` cannot be trusted (empty, not a database, failing ``quick_check``), or
-    None. Never writes to it: an empty file is refused before any connection (connecting would make it a database),
+    None; StorageFull when it cannot be opened because its disk is full. Never writes to it: an empty file is refused before any connection (connecting would make it a database),
     and the check runs on a connection that cannot create the file. FileNotFoundError when it is gone."""
     info = db.stat()
     if info.st_size == 0:
@@ -85,6 +101,12 @@ def integrity_problem(db: Path, *, force: bool = False) -> str | None:
             raise FileNotFoundError(errno.ENOENT, "the index database is gone", str(db)) from e
         if "locked" in str(e) or "busy" in str(e):
             raise
+        if _no_room(db.parent):
+            # Not damage: SQLite could not make the files a WAL database is opened with. Repairing would write.
+            raise StorageFull(
+                f"the disk holding the index {db.parent.parent} is full: it cannot be opened until some space is "
+                f"freed ({e})"
+            ) from e
         return f"SQLite cannot read it ({e})"
     except sqlite3.DatabaseError as e:  # "file is not a database", "database disk image is malformed"
         return f"SQLite cannot read it ({e})"
@@ -95,27 +117,9 @@ def integrity_problem(db: Path, *, force: bool = False) -> str | None:
     return None
 
 
-@dataclass
-class _Live:
-    """The generation this process reads from."""
-
-    gen_dir: Path
-    store: Store
-    vectors: VectorIndex
-    generation: int
-    meta: dict
-
-
-@dataclass
-class _Prepared:
-    """An article chunked and embedded, ready to be written in one short transaction."""
-
-    article: Article
-    content_hash: str
-    spans: list[tuple[int, int, int]]  # (chunk_no, start, end)
-    fts_rows: list[tuple[str, str, str]]
-    hashes: list[str]
-    vectors: np.ndarray
+# The generation this process reads from: the embedded backend's view of it (gen_dir, store, vectors, generation,
+# meta).
+_Live = SqliteFaissBackend
 
 
 class NewsIndex:
@@ -136,6 +140,7 @@ class NewsIndex:
         self._embedder_lock = threading.Lock()
         self._chunker: Chunker | None = None
         self._live: _Live | None = None
+        self._remote: Backend | None = None  # a Milvus store (QA_STORE), connected on first use
         self._rw = ReadWriteLock()
         self._open_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -207,8 +212,28 @@ class NewsIndex:
         }
 
     # --- opening -------------------------------------------------------------------------------------------------
+    @property
+    def embedded(self) -> bool:
+        """Is the index the embedded SQLite + FAISS one (QA_STORE=embedded), whose generations this class keeps?"""
+        return is_embedded(self.settings.store)
+
+    @property
+    def where(self) -> str:
+        """The index's place in messages: its folder, or the Milvus URL."""
+        return str(self.root) if self.embedded else self.settings.store
+
+    def _milvus(self):
+        """The Milvus backend QA_STORE names, connected (its settings not yet read)."""
+        if self._remote is None:
+            with self._open_lock:
+                if self._remote is None:
+                    self._remote = open_backend(self.settings.store)
+        return self._remote
+
     def exists(self) -> bool:
-        """Is there a built index at ``settings.index_dir``?"""
+        """Is there a built index at ``settings.index_dir`` (or in the Milvus QA_STORE names)?"""
+        if not self.embedded:
+            return self._milvus().exists()
         return self._current_dir() is not None
 
     def _current_dir(self) -> Path | None:
@@ -251,7 +276,7 @@ class NewsIndex:
     def _check(self, meta: dict, gen_dir: Path) -> None:
         if meta.get("format_version") != FORMAT_VERSION:
             raise IndexMismatch(
-                f"the index in {self.root} has format {meta.get('format_version')}, this version reads "
+                f"the index in {self.where} has format {meta.get('format_version')}, this version reads "
                 f"{FORMAT_VERSION}: run `qa index --rebuild`"
             )
         dim = int(meta.get("dim", 0))
@@ -259,7 +284,7 @@ class NewsIndex:
         diffs = [f"{k} {meta.get(k)!r} (settings say {v!r})" for k, v in wanted.items() if meta.get(k) != v]
         if diffs:
             raise IndexMismatch(
-                f"the index in {self.root} was built with {', '.join(diffs)}: run `qa index --rebuild`"
+                f"the index in {self.where} was built with {', '.join(diffs)}: run `qa index --rebuild`"
             )
 
     def live(self) -> _Live:
@@ -267,7 +292,10 @@ class NewsIndex:
 
         Reloads replace objects rather than change them, so a reader holding the previous ones is unaffected. An
         open that finds the generation's files gone (another process's rebuild removed them meanwhile) reads
-        CURRENT again rather than reporting that there is no index."""
+        CURRENT again rather than reporting that there is no index. A Milvus store is opened once, its stored
+        settings checked."""
+        if not self.embedded:
+            return self._live_remote()
         for attempt in range(SETTLE_TRIES):
             gen_dir = self._current_dir()
             if gen_dir is None:
@@ -279,6 +307,19 @@ class NewsIndex:
                     raise
                 time.sleep(SETTLE_SLEEP * (attempt + 1))
         raise IndexMissing(f"no index in {self.root} yet: run `qa index` first")
+
+    def _live_remote(self) -> Backend:
+        backend = self._milvus()
+        if not backend.meta:
+            if not backend.exists():
+                raise IndexMissing(f"no index in {self.where} yet: run `qa index` first")
+            meta = backend.open()
+            try:
+                self._check(meta, None)
+            except BaseException:
+                backend.meta = {}
+                raise
+        return backend
 
     def _live_at(self, gen_dir: Path) -> _Live:
         live = self._live
@@ -299,7 +340,7 @@ class NewsIndex:
         if live is not None:
             # Another process switched generations: the old one's connections (whose files it deleted) are closed
             # once no read in this process can still be using them (outside _open_lock, which readers may want).
-            self._rw.call_when_idle(live.store.close)
+            self._rw.call_when_idle(live.close)
         return fresh
 
     def _open(self, gen_dir: Path) -> _Live:
@@ -309,25 +350,26 @@ class NewsIndex:
         why = integrity_problem(db)
         if why is not None:
             raise self._corrupt(gen_dir, why)
-        store = Store(db)
-        try:
-            meta = store.meta()
+        def check(meta: dict) -> None:
             if "dim" not in meta or "generation" not in meta:
                 raise self._corrupt(gen_dir, "its settings are missing")
             self._check(meta, gen_dir)
-            vectors = VectorIndex.load(store, gen_dir, int(meta["dim"]))
-        except BaseException as e:
-            store.close()
-            if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
-                raise self._corrupt(gen_dir, f"SQLite cannot read it ({e})") from e
-            raise
-        return _Live(gen_dir, store, vectors, int(meta["generation"]), meta)
+
+        try:
+            return open_backend(self.settings.store, gen_dir=gen_dir, check=check)
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):
+                raise
+            raise self._corrupt(gen_dir, f"SQLite cannot read it ({e})") from e
 
     def close(self) -> None:
         """Release the database connections (every thread's)."""
         if self._live is not None:
-            self._live.store.close()
+            self._live.close()
             self._live = None
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
 
     def _sweep(self, gen_dir: Path | None) -> None:
         """Remove what a writer killed mid-save left behind (``.vectors-*.tmp``, ``.CURRENT.*.tmp``). Called by
@@ -343,32 +385,51 @@ class NewsIndex:
         """Counts and the settings the index was built with."""
         with self._rw.read():
             live = self.live()
-            docs, chunks = live.store.counts()
+            docs, chunks = live.counts()
         return {
             "documents": docs,
             "chunks": chunks,
             "model": live.meta.get("model"),
             "precision": live.meta.get("precision"),
             "dim": live.meta.get("dim"),
-            "vector_index": live.vectors.describe(),
-            "generation": live.generation,
-            "path": str(live.gen_dir),
+            "vector_index": live.describe(),
+            "generation": live.generation if self.embedded else 0,
+            "path": live.location,
         }
 
-    def documents(self):
-        """Every article: id, title, date, source, url, chunk count, length, when it was added."""
+    def documents(self, *, search: str = "", sort: str = "date", descending: bool = True, limit: int | None = None,
+                  offset: int = 0):
+        """The articles (id, title, date, source, url, chunk count, length, when it was added): those whose title,
+        source or id contains ``search`` (any case), sorted by ``sort`` (date, title, source, chunks or added;
+        InvalidInput for another), newest or last first unless ``descending`` is false, ``limit`` of them from
+        ``offset`` (all by default)."""
+        if sort not in DOCUMENT_ORDER:
+            raise InvalidInput(f"sort must be one of {', '.join(DOCUMENT_ORDER)}, not {sort!r}")
+        if (limit is not None and limit < 0) or offset < 0:
+            raise InvalidInput("limit and offset must not be negative")
         with self._rw.read():
-            return self.live().store.documents()
+            return self.live().documents(search=search, sort=sort, descending=descending, limit=limit,
+                                         offset=offset)
+
+    def sources(self) -> list[str]:
+        """The outlets the articles name (one spelling each, alphabetical): what a source filter can choose from."""
+        with self._rw.read():
+            return self.live().sources()
+
+    def count_documents(self, *, search: str = "") -> int:
+        """How many articles ``documents(search=...)`` lists without a limit."""
+        with self._rw.read():
+            return self.live().count_documents(search=search)
 
     def document_paths(self) -> dict[str, str]:
         """Doc id → the path of the file each article was read from, as it was given ('' for pasted ones)."""
         with self._rw.read():
-            return dict(self.live().store.db.execute("SELECT doc_id, path FROM documents"))
+            return self.live().document_paths()
 
     def document(self, doc_id: str) -> dict:
         """One article with its full text and chunk offsets; NotFound for an unknown id."""
         with self._rw.read():
-            store = self.live().store
+            store = self.live()
             doc = store.document(doc_id)
             if doc is None:
                 raise NotFound(f"no document with id {doc_id!r}")
@@ -392,7 +453,7 @@ class NewsIndex:
         embedder = self.embedder
         if int(embedder.dim) != int(live.meta["dim"]):
             raise IndexMismatch(
-                f"the index in {self.root} holds {live.meta['dim']}-dimensional vectors but the model makes "
+                f"the index in {self.where} holds {live.meta['dim']}-dimensional vectors but the model makes "
                 f"{embedder.dim}: run `qa index --rebuild`"
             )
         return embedder
@@ -408,9 +469,8 @@ class NewsIndex:
         # Held for the whole read: a rebuild swaps generations (and deletes the old one) only between reads.
         with self._rw.read():
             live = self.live()
-            period = question_period(live.store, query, scope) if periods else None
-            return hybrid_search(live.store, live.vectors, query_vector, query, k, config or self.retrieval,
-                                 scope, period)
+            period = question_period(live, query, scope) if periods else None
+            return hybrid_search(live, query_vector, query, k, config or self.retrieval, scope, period)
 
     def search(self, query: str, k: int = 5, *, since: str | None = None, until: str | None = None,
                sources: Iterable[str] | None = None, doc_ids: Iterable[str] | None = None) -> list[Passage]:
@@ -446,7 +506,8 @@ class NewsIndex:
         found = self._retrieve(query, int(k), scope=scope, periods=True)
         reader = self.reader
         if reader is not None:
-            composed = answering.compose_read(question, found, reader, self.answering, query=query)
+            composed = answering.compose_read(question, found, reader, self.answering, query=query,
+                                              said=answering.previous_answer(list(history)))
         else:
             composed = answering.compose(query, found, self.embedder, self.answering)
         passages = composed.passages if composed.passages is not None else found.passages
@@ -462,14 +523,14 @@ class NewsIndex:
         return answer
 
     # --- writes --------------------------------------------------------------------------------------------------
-    def _prepare(self, articles: list[Article], cache: Store | None, show_progress: bool,
-                 progress: Progress | None = None) -> tuple[list[_Prepared], int]:
+    def _prepare(self, articles: list[Article], cache: Backend | Store | None, show_progress: bool,
+                 progress: Progress | None = None) -> tuple[list[Upsert], int]:
         """Chunk and embed (the slow part, done before any lock is taken). Vectors of chunks whose embedded text
         is unchanged are taken from the cache instead of being computed again. ``progress(done, total)`` hears
         how many of the passages to embed are done."""
         chunker = self.chunker
         salt = f"{self.settings.model_name}|{self.settings.precision}|"
-        prepared: list[_Prepared] = []
+        prepared: list[Upsert] = []
         texts: list[str] = []
         for article in articles:
             prefix = chunker.title_prefix(article.title)
@@ -478,7 +539,7 @@ class NewsIndex:
                                              article.author) if x)
             embed_texts = [chunker.embedding_text(prefix, c.text) for c in chunks]
             hashes = [hashlib.sha1((salt + t).encode("utf-8")).hexdigest() for t in embed_texts]
-            prepared.append(_Prepared(
+            prepared.append(Upsert(
                 article, content_hash(article), [(c.chunk_no, c.start, c.end) for c in chunks],
                 [(article.title, meta_text, c.text) for c in chunks], hashes, np.zeros(0),
             ))
@@ -507,99 +568,41 @@ class NewsIndex:
     def _dim(self) -> int:
         return int(self.embedder.encode(["dimension probe"]).shape[1])
 
-    def _write(self, store: Store, vectors: VectorIndex, gen_dir: Path, prepared: list[_Prepared],
-               remove: list[str], report: AddReport, added_at: dict[str, str] | None = None, *,
-               save_cache: bool = True) -> None:
-        """Apply prepared articles and removals in one transaction; the FAISS cache follows the commit.
-        ``added_at`` keeps the time articles were first added (a rebuild carries it over), else it is now. A
-        rebuild's batches pass ``save_cache=False``: its generation is private until the switch, so the cache is
-        saved once, after the last batch."""
-        # Readers share the live generation's vectors; a rebuild's new ones are private until the switch.
-        shared = self._live is not None and vectors is self._live.vectors
-        guard = self._rw.write if shared else nullcontext
-        changed = False
-        try:
-            with store.transaction() as tx:
-                generation = int(tx.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-                dropped: list[int] = []
-                for doc_id in remove + [p.article.doc_id for p in prepared]:
-                    ids = [r[0] for r in tx.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
-                    if ids:
-                        tx.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
-                    dropped.extend(ids)
-                    tx.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
-                    tx.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
-                added_ids: list[int] = []
-                added_vecs: list[np.ndarray] = []
-                now = utc_now()
-                for p in prepared:
-                    a = p.article
-                    tx.execute(
-                        "INSERT INTO documents(doc_id, title, date, source, url, author, path, content_hash, text, "
-                        "added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (a.doc_id, a.title, a.date, a.source, a.url, a.author, a.path, p.content_hash, a.text,
-                         (added_at or {}).get(a.doc_id, now)),
-                    )
-                    if a.pages:
-                        tx.execute("INSERT INTO doc_pages(doc_id, starts) VALUES (?, ?)",
-                                   (a.doc_id, json.dumps(a.pages)))
-                    for (chunk_no, start, end), fts, h, vec in zip(p.spans, p.fts_rows, p.hashes, p.vectors):
-                        cur = tx.execute(
-                            "INSERT INTO chunks(doc_id, chunk_no, start, end, embed_hash, vector) "
-                            "VALUES (?, ?, ?, ?, ?, ?)",
-                            (a.doc_id, chunk_no, start, end, h, vec.tobytes()),
-                        )
-                        tx.execute("INSERT INTO chunks_fts(rowid, title, meta, body) VALUES (?, ?, ?, ?)",
-                                   (cur.lastrowid, *fts))
-                        added_ids.append(cur.lastrowid)
-                        added_vecs.append(vec)
-                    report.chunks += len(p.spans)
-                tx.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation + 1),))
-                changed = True
-                with guard():
-                    vectors.remove(dropped)
-                    if added_ids:
-                        vectors.add(np.asarray(added_ids, dtype=np.int64), np.vstack(added_vecs))
-                # Saved before COMMIT: a crash in between leaves an extra cache file, never a missing one.
-                if save_cache:
-                    vectors.save(gen_dir, generation + 1, keep_older=True)
-        except BaseException:
-            if changed:
-                # Rolled back (a failed COMMIT too: disk full), but the in-memory index may hold the change, under
-                # chunk ids SQLite hands out again to the next add: reload it from the database, and drop the cache
-                # file saved for the generation that did not happen.
-                with guard():
-                    vectors.index = VectorIndex.rebuild_from(store, vectors.dim, vectors.policy).index
-                faiss_path(gen_dir, generation + 1).unlink(missing_ok=True)
-            raise
-        if save_cache:
-            vectors.drop_older(gen_dir, generation + 1)
-        if vectors.outgrown:
-            # Grown (or shrunk) out of its kind's size range: rebuilt from the committed vectors, then swapped in.
-            rebuilt = VectorIndex.rebuild_from(store, vectors.dim, vectors.policy)
-            with guard():
-                vectors.index = rebuilt.index
-            if save_cache:
-                vectors.save(gen_dir, generation + 1)
-        if self._live is not None and self._live.store is store:
-            self._live.generation = generation + 1
+    def _write(self, backend: Backend, prepared: list[Upsert], remove: list[str], report: AddReport,
+               added_at: dict[str, str] | None = None, *, save_cache: bool = True) -> None:
+        """Apply prepared articles and removals as one batch (``Backend.apply``). ``added_at`` keeps the time
+        articles were first added (a rebuild carries it over), else it is now. A rebuild's batches pass
+        ``save_cache=False``: its generation is private until the switch, so the cache is saved once, after the
+        last batch."""
+        # Readers share the live backend's in-memory state; a rebuild's new generation is private until the switch.
+        guard = self._rw.write if self._live is not None and backend is self._live else nullcontext
+        extra = {} if save_cache else {"save_cache": False}
+        report.chunks += backend.apply(prepared, remove, added_at=added_at, exclusive=guard, **extra)
 
     def add(self, articles: list[Article], *, show_progress: bool = False,
             progress: Progress | None = None) -> AddReport:
         """Add or update articles. Unchanged ones (same content hash) cost nothing; a changed one has its chunks
-        replaced; only new chunk texts are embedded. Creates the index if there is none. ``progress(done, total)``
-        is called as passages are embedded; the total grows batch by batch (``batch_size`` articles each)."""
+        replaced; only new chunk texts are embedded. Creates the index if there is none (``report.created``).
+        ``progress(done, total)`` is called as passages are embedded; the total grows batch by batch
+        (``batch_size`` articles each)."""
         began = time.perf_counter()
-        if not self.exists():
-            return self.rebuild(articles, show_progress=show_progress, progress=progress)
         report = AddReport()
         with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
+            # Whether there is an index is decided under both locks: two first adds (threads or processes) that
+            # both looked before locking would each build a generation of their own articles, and the later
+            # build would drop the earlier one's.
+            if not self.exists():
+                report = self._build_locked(list(articles), show_progress, progress)
+                report.created = True
+                report.seconds = round(time.perf_counter() - began, 3)
+                return report
             live = self.live()
-            self._sweep(live.gen_dir)
+            if self.embedded:
+                self._sweep(live.gen_dir)
             self._checked_embedder(live)
             todo = []
             for article in articles:
-                old = live.store.content_hash(article.doc_id)
+                old = live.content_hash(article.doc_id)
                 if old == content_hash(article):
                     report.unchanged.append(article.doc_id)
                     continue
@@ -608,8 +611,8 @@ class NewsIndex:
             # In batches, each its own transaction: a crash or a full disk loses at most the batch under way, and a
             # re-run skips what was committed (same content hash). An article's chunks are never split.
             for batch in _batches(todo, self.batch_size):
-                prepared, embedded = self._prepare(batch, live.store, show_progress, _after(progress, report))
-                self._write(live.store, live.vectors, live.gen_dir, prepared, [], report)
+                prepared, embedded = self._prepare(batch, live, show_progress, _after(progress, report))
+                self._write(live, prepared, [], report)
                 report.embedded += embedded
         report.seconds = round(time.perf_counter() - began, 3)
         return report
@@ -639,24 +642,32 @@ class NewsIndex:
         """Delete the articles among ``doc_ids`` that the index holds, in one transaction; returns their ids."""
         with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             live = self.live()
-            self._sweep(live.gen_dir)
-            held = [d for d in dict.fromkeys(doc_ids) if live.store.content_hash(d) is not None]
+            if self.embedded:
+                self._sweep(live.gen_dir)
+            held = [d for d in dict.fromkeys(doc_ids) if live.content_hash(d) is not None]
             if held:
-                self._write(live.store, live.vectors, live.gen_dir, [], held, AddReport())
+                self._write(live, [], held, AddReport())
         return held
 
     def remove(self, doc_id: str) -> None:
         """Delete an article from SQLite, BM25 and FAISS alike; NotFound for an unknown id."""
         with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             live = self.live()
-            self._sweep(live.gen_dir)
-            if live.store.content_hash(doc_id) is None:
+            if self.embedded:
+                self._sweep(live.gen_dir)
+            if live.content_hash(doc_id) is None:
                 raise NotFound(f"no document with id {doc_id!r}")
-            self._write(live.store, live.vectors, live.gen_dir, [], [doc_id], AddReport())
+            self._write(live, [], [doc_id], AddReport())
 
     def stored_articles(self) -> list[Article]:
         """The articles held by the current index, read without checking its settings (for a rebuild).
         IndexCorrupt when its database is damaged (`qa doctor` recovers what it can)."""
+        if not self.embedded:
+            backend = self._milvus()
+            if not backend.exists():
+                return []
+            backend.open()
+            return backend.articles()
         gen_dir = self._current_dir()
         if gen_dir is None:
             return []
@@ -665,12 +676,7 @@ class NewsIndex:
             raise self._corrupt(gen_dir, why)
         store = Store(gen_dir / DB_NAME)
         try:
-            rows = store.db.execute("SELECT doc_id, text, title, date, source, url, author, path FROM documents")
-            articles = [Article(*row) for row in rows]
-            pages = store.page_starts()
-            for article in articles:
-                article.pages = pages.get(article.doc_id, [])
-            return articles
+            return SqliteFaissBackend(gen_dir, store, VectorIndex(1), 0, {}).articles()
         except sqlite3.DatabaseError as e:
             if isinstance(e, sqlite3.OperationalError):
                 raise
@@ -703,13 +709,20 @@ class NewsIndex:
             # and the rebuild would then delete that article with the old generation.
             if articles is None:
                 articles = self.stored_articles()
-            report = self._rebuild_locked(articles, show_progress, progress)
+            report = self._build_locked(articles, show_progress, progress)
         report.seconds = round(time.perf_counter() - began, 3)
         return report
 
+    def _build_locked(self, articles: list[Article], show_progress: bool,
+                      progress: Progress | None = None) -> AddReport:
+        """A rebuild from ``articles`` on this index's store, with both write locks held."""
+        if self.embedded:
+            return self._rebuild_locked(articles, show_progress, progress)
+        return self._rebuild_remote(articles, show_progress, progress)
+
     def _rebuild_locked(self, articles: list[Article], show_progress: bool,
                         progress: Progress | None = None) -> AddReport:
-        """The rebuild itself, with both write locks held."""
+        """The embedded rebuild itself, with both write locks held."""
         report = AddReport(added=[a.doc_id for a in articles])
         old_dir = self._current_dir()
         self._sweep(None)
@@ -729,15 +742,15 @@ class NewsIndex:
             dim = self._dim()
             store = Store(gen_dir / DB_NAME)
             store.create(self.expected_meta(dim))
-            vectors = VectorIndex(dim)
+            fresh_backend = SqliteFaissBackend(gen_dir, store, VectorIndex(dim), 0, {})
             added_at = dict(old_store.db.execute("SELECT doc_id, added_at FROM documents")) if old_store else {}
             # In batches, so only one batch's chunks and vectors are held at a time; the generation stays private
             # (and is deleted on failure) until CURRENT names it below.
             for batch in _batches(articles, self.batch_size) or [[]]:
                 prepared, embedded = self._prepare(batch, old_store, show_progress, _after(progress, report))
-                self._write(store, vectors, gen_dir, prepared, [], report, added_at, save_cache=False)
+                self._write(fresh_backend, prepared, [], report, added_at, save_cache=False)
                 report.embedded += embedded
-            vectors.save(gen_dir, store.generation())
+            fresh_backend.vectors.save(gen_dir, store.generation())
             store.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             store.close()
         except BaseException:
@@ -753,9 +766,30 @@ class NewsIndex:
         with self._rw.write():  # no reader is between its reads while the old generation goes
             old, self._live = self._live, fresh
             if old is not None:
-                old.store.close()  # every thread's connections: none may keep the deleted files open
+                old.close()  # every thread's connections: none may keep the deleted files open
             if old_dir is not None:
                 shutil.rmtree(old_dir, ignore_errors=True)
+        return report
+
+    def _rebuild_remote(self, articles: list[Article], show_progress: bool,
+                        progress: Progress | None = None) -> AddReport:
+        """A Milvus store rebuilt in place: its collections dropped and created again for these settings, then
+        filled batch by batch (Milvus has no generations to switch: questions asked meanwhile see the articles
+        written so far)."""
+        report = AddReport(added=[a.doc_id for a in articles])
+        backend = self._milvus()
+        added_at: dict[str, str] = {}
+        if backend.exists():
+            backend.open()
+            kept = {a.doc_id for a in articles}
+            held = backend.documents()
+            report.dropped = sorted(d.doc_id for d in held if d.doc_id not in kept)
+            added_at = {d.doc_id: d.added_at for d in held}
+        backend.create({**self.expected_meta(self._dim()), "format_version": FORMAT_VERSION})
+        for batch in _batches(articles, self.batch_size):
+            prepared, embedded = self._prepare(batch, None, show_progress, _after(progress, report))
+            self._write(backend, prepared, [], report, added_at)
+            report.embedded += embedded
         return report
 
     # --- repair --------------------------------------------------------------------------------------------------
@@ -767,6 +801,17 @@ class NewsIndex:
         the stored articles. A damaged database is read article by article, each kept only when its content hash
         still matches, and a new generation is built from what was recovered. Returns what it found and did."""
         report: dict = {"path": "", "problems": [], "repaired": [], "recovered": None, "lost": None}
+        if not self.embedded:
+            with self._write_lock, process_lock(self.root / "write.lock"):
+                backend = self.live()
+                report["path"] = backend.location
+                swept = backend.sweep()
+                if swept:
+                    report["problems"].append(f"{swept} chunks of article versions no longer stored")
+                    report["repaired"].append(f"removed those {swept} chunks")
+                docs, chunks = backend.counts()
+                report.update(documents=docs, chunks=chunks, fts=chunks)
+            return report
         with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             gen_dir = self._current_dir()
             if gen_dir is None:
@@ -800,7 +845,7 @@ class NewsIndex:
             elif cache is not None:
                 report["problems"].append(cache)
                 if self._live is not None:
-                    self._live.store.close()
+                    self._live.close()
                     self._live = None
                 store = Store(db)
                 try:

@@ -174,6 +174,7 @@ class AddReport:
     chunks: int = 0
     embedded: int = 0
     seconds: float = 0.0
+    created: bool = False  # an add that found no index and built it from its articles
 
     def to_dict(self) -> dict:
         return asdict(self)

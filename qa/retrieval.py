@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense (FAISS) and BM25 (FTS5) candidates put on one scale and fused by weight, nudged towards
+"""Hybrid retrieval: dense and BM25 candidates (from the storage backend, qa/backends) put on one scale and fused by weight, nudged towards
 articles whose publisher or date the question names and towards the best match for each part of a many-part
 question, then chosen so that one article or repeated text cannot fill the list.
 
@@ -19,12 +19,11 @@ from typing import Callable
 
 import numpy as np
 
-from .lexical import date_cues, fts_query, question_parts, source_aliases
+from .backends.base import Backend
+from .lexical import date_cues, question_parts, source_aliases
 from .records import Passage, pages_of
 from .scope import Period, Scope, named_period
 from .settings import with_changes
-from .store import Store
-from .vectors import VectorIndex
 
 MODES = ("hybrid", "dense", "bm25")
 FUSIONS = ("convex", "rrf")
@@ -110,16 +109,16 @@ class Retrieved:
 
 
 # --- what the question names: publishers known to the index -------------------------------------------------------
-_SOURCES: "weakref.WeakKeyDictionary[Store, tuple[int, list[tuple[re.Pattern, str]]]]" = weakref.WeakKeyDictionary()
+_SOURCES: "weakref.WeakKeyDictionary[Backend, tuple[object, list[tuple[re.Pattern, str]]]]" = weakref.WeakKeyDictionary()
 
 
-def _source_patterns(store: Store) -> list[tuple[re.Pattern, str]]:
+def _source_patterns(store: Backend) -> list[tuple[re.Pattern, str]]:
     """``(pattern, source)`` for every publisher in the index, cached until the index changes."""
-    generation = store.generation()
+    generation = store.stamp()
     cached = _SOURCES.get(store)
     if cached is not None and cached[0] == generation:
         return cached[1]
-    names = [r[0] for r in store.db.execute("SELECT DISTINCT source FROM documents WHERE source != ''")]
+    names = store.sources()
     patterns = []
     for name in names:
         for alias in source_aliases(name):
@@ -128,7 +127,7 @@ def _source_patterns(store: Store) -> list[tuple[re.Pattern, str]]:
     return patterns
 
 
-def named_sources(store: Store, question: str) -> set[str]:
+def named_sources(store: Backend, question: str) -> set[str]:
     """The publishers in the index that the question names ("according to TechCrunch"). The name's last word must
     be written with a capital, since many names are also ordinary words ("Fortune", "Wired", "the age of")."""
     found = set()
@@ -141,13 +140,13 @@ def named_sources(store: Store, question: str) -> set[str]:
     return found
 
 
-_NEWEST: "weakref.WeakKeyDictionary[Store, tuple[int, str]]" = weakref.WeakKeyDictionary()
+_NEWEST: "weakref.WeakKeyDictionary[Backend, tuple[object, str]]" = weakref.WeakKeyDictionary()
 
 
-def newest_date(store: Store) -> str:
+def newest_date(store: Backend) -> str:
     """The newest article's date in the index (what "this week" and "latest" count from), cached until the
     index changes."""
-    generation = store.generation()
+    generation = store.stamp()
     cached = _NEWEST.get(store)
     if cached is not None and cached[0] == generation:
         return cached[1]
@@ -156,7 +155,7 @@ def newest_date(store: Store) -> str:
     return newest
 
 
-def question_period(store: Store, question: str, scope: Scope | None = None) -> Period | None:
+def question_period(store: Backend, question: str, scope: Scope | None = None) -> Period | None:
     """The date range ``question`` names ("last week", "in March", "latest"), counted from the newest article's
     date and narrowed to the caller's date filter; None when it names none or the two do not meet."""
     period = named_period(question, newest_date(store))
@@ -167,17 +166,6 @@ def question_period(store: Store, question: str, scope: Scope | None = None) -> 
 
 
 # --- scoring --------------------------------------------------------------------------------------------------------
-def _cosines(vectors: VectorIndex, qvec: np.ndarray, ids: list[int]) -> dict[int, float]:
-    """Exact cosines for chunks the dense list did not reach, from their stored vectors."""
-    out: dict[int, float] = {}
-    for i in ids:
-        try:
-            out[i] = float(np.dot(vectors.index.reconstruct(int(i)), qvec))
-        except RuntimeError:  # removed between the two reads
-            continue
-    return out
-
-
 _WORDS = re.compile(r"\w+")
 
 
@@ -253,75 +241,35 @@ class Pool:
     sources: set[str]
     dates: set[str]
     parts: list[tuple[dict[int, float], set[str], set[str]]] = field(default_factory=list)  # BM25, publishers, days
-    store: Store | None = None  # where the texts of the rows shown are read from
+    store: Backend | None = None  # where the texts of the rows shown are read from
     period: Period | None = None  # the date range the question names: articles dated in it rank higher
 
 
-# A filter admitting at most this many chunks is searched exactly (cosines of their stored vectors); a wider one
-# over-fetches from FAISS first and falls back to the exact search when too few of the hits pass the filter.
-EXACT_SCOPE_CHUNKS = 2000
-
-
-def _exact_dense(store: Store, dim: int, query_vector: np.ndarray, ids: list[int], n: int) -> dict[int, float]:
-    """The ``n`` best of ``ids`` by exact cosine with the query, from the vectors stored in SQLite."""
-    best_ids, best_scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-    for block_ids, mat in store.chunk_vectors(ids, dim):
-        best_ids = np.concatenate([best_ids, block_ids])
-        best_scores = np.concatenate([best_scores, mat @ q])
-        if len(best_ids) > 4 * n:
-            keep = np.argsort(-best_scores, kind="stable")[:n]
-            best_ids, best_scores = best_ids[keep], best_scores[keep]
-    order = np.argsort(-best_scores, kind="stable")[:n]
-    return {int(best_ids[i]): float(best_scores[i]) for i in order}
-
-
-def dense_search(store: Store, vectors: VectorIndex, query_vector: np.ndarray, n: int,
-                 scope: Scope | None = None) -> dict[int, float]:
-    """The ``n`` chunks nearest the query among those ``scope`` admits (all without one). A filtered search still
-    finds ``n`` when ``n`` pass the filter: FAISS is asked for more, and when too few of its hits pass, the admitted
-    chunks are compared exactly."""
-    if not scope:
-        return dict(vectors.search(query_vector, n))
-    allowed = store.scoped_chunk_ids(scope)
-    if not allowed:
-        return {}
-    wanted = min(n, len(allowed))
-    if len(allowed) > EXACT_SCOPE_CHUNKS and vectors.size:
-        admitted = set(allowed)
-        fetch = min(vectors.size, n * max(2, 2 * -(-vectors.size // len(allowed))))
-        hits = [(i, s) for i, s in vectors.search(query_vector, fetch) if i in admitted]
-        if len(hits) >= wanted:
-            return dict(hits[:n])
-    return _exact_dense(store, vectors.dim, query_vector, allowed, n)
-
-
-def gather(store: Store, vectors: VectorIndex, query_vector: np.ndarray, query: str,
+def gather(store: Backend, query_vector: np.ndarray, query: str,
            config: RetrievalConfig, scope: Scope | None = None, period: Period | None = None) -> Pool:
     """Candidates from both retrievers, each scored by both, among the articles ``scope`` admits. A ``period``
     the question names adds the best candidates dated in it (inside the scope), so they can be preferred even
     when the whole collection's lists would not reach them."""
     scope = scope or None
-    match = fts_query(query)
-    dense = dense_search(store, vectors, query_vector, config.candidates, scope)
-    # One FTS5 query ranks every match anyway; reading a deeper list gives most dense candidates their exact
+    dense = store.dense(query_vector, config.candidates, scope)
+    # One BM25 query ranks every match anyway; reading a deeper list gives most dense candidates their exact
     # BM25 score for free. One that is not in it has less than the last score read: 0 is close enough.
-    deep = store.lexical_search(match, max(config.candidates, config.lexical_depth), config.bm25_weights, scope)
+    deep = store.lexical(query, max(config.candidates, config.lexical_depth), config.bm25_weights, scope)
     lexical = dict(deep[: config.candidates])
     known = dict(deep)
     if period is not None:
         within = (scope or Scope()).narrowed(period.since, period.until)
         if within is not None:
-            dense.update(dense_search(store, vectors, query_vector, config.candidates, within))
-            dated = store.lexical_search(match, config.candidates, config.bm25_weights, within)
-            known.update(dated)  # FTS5's BM25 uses whole-table statistics: the same score as unfiltered
+            dense.update(store.dense(query_vector, config.candidates, within))
+            dated = store.lexical(query, config.candidates, config.bm25_weights, within)
+            known.update(dated)  # BM25 uses whole-collection statistics: the same score as unfiltered
             lexical.update(dated)
-    dense.update(_cosines(vectors, query_vector, [i for i in lexical if i not in dense]))
+    dense.update(store.cosines(query_vector, [i for i in lexical if i not in dense]))
     lexical.update({i: known.get(i, 0.0) for i in dense if i not in lexical})
     parts = []
     if config.part_weight > 0:
         for part in question_parts(query):
-            found = dict(store.lexical_search(fts_query(part), config.candidates, config.bm25_weights, scope))
+            found = dict(store.lexical(part, config.candidates, config.bm25_weights, scope))
             parts.append((found, named_sources(store, part), date_cues(part)))
     rows = store.chunk_rows(list(dense), text=False)
     return Pool(query, query_vector, {i: s for i, s in dense.items() if i in rows},
@@ -389,10 +337,10 @@ def finish(pool: Pool, ranked: list[dict], k: int, config: RetrievalConfig) -> R
     return Retrieved(passages, pool.query_vector, max(pool.dense.values(), default=0.0), similarities, pool.period)
 
 
-def hybrid_search(store: Store, vectors: VectorIndex, query_vector: np.ndarray, query: str, k: int,
+def hybrid_search(store: Backend, query_vector: np.ndarray, query: str, k: int,
                   config: RetrievalConfig, scope: Scope | None = None, period: Period | None = None) -> Retrieved:
     """Top ``k`` passages for ``query`` (whose embedding is ``query_vector``) among the articles ``scope``
     admits, those dated in ``period`` first; texts are cut from the articles by their stored offsets. The caller
-    holds the index's read lock, so the store and vectors stay put meanwhile."""
-    pool = gather(store, vectors, query_vector, query, config, scope, period)
+    holds the index's read lock, so the backend stays put meanwhile."""
+    pool = gather(store, query_vector, query, config, scope, period)
     return finish(pool, rank(pool, config), k, config)

@@ -120,9 +120,9 @@ class Settings:
 
     Every field has an environment variable: ``QA_INDEX_DIR``, ``QA_MODEL``, ``QA_BACKEND``, ``QA_API_TOKEN``,
     ``QA_SEEDS_DIR``, ``QA_MAX_TOKENS``, ``QA_TITLE_TOKENS``, ``QA_OVERLAP_SENTENCES``, ``QA_MAX_QUESTION_CHARS``,
-    ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``, ``QA_READER``, ``QA_READER_DIR``, ``QA_ALLOWED_HOSTS``,
-    ``QA_RATE_LIMIT``, ``QA_LLM_URL``, ``QA_LLM_MODEL``, ``QA_LLM_API_KEY``, ``QA_LLM_TIMEOUT``,
-    ``QA_LLM_MAX_TOKENS``, ``QA_LLM_PASSAGES``.
+    ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``, ``QA_EMBED_ARENA``, ``QA_EMBED_BATCH_TOKENS``, ``QA_READER``,
+    ``QA_READER_DIR``, ``QA_ALLOWED_HOSTS``, ``QA_RATE_LIMIT``, ``QA_STORE``, ``QA_LLM_URL``, ``QA_LLM_MODEL``,
+    ``QA_LLM_API_KEY``, ``QA_LLM_TIMEOUT``, ``QA_LLM_MAX_TOKENS``, ``QA_LLM_PASSAGES``.
     """
 
     index_dir: Path = Path("index")
@@ -146,10 +146,20 @@ class Settings:
     max_question_chars: int = 2000
     max_article_bytes: int = 5 * 1024 * 1024
     threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    # A bound on an embedding batch's padded word pieces (rows × longest row); 0 bounds the row count (32) only.
+    # ONNX Runtime's memory follows the largest batch: 2048 (8 chunks of 256) was chosen on BBC News (800 of its
+    # chunk texts embedded in fresh processes, docs/reliability.md): peak RSS 690 MB unbounded, 410 at 4096.
+    embed_batch_tokens: int = 2048
+    # ONNX Runtime's CPU memory arena for the embedding session (keeps the largest batch's memory for good). Off
+    # measured no lower peak with bounded batches on the same split, so it stays on.
+    embed_arena: bool = True
     # The reader (qa/reader.py) chooses answer sentences, re-ranks passages and decides "the articles don't say";
     # off, answers come from cosine and term overlap alone (the path before the reader existed).
     reader: bool = True
     reader_dir: Path = field(default_factory=lambda: _default_reader_dir())
+    # Where articles, chunks and vectors are stored (qa/backends): "embedded" (SQLite + FAISS in index_dir, the
+    # default), "milvus:///path/to/file.db" (Milvus Lite) or "http://host:19530" (a Milvus server).
+    store: str = "embedded"
     # An OpenAI-compatible server (llama.cpp's, Ollama's, vLLM's: the URL ending in /v1) that writes the answer from
     # the retrieved passages; each sentence it writes is checked against the passage it cites (qa/llm.py). None,
     # the default: answers are the extractive ones and nothing is sent anywhere.
@@ -178,8 +188,11 @@ class Settings:
             "max_question_chars": int(_env("QA_MAX_QUESTION_CHARS", "2000")),
             "max_article_bytes": int(_env("QA_MAX_ARTICLE_BYTES", str(5 * 1024 * 1024))),
             "threads": int(_env("QA_THREADS", str(max(1, os.cpu_count() or 1)))),
+            "embed_arena": _switch("QA_EMBED_ARENA", _env("QA_EMBED_ARENA", "on")),
+            "embed_batch_tokens": int(_env("QA_EMBED_BATCH_TOKENS", "2048")),
             "reader": _switch("QA_READER", _env("QA_READER", "on")),
             "reader_dir": Path(_env("QA_READER_DIR", str(_default_reader_dir()))),
+            "store": _env("QA_STORE", "embedded"),
             "llm_url": _llm_url(os.environ.get("QA_LLM_URL", "")),
             "llm_model": os.environ.get("QA_LLM_MODEL", "").strip(),
             "llm_api_key": os.environ.get("QA_LLM_API_KEY", "").strip() or None,
@@ -189,9 +202,15 @@ class Settings:
         }
         env.update(overrides)
         settings = cls(**env)
+        from .backends import check_store
+
+        settings = replace(settings, store=check_store(settings.store))  # ValueError naming the accepted forms
         settings.rate  # noqa: B018 -- a malformed QA_RATE_LIMIT is an error now, not at the first question
         if settings.backend not in BACKENDS:
             raise ValueError(f"QA_BACKEND must be one of {', '.join(BACKENDS)}, not {settings.backend!r}")
+        if settings.embed_batch_tokens and settings.embed_batch_tokens < settings.max_tokens:
+            raise ValueError(f"QA_EMBED_BATCH_TOKENS must be 0 or at least QA_MAX_TOKENS ({settings.max_tokens}), "
+                             f"not {settings.embed_batch_tokens}")
         return settings
 
     def with_(self, **changes) -> "Settings":

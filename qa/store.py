@@ -66,6 +66,27 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
+# How the article list can be sorted: a key the caller names → the SQL it orders by (documents as ``d``).
+DOCUMENT_ORDER = {
+    "date": "d.date",
+    "title": "lower(CASE WHEN d.title != '' THEN d.title ELSE d.doc_id END)",
+    "source": "lower(d.source)",
+    "chunks": "chunk_count",
+    "added": "d.added_at",
+}
+
+
+def _document_search(search: str) -> tuple[str, list]:
+    """The WHERE condition for articles whose title, source or id contains ``search`` (SQLite's LIKE: any case
+    for ASCII letters; ``%``, ``_`` and ``\\`` in the search are matched as themselves)."""
+    search = " ".join((search or "").split())
+    if not search:
+        return "1", []
+    like = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return ("(d.title LIKE ? ESCAPE '\\' OR d.source LIKE ? ESCAPE '\\' OR d.doc_id LIKE ? ESCAPE '\\')",
+            [like, like, like])
+
+
 class StoreClosed(sqlite3.ProgrammingError):
     """A store used after ``close()``: its generation was replaced (and is being deleted) or the index closed."""
 
@@ -163,13 +184,37 @@ class Store:
         row = self.db.execute("SELECT content_hash FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
         return row[0] if row else None
 
-    def documents(self) -> list[DocumentInfo]:
+    def documents(self, *, search: str = "", sort: str = "date", descending: bool = True, limit: int | None = None,
+                  offset: int = 0) -> list[DocumentInfo]:
+        """Article rows whose title, source or id contains ``search`` (any case), ordered by ``sort`` (a key of
+        DOCUMENT_ORDER; undated articles last whichever the direction), ``limit`` of them from ``offset``."""
+        if sort not in DOCUMENT_ORDER:
+            raise ValueError(f"cannot sort articles by {sort!r}")
+        where, params = _document_search(search)
+        direction = "DESC" if descending else "ASC"
+        # The ORDER BY column comes from the whitelist, never from the caller's text; ties go by id.
+        undated_last = "d.date = '', " if sort == "date" else ""
+        order = f"{undated_last}{DOCUMENT_ORDER[sort]} {direction}, d.doc_id {direction}"
+        page = " LIMIT ? OFFSET ?" if limit is not None else ""
         rows = self.db.execute(
             "SELECT d.doc_id, d.title, d.date, d.source, d.url, "
-            "(SELECT count(*) FROM chunks c WHERE c.doc_id = d.doc_id), length(d.text), d.added_at "
-            "FROM documents d ORDER BY d.date DESC, d.doc_id"
+            "(SELECT count(*) FROM chunks c WHERE c.doc_id = d.doc_id) AS chunk_count, length(d.text), d.added_at "
+            f"FROM documents d WHERE {where} ORDER BY {order}{page}",
+            params + ([int(limit), int(offset)] if limit is not None else []),
         )
         return [DocumentInfo(*row) for row in rows]
+
+    def sources(self) -> list[str]:
+        """The outlets the articles name, one spelling each (outlet filters match without regard to case), in
+        alphabetical order."""
+        rows = self.db.execute("SELECT min(trim(source)) FROM documents WHERE trim(source) != '' "
+                               "GROUP BY lower(trim(source)) ORDER BY lower(trim(source))")
+        return [row[0] for row in rows]
+
+    def count_documents(self, *, search: str = "") -> int:
+        """How many articles ``documents(search=...)`` would list without a limit."""
+        where, params = _document_search(search)
+        return self.db.execute(f"SELECT count(*) FROM documents d WHERE {where}", params).fetchone()[0]
 
     def document(self, doc_id: str) -> dict | None:
         row = self.db.execute(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,3 +173,36 @@ class Watcher:
                 began = time.perf_counter()
                 self.apply(path for _, path in changes)
                 log.debug("batch of %d changes applied in %.2f s", len(changes), time.perf_counter() - began)
+
+
+class BackgroundWatch:
+    """A Watcher running in a daemon thread beside something else (`qa serve --watch DIR`): ``start()`` begins
+    watching, ``ready`` is set once the folder has been synced, ``stop()`` ends the watch after the batch under way
+    (an index write is never cut off by it) and waits for the thread."""
+
+    def __init__(self, watcher: Watcher, *, debounce_ms: int = 1000):
+        self.watcher = watcher
+        self.debounce_ms = debounce_ms
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="qa-watch", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.watcher.run(debounce_ms=self.debounce_ms, stop_event=self._stop, on_ready=self.ready.set)
+        except Exception as e:  # noqa: BLE001 -- the server goes on without the watch; say why once
+            log.error("the watch of %s stopped: %s", self.watcher.folder, e)
+            self.watcher.report(Action("failed", str(self.watcher.folder), f"the watch stopped: {e}"))
+        finally:
+            self.ready.set()  # nobody waits for a watch that ended
+
+    def start(self) -> "BackgroundWatch":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Stop watching; True when the thread ended within ``timeout`` seconds."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()

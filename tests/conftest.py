@@ -106,3 +106,36 @@ def fake_index(settings) -> NewsIndex:
     idx = NewsIndex(settings, embedder=FakeEmbedder())
     yield idx
     idx.close()
+
+
+# --- the storage backends (QA_STORE): tests that matter run on each --------------------------------------------------
+STORES = ("embedded", "milvus")
+
+
+def store_settings(store: str, folder: Path) -> Settings:
+    """Settings for an index in ``folder`` on ``store``: the embedded default, or Milvus Lite in a file there."""
+    url = "embedded" if store == "embedded" else f"milvus://{folder}/milvus.db"
+    return Settings.from_env(index_dir=folder / "index", seeds_dir=SEEDS, store=url)
+
+
+@pytest.fixture(scope="session")
+def milvus_seed_dir(tmp_path_factory, embedder) -> Path:
+    """The seed articles indexed once into Milvus Lite; tests copy its folder rather than change it."""
+    folder = tmp_path_factory.mktemp("milvus-seed")
+    idx = NewsIndex(store_settings("milvus", folder), embedder=embedder)
+    idx.rebuild(collect([SEEDS], max_bytes=idx.settings.max_article_bytes).articles)
+    idx.close()
+    return folder
+
+
+@pytest.fixture(params=STORES)
+def store_seed_copy(request, seed_index_dir, tmp_path, embedder) -> NewsIndex:
+    """A private copy of the seed index on each store (the embedded default, Milvus Lite)."""
+    folder = tmp_path / "copy"
+    if request.param == "embedded":
+        shutil.copytree(seed_index_dir, folder / "index")
+    else:
+        shutil.copytree(request.getfixturevalue("milvus_seed_dir"), folder)
+    idx = NewsIndex(store_settings(request.param, folder), embedder=embedder)
+    yield idx
+    idx.close()

@@ -53,9 +53,6 @@ def test_nothing_close_enough_means_the_articles_dont_say():
     assert (got.text, got.spans, got.answerable) == (NOT_FOUND, [], False)
 
 
-@pytest.mark.xfail(strict=True, reason="with the reader on, the China sentence scores 0.19 against 0.33-0.82 for "
-                   "four Canada sentences, so the three-sentence list answer leaves it out; the China passage is still "
-                   "ranked first and cited (docs/quality.md, issue 9)")
 def test_a_list_question_combines_the_canada_and_the_china_sentences(seed_index):
     answer = seed_index.ask("which countries retaliated?")
     assert answer.answerable

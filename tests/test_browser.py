@@ -450,3 +450,30 @@ def test_an_article_pasted_on_the_articles_page_is_added_as_a_background_job_wit
     page.locator(".notice.ok", has_text="Rebuilt the index").wait_for()
     assert page.locator("#rebuild-progress").is_visible() and page.locator("#rebuild-detail").inner_text() == "Done."
     assert page.locator(f"tr#doc-{doc_id}").count() == 1
+
+
+def test_the_filter_row_narrows_answers_and_an_answer_link_reproduces_it(page, server):
+    doc_id = add_article(page, server, title="Quokka ferry strike", date="2025-03-03", source="Quokka Courier", text=(
+        "Ferry workers on Quokka Island went on strike on Monday over pay and night shifts.\n\n"
+        "The union said crossings to the mainland would stop until the operator raised wages."))
+    try:
+        page.goto(server)
+        page.locator("details#filters summary").click()
+        page.get_by_label("Outlet").select_option("Quokka Courier")
+        page.get_by_label("From").fill("2025-03-01")
+        turn = ask(page, "Why did the ferry workers strike?")
+        cards = page.locator(f"{turn} li.card")
+        assert cards.count() >= 1
+        assert {cards.nth(i).get_attribute("data-doc-id") for i in range(cards.count())} == {doc_id}
+        assert page.locator(f"{turn} .scope-note").inner_text() == \
+            "Only articles from Quokka Courier, dated 2025-03-01 or later."
+        answer = page.locator(f"{turn} .answer").inner_text()
+        page.locator(f"{turn} a.permalink").click()
+        page.wait_for_url("**/ask?*")
+        assert page.locator("article.turn").count() == 1
+        assert page.locator("article.turn .answer").inner_text() == answer
+        assert page.get_by_label("Outlet").input_value() == "Quokka Courier"
+    finally:
+        page.goto(f"{server}/documents")
+        page.locator(f"tr#doc-{doc_id}").get_by_role("button", name="Delete").click()
+        page.locator(".notice.ok").wait_for()

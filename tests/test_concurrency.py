@@ -183,3 +183,85 @@ def test_a_finished_threads_connection_is_not_kept_open(fake_index):
 
     gc.collect()
     assert len(store._connections) == before
+
+
+def test_two_first_adds_into_an_empty_index_keep_both_articles(fake_index):
+    """Both threads find no index; whichever locks first builds it, the other adds to it (not builds over it)."""
+    fake = fake_index.embedder
+    fake_index._write_lock = lock = _NoticedLock()
+
+    class WaitingEmbedder:
+        """The first writer's embedding waits until the other writer is waiting for the write lock, so the
+        other has looked for the index (wherever it looks) before the first one's build can finish."""
+
+        dim = fake.dim
+
+        def encode(self, texts, **kwargs):
+            lock.contended.wait(10)
+            return fake.encode(texts, **kwargs)
+
+    fake_index._embedder = WaitingEmbedder()
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def add(i):
+        start.wait()
+        try:
+            fake_index.add([_article(i)])
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert lock.contended.is_set()
+    assert not errors, errors[0]
+    assert {d.doc_id for d in fake_index.documents()} == {"doc1", "doc2"}
+    docs, chunks = fake_index.live().store.counts()
+    assert fake_index.live().vectors.size == chunks
+
+
+def _qa_index_in_a_child(index_dir: str, folder: str, barrier) -> None:
+    """`qa index FOLDER` over the fake embedder, started with the other process (the child of a fork)."""
+    from conftest import FakeEmbedder
+    from qa import cli as qa_cli
+    from qa.index import NewsIndex
+
+    qa_cli._index = lambda settings: NewsIndex(settings, embedder=FakeEmbedder())
+    barrier.wait()
+    raise SystemExit(qa_cli.main(["--index-dir", index_dir, "index", folder]))
+
+
+def test_two_qa_index_processes_into_an_empty_index_keep_both_folders(tmp_path):
+    import multiprocessing
+
+    from conftest import FakeEmbedder
+    from qa.index import NewsIndex
+    from qa.settings import Settings
+
+    folders = []
+    for name in ("north", "south"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(3):
+            (folder / f"{name}{i}.txt").write_text(f"The {name} harbour story {i}: ferries, tariffs and quotas.",
+                                                   encoding="utf-8")
+        folders.append(str(folder))
+    index_dir = str(tmp_path / "index")
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(2)
+    children = [ctx.Process(target=_qa_index_in_a_child, args=(index_dir, f, barrier)) for f in folders]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(120)
+    assert [c.exitcode for c in children] == [0, 0]
+    index = NewsIndex(Settings.from_env(index_dir=index_dir), embedder=FakeEmbedder())
+    try:
+        assert {d.doc_id for d in index.documents()} == {f"{n}{i}" for n in ("north", "south") for i in range(3)}
+        docs, chunks = index.live().store.counts()
+        assert index.live().vectors.size == chunks
+    finally:
+        index.close()

@@ -124,6 +124,29 @@ def test_a_full_disk_is_507_with_the_path_over_http(tmp_path, monkeypatch):
     _assert_intact(folder, set(_texts(3)))
 
 
+@pytest.mark.parametrize("free_bytes, expected", [(0, StorageFull), (1 << 30, IndexCorrupt)])
+def test_a_database_sqlite_cannot_open_is_a_full_disk_when_there_is_no_room_else_damage(
+        tmp_path, monkeypatch, free_bytes, expected):
+    # On a full disk SQLite cannot make a WAL database's -shm file and says "disk I/O error": that is no damage
+    # (and `qa doctor` would only write more), so the error says the disk is full.
+    import os
+    import types
+
+    folder = tmp_path / "index"
+    _build(folder).close()
+    index = _fresh(folder)
+
+    def cannot_open(*args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(sqlite3, "connect", cannot_open)
+    monkeypatch.setattr(os, "statvfs", lambda path: types.SimpleNamespace(f_bavail=free_bytes // 4096, f_frsize=4096))
+    with pytest.raises(expected) as caught:
+        index.documents()
+    assert str(folder) in str(caught.value)
+    assert ("full" in str(caught.value)) == (expected is StorageFull)
+
+
 # --- 2. a damaged database -------------------------------------------------------------------------------------
 def _damage(folder: Path) -> Path:
     """Overwrite a page in the middle of the live generation's database with garbage; returns the database."""

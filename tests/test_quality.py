@@ -136,7 +136,7 @@ def test_publishers_named_in_a_question_are_matched_as_names_not_words(fake_inde
     fake_index.add_text("Rates rose again.", title="Rates", source="Fortune", date="2023-10-07")
     fake_index.add_text("A new phone.", title="Phone", source="The Verge", date="2023-10-08")
     fake_index.add_text("Cricket scores.", title="Cricket", source="The Age", date="2023-10-09")
-    store = fake_index.live().store
+    store = fake_index.live()
     assert named_sources(store, "What did Fortune and the Verge report?") == {"Fortune", "The Verge"}
     assert named_sources(store, "Is good fortune in the age of AI wired?") == set()
 

@@ -185,3 +185,16 @@ def test_a_follow_up_is_answered_with_its_own_sentence_not_the_previous_answer(i
     for span in second.answer_spans + third.answer_spans:
         assert text[span.start:span.end] in second.answer + third.answer
     assert second.sentences_read > 0
+
+
+def test_a_follow_up_whose_best_sentence_was_the_previous_answer_also_gets_a_new_one():
+    # The reader favours the demand again, but the previous turn already said it: the follow-up adds the best
+    # sentence not said before (one the reader does not rule out), and keeps the repeat beside it.
+    reader = KeywordReader({})
+    previous = "The union demanded a 9 per cent raise and a cap on overtime. [1]"
+    reader.score = lambda q, sentences: np.array(
+        [0.9 if "union" in s else 0.2 if "March" in s else 0.01 for s in sentences], dtype=np.float32)
+    got = compose_read("And what else?", _found([_passage(1, 0, len(ARTICLE))]), reader, said=previous)
+    assert "Managers said talks would resume in March." in got.text and "The union demanded" in got.text
+    alone = compose_read("And what else?", _found([_passage(1, 0, len(ARTICLE))]), reader)
+    assert "March" not in alone.text

@@ -9,7 +9,7 @@ import sys
 import pytest
 from fastapi.testclient import TestClient
 
-import qa.retrieval as retrieval
+import qa.backends.sqlite_faiss as sqlite_faiss
 from conftest import RETALIATION_DOC
 from qa.errors import InvalidInput
 from qa.records import Article
@@ -107,7 +107,7 @@ def test_filters_restrict_the_passages(dated):
 
 @pytest.mark.parametrize("exact_limit", [10_000, 0])  # exact cosines over the filter; FAISS over-fetch first
 def test_a_narrow_filter_still_returns_k_passages_with_exact_citations(dated, monkeypatch, exact_limit):
-    monkeypatch.setattr(retrieval, "EXACT_SCOPE_CHUNKS", exact_limit)
+    monkeypatch.setattr(sqlite_faiss, "EXACT_SCOPE_CHUNKS", exact_limit)
     chunks = len(dated.document("harbour-report")["chunks"])
     assert chunks >= 3
     # A question about ferries: the harbour report is far from it, yet the filter to it yields k of its passages.
@@ -206,3 +206,106 @@ def test_the_cli_takes_filters(dated):
 def test_a_filter_no_article_passes_gives_no_passages(dated):
     answer = dated.ask("Why did ferry workers strike?", sources=["Nobody's Gazette"])
     assert not answer.answerable and answer.passages == []
+
+
+# --- the chat page's filter row ------------------------------------------------------------------------------------
+HTML = {"accept": "text/html"}
+
+
+def chat_page(response):
+    from bs4 import BeautifulSoup
+
+    assert response.headers["content-type"].startswith("text/html")
+    return BeautifulSoup(response.text, "html.parser")
+
+
+def test_the_chat_page_offers_the_stored_outlets_and_a_date_range(client, dated):
+    page = chat_page(client.get("/", headers=HTML))
+    assert dated.sources() == ["Coastal Post", "Harbour Times"]
+    options = [(o.get("value", o.get_text()), o.get_text()) for o in page.select("#ask select[name=source] option")]
+    assert options == [("", "Any outlet"), ("Coastal Post", "Coastal Post"), ("Harbour Times", "Harbour Times")]
+    assert page.select_one("#ask input[name=since][type=date]") and page.select_one("#ask input[name=until][type=date]")
+    assert page.select_one("label[for=since]") and page.select_one("label[for=source-filter]")
+    assert not page.select_one("details#filters").has_attr("open")  # compact until used
+
+
+def test_the_chat_form_narrows_answers_by_date_and_outlet_without_javascript(client):
+    r = client.post("/ask", data={"question": "Why did ferry workers strike?", "since": "2025-05-01", "until": "",
+                                  "source": "harbour times"}, headers=HTML)
+    assert r.status_code == 200, r.text
+    page = chat_page(r)
+    cards = {li["data-doc-id"] for li in page.select("article.turn li.card")}
+    assert cards and cards <= {"ferry-may", "budget"}
+    assert page.select_one(".scope-note").get_text() == "Only articles from harbour times, dated 2025-05-01 or later."
+    # The filter row shows what was asked, open, so the next question is asked the same way.
+    assert page.select_one("details#filters").has_attr("open")
+    assert page.select_one("#since")["value"] == "2025-05-01" and page.select_one("#until")["value"] == ""
+    assert page.select_one("#source-filter option[selected]").get_text() == "Harbour Times"
+
+    # Empty fields filter nothing.
+    page = chat_page(client.post("/ask", data={"question": "Why did ferry workers strike?", "since": "", "until": "",
+                                               "source": ""}, headers=HTML))
+    assert not page.select(".scope-note") and "ferry-march" in {li["data-doc-id"] for li in page.select("li.card")}
+
+    # What the page's script sends (?partial=1): the new turn alone, filtered the same way.
+    r = client.post("/ask?partial=1", data={"question": "Why did ferry workers strike?", "until": "2025-03-31",
+                                            "source": "Coastal Post"}, headers=HTML)
+    turn = chat_page(r)
+    assert {li["data-doc-id"] for li in turn.select("li.card")} == {"ferry-march"}
+    assert "dated 2025-03-31 or earlier" in turn.select_one(".scope-note").get_text()
+
+
+def test_a_bad_date_in_the_filter_row_is_shown_beside_the_input_with_the_filters_kept(client):
+    r = client.post("/ask", data={"question": "Why did ferry workers strike?", "since": "2025-05-01",
+                                  "until": "2025-04-01", "source": "Coastal Post"}, headers=HTML)
+    assert r.status_code == 400
+    page = chat_page(r)
+    assert "after until" in page.select_one("#ask-error").get_text()
+    assert page.select_one("#since")["value"] == "2025-05-01" and page.select_one("#until")["value"] == "2025-04-01"
+    assert page.select_one("#question").get_text() == "Why did ferry workers strike?"
+    r = client.post("/ask", data={"question": "Why did ferry workers strike?", "since": "yesterday"},
+                    headers={"accept": "application/json"})
+    assert r.status_code == 400 and "YYYY-MM-DD" in r.json()["detail"]
+
+
+# --- a permalink to each answer ------------------------------------------------------------------------------------
+def cards_of(page) -> list[tuple[str, str]]:
+    return [(li["data-doc-id"], li.select_one(".meta").get_text().rsplit("characters", 1)[1].strip())
+            for li in page.select("article.turn:last-of-type li.card")]
+
+
+def test_link_to_this_answer_reproduces_it_filters_and_follow_up_included(client):
+    first = {"question": "Why did ferry workers strike?", "until": "2025-03-31", "source": "Coastal Post", "k": "3"}
+    page = chat_page(client.post("/ask", data=first, headers=HTML))
+    link = page.select_one("article.turn a.permalink")
+    assert link.get_text().startswith("Link to this answer")
+    href = link["href"]
+    assert href.startswith("/ask?") and "until=2025-03-31" in href and "source=Coastal+Post" in href and "k=3" in href
+    again = chat_page(client.get(href, headers=HTML))
+    assert again.select_one(".answer").get_text() == page.select_one(".answer").get_text()
+    assert cards_of(again) == cards_of(page) and cards_of(page)
+    assert again.select_one("#until")["value"] == "2025-03-31"  # the filter row as it was
+    assert again.select_one("article.turn a.permalink")["href"] == href  # the link's page links to itself
+
+    # A follow-up's link carries the question it followed, which its search leans on.
+    answer = page.select_one(".answer").get_text()
+    follow = {"question": "and why?", "history_question": first["question"], "history_answer": answer}
+    page = chat_page(client.post("/ask", data=follow, headers=HTML))
+    href = page.select("article.turn a.permalink")[-1]["href"]
+    assert "after=Why+did+ferry+workers+strike%3F" in href
+    again = chat_page(client.get(href, headers=HTML))
+    assert again.select_one(".answer").get_text() == page.select("article.turn .answer")[-1].get_text()
+    assert cards_of(again) == cards_of(page) and cards_of(page)
+    assert again.select_one(".follows").get_text() == "Follow-up to “Why did ferry workers strike?”"
+    # Asking on from the link's page continues that conversation.
+    assert [i["value"] for i in again.select("input[name=history_question]")] == [first["question"], "and why?"]
+
+    # Programs get the same answer as POST with the history.
+    posted = client.post("/ask", json={"question": "and why?", "history": [{"question": first["question"]}]}).json()
+    linked = client.get(href).json()
+    assert linked["answer"] == posted["answer"] and linked["query"] == posted["query"] == "Why did ferry workers " \
+        "strike? and why?"
+    assert [(p["doc_id"], p["start"], p["end"]) for p in linked["passages"]] == \
+        [(p["doc_id"], p["start"], p["end"]) for p in posted["passages"]]
+    r = client.get("/ask", params={"q": "and why?", "after": "x" * 5000})
+    assert r.status_code == 400 and "after is 5,000 characters long" in r.json()["detail"]

@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from qa.sync import Watcher, sync
 
 
@@ -168,3 +170,102 @@ def test_qa_watch_logs_each_action(tmp_path, model_cache):
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     assert proc.returncode == 0
+
+
+def poll(check, seconds=20.0):
+    """``check()``'s first true value within ``seconds`` (None after that): the watch applies changes after its
+    debounce, on a machine that may be busy."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def test_a_background_watch_runs_while_the_app_does(tmp_path, fake_index):
+    from fastapi.testclient import TestClient
+
+    from qa.sync import BackgroundWatch
+    from web.app import create_app
+
+    root = folder_of_articles(tmp_path / "news")
+    watch = BackgroundWatch(Watcher(fake_index, root, report=lambda action: None), debounce_ms=200)
+    assert not fake_index.exists()
+    with TestClient(create_app(fake_index.settings, index=fake_index, watch=watch)) as client:
+        # There was no index: the app started serving once the folder was indexed.
+        assert {d["doc_id"] for d in client.get("/documents").json()} == {"a", "b", "c", "r1", "r2"}
+        write(root / "late.txt", "A late article about the ferry timetable.")
+        assert poll(lambda: client.get("/documents/late").status_code == 200)
+    assert not watch._thread.is_alive()  # stopped with the app
+    write(root / "later.txt", "Written after the server stopped.")
+    time.sleep(0.5)
+    assert "later" not in ids(fake_index)
+
+
+@pytest.mark.slow
+def test_qa_serve_watch_keeps_the_served_articles_in_step_with_the_folder(tmp_path, model_cache):
+    import signal
+    import socket
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    root = tmp_path / "news"
+    write(root / "a.txt", "Ferry workers went on strike on Monday over pay.")
+    folder = tmp_path / "index"
+    folder.mkdir()
+    if (model_cache / "onnx").exists():
+        shutil.copytree(model_cache / "onnx", folder / "onnx")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_READER": "off"}
+    proc = subprocess.Popen([sys.executable, "-m", "qa.cli", "serve", "--port", str(port), "--watch", str(root),
+                             "--debounce", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+    def get(path):
+        try:
+            with urllib.request.urlopen(base + path, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, None
+        except OSError:
+            return None, None
+
+    def ask(question):
+        status, body = get("/ask?" + urllib.parse.urlencode({"q": question, "k": 3}))
+        return body if status == 200 else None
+
+    try:
+        # No index before: the server comes up with the folder's article (the model loads meanwhile).
+        assert poll(lambda: get("/documents")[0] == 200 or proc.poll() is not None, 240)
+        assert [d["doc_id"] for d in get("/documents")[1]] == ["a"]
+
+        write(tmp_path / "rink.txt", "The ice rink on Harbour Street closes for roof repairs until October.")
+        shutil.copy(tmp_path / "rink.txt", root / "rink.txt")  # a file copied in becomes answerable
+        assert poll(lambda: get("/documents/rink")[0] == 200)
+        body = ask("Why does the ice rink close?")
+        assert body["passages"][0]["doc_id"] == "rink" and "roof repairs" in body["passages"][0]["text"]
+
+        write(root / "rink.txt", "The ice rink on Harbour Street reopens on Saturday with a new cafe.")
+        assert poll(lambda: (get("/documents/rink")[1] or {}).get("text", "").endswith("new cafe."))
+        body = ask("When does the ice rink reopen?")
+        rink = [p for p in body["passages"] if p["doc_id"] == "rink"]
+        assert rink and "reopens on Saturday" in rink[0]["text"] and "roof" not in rink[0]["text"]
+
+        (root / "rink.txt").unlink()  # gone from every route
+        assert poll(lambda: get("/documents/rink")[0] == 404)
+        assert "rink" not in [d["doc_id"] for d in get("/documents")[1]]
+        assert "rink" not in [p["doc_id"] for p in ask("When does the ice rink reopen?")["passages"]]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            err = proc.communicate(timeout=60)[1]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            err = proc.communicate()[1]
+    assert "added rink" in err and "updated rink" in err and "removed rink: its file is gone" in err, err
+    assert "Traceback" not in err and "did not stop" not in err, err

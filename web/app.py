@@ -34,8 +34,11 @@ from .routes import ask, documents, meta
 log = logging.getLogger("qa.web")
 
 
-def create_app(settings: Settings | None = None, index: NewsIndex | None = None) -> FastAPI:
-    """The FastAPI app over ``index`` (default: a NewsIndex opened with ``settings``, default: the environment)."""
+def create_app(settings: Settings | None = None, index: NewsIndex | None = None, *, watch=None) -> FastAPI:
+    """The FastAPI app over ``index`` (default: a NewsIndex opened with ``settings``, default: the environment).
+    ``watch`` (a qa.sync.BackgroundWatch over the same index, `qa serve --watch DIR`) runs while the app does: it
+    starts with the app (which serves once the folder is indexed, when there was no index before) and stops, after
+    the batch under way, when the app shuts down."""
     settings = settings or (index.settings if index is not None else Settings.from_env())
     index = index if index is not None else NewsIndex(settings)
 
@@ -48,10 +51,23 @@ def create_app(settings: Settings | None = None, index: NewsIndex | None = None)
         except QAError as e:
             log.warning("the index cannot be opened yet: %s", e)
 
+    def start_watch() -> None:
+        had_index = index.exists()
+        watch.start()
+        if not had_index:  # the folder is the collection: answer from it, not from an index still being built
+            log.info("no index yet: indexing %s before serving", watch.watcher.folder)
+            watch.ready.wait()
+
     @asynccontextmanager
     async def lifespan(_app):
+        if watch is not None:
+            await run_in_threadpool(start_watch)
         await run_in_threadpool(warm)
-        yield
+        try:
+            yield
+        finally:
+            if watch is not None and not await run_in_threadpool(watch.stop):
+                log.warning("the watch of %s did not stop in time", watch.watcher.folder)
 
     app = FastAPI(
         title="News QA",

@@ -57,10 +57,55 @@ def segments(text: str, base: int = 0, *, passage: tuple[int, int] | None = None
     return out
 
 
+def merge_passages(passages: list[dict]) -> list[dict]:
+    """Passages of one article whose character ranges overlap or touch, as one passage spanning their union (a
+    card on the page), in the order of their best rank. The union's text is put together from the parts' texts by
+    their offsets (each part is ``article[start:end]``, so the union is ``article[min start:max end]`` exactly);
+    ``ranks`` lists the ranks merged (``rank`` is the best), ``weak`` holds only when every part is weak."""
+    by_doc: dict[str, list[dict]] = {}
+    for p in passages:
+        by_doc.setdefault(p["doc_id"], []).append(p)
+    merged = []
+    for parts in by_doc.values():
+        group: list[dict] = []
+        for p in sorted(parts, key=lambda p: (p["start"], p["end"])):
+            if group and p["start"] <= max(q["end"] for q in group):
+                group.append(p)
+            else:
+                if group:
+                    merged.append(_union(group))
+                group = [p]
+        merged.append(_union(group))
+    return sorted(merged, key=lambda p: p["rank"])
+
+
+def _union(group: list[dict]) -> dict:
+    if len(group) == 1:
+        return {**group[0], "ranks": [group[0]["rank"]]}
+    text, start, end = group[0]["text"], group[0]["start"], group[0]["end"]
+    for p in group[1:]:  # sorted by start, each starting at or before ``end``
+        if p["end"] > end:
+            text += p["text"][end - p["start"]:]
+            end = p["end"]
+    best = min(group, key=lambda p: p["rank"])
+    return {**best, "start": start, "end": end, "text": text, "score": max(p["score"] for p in group),
+            "ranks": sorted(p["rank"] for p in group), "weak": all(p.get("weak") for p in group),
+            "pages": sorted({n for p in group for n in (p.get("pages") or [])})}
+
+
+def _ranks(passage: dict) -> set[int]:
+    return set(passage.get("ranks") or [passage["rank"]])
+
+
+def _spans_in(passage: dict, spans: list[dict]) -> list[tuple[int, int]]:
+    """The answer sentences taken from ``passage`` (from any of the passages merged into it)."""
+    ranks = _ranks(passage)
+    return [(s["start"], s["end"]) for s in spans if s["rank"] in ranks and s["doc_id"] == passage["doc_id"]]
+
+
 def passage_segments(passage: dict, spans: list[dict]) -> list[Segment]:
     """A cited passage with the answer sentences that were taken from it highlighted."""
-    mine = [(s["start"], s["end"]) for s in spans if s["rank"] == passage["rank"] and s["doc_id"] == passage["doc_id"]]
-    return segments(passage["text"], passage["start"], answers=mine)
+    return segments(passage["text"], passage["start"], answers=_spans_in(passage, spans))
 
 
 def answer_parts(answer: str, ranks: set[int]) -> list[tuple[str, int | None]]:
@@ -82,19 +127,29 @@ def answer_parts(answer: str, ranks: set[int]) -> list[tuple[str, int | None]]:
 
 def excerpt(passage: dict, spans: list[dict], context: int = 90, plain: int = 220) -> dict:
     """A glance at a passage: its answer sentences with about ``context`` characters either side (cut at a space),
-    or its first ``plain`` characters when it holds none. ``before``/``after`` say whether text was left out."""
+    or its first ``plain`` characters when it holds none. Sentences further apart than twice ``context`` (in a card
+    that merged passages) are separate ``pieces``, shown with "…" between; ``before``/``after`` say whether text
+    was left out at the start and the end."""
     text, base = passage["text"], passage["start"]
-    mine = [(s["start"], s["end"]) for s in spans if s["rank"] == passage["rank"] and s["doc_id"] == passage["doc_id"]]
-    mine = _clip(mine, base, base + len(text))
-    if mine:
-        lo, hi = mine[0][0] - base - context, mine[-1][1] - base + context
-    else:
-        lo, hi = 0, plain
-    lo, hi = max(0, lo), min(len(text), hi)
-    if lo > 0:
-        space = text.find(" ", lo, mine[0][0] - base if mine else hi)
-        lo = space + 1 if space != -1 else lo
-    if hi < len(text):
-        space = text.rfind(" ", mine[-1][1] - base if mine else lo, hi)
-        hi = space if space != -1 else hi
-    return {"segments": segments(text[lo:hi], base + lo, answers=mine), "before": lo > 0, "after": hi < len(text)}
+    mine = [(s - base, e - base) for s, e in _clip(_spans_in(passage, spans), base, base + len(text))]
+    windows: list[list[int]] = []  # [lo, hi, first sentence's start, last sentence's end], passage offsets
+    for s, e in mine:
+        if windows and s - context <= windows[-1][1]:
+            windows[-1][1], windows[-1][3] = e + context, e
+        else:
+            windows.append([s - context, e + context, s, e])
+    if not windows:
+        windows = [[0, plain, plain, 0]]
+    pieces = []
+    for lo, hi, first, last in windows:
+        lo, hi = max(0, lo), min(len(text), hi)
+        if lo > 0:
+            space = text.find(" ", lo, min(first, hi))
+            lo = space + 1 if space != -1 else lo
+        if hi < len(text):
+            space = text.rfind(" ", max(last, lo), hi)
+            hi = space if space != -1 else hi
+        pieces.append((lo, hi))
+    return {"pieces": [segments(text[lo:hi], base + lo, answers=[(s + base, e + base) for s, e in mine])
+                       for lo, hi in pieces],
+            "before": pieces[0][0] > 0, "after": pieces[-1][1] < len(text)}

@@ -70,12 +70,16 @@ class AskRequest(BaseModel):
 class AskForm(BaseModel):
     """The chat page's form (works without JavaScript): earlier turns travel as repeated hidden fields,
     ``history_question`` and ``history_answer`` paired by position. The latest 20 turns are read, with the limits
-    of the JSON body's ``history``."""
+    of the JSON body's ``history``. ``since``, ``until`` (YYYY-MM-DD) and ``source`` are the filter row's."""
 
     question: str
     k: int = Field(default=5, ge=1, le=20)
     history_question: list[str] = Field(default_factory=list)
     history_answer: list[str] = Field(default_factory=list)
+    # The filter row: empty means any date, any outlet.
+    since: str = Field(default="", max_length=40)
+    until: str = Field(default="", max_length=40)
+    source: list[str] = Field(default_factory=list, max_length=100)
 
 
 class PassageOut(BaseModel):

@@ -19,7 +19,7 @@ from ..errors import show_errors_on
 from ..guards import UnsupportedBody
 from ..models import MAX_HISTORY_TURNS, AskForm, AskRequest, AskResponse, check_history
 from ..negotiation import is_form, wants_html
-from ..pages import Pages, history_view, turn_view
+from ..pages import Pages, chat_filters, history_view, turn_view
 from .common import ERRORS, HTML_200, INDEX_ERRORS, body
 
 router = APIRouter()
@@ -28,14 +28,19 @@ FORM_HISTORY_TURNS = MAX_HISTORY_TURNS
 
 
 async def reply(request: Request, index: NewsIndex, pages: Pages, question: str, k: int, history: list[dict], *,
-                turn: int, partial: bool, earlier: list[dict], scope: dict | None = None):
-    """The one answer path behind GET and POST /ask: JSON for programs, the chat page for browsers."""
+                turn: int, partial: bool, earlier: list[dict], scope: dict | None = None, follows: str = ""):
+    """The one answer path behind GET and POST /ask: JSON for programs, the chat page for browsers (its filter
+    row set as the request's ``scope`` was)."""
+    scope = scope or {}
+    filters = chat_filters(scope.get("since"), scope.get("until"), scope.get("sources"))
     show_errors_on(request, lambda r, status, detail: pages.chat(
-        r, earlier, k=k, error=detail, status=status, partial=partial, question=question))
-    answer = await run_in_threadpool(lambda: index.ask(question, k, history, **(scope or {})))
+        r, earlier, k=k, error=detail, status=status, partial=partial, question=question, filters=filters))
+    answer = await run_in_threadpool(lambda: index.ask(question, k, history, **scope))
     data = answer.to_dict()
     if wants_html(request):
-        return pages.chat(request, earlier + [turn_view(turn, data)], k=k, partial=partial)
+        previous = history[-1]["question"] if history else ""
+        view = turn_view(turn, data, k=k, previous=previous, follows=follows)
+        return pages.chat(request, earlier + [view], k=k, partial=partial, filters=filters)
     return data
 
 
@@ -58,7 +63,8 @@ async def asked(request: Request, pages: Pages, partial: bool) -> Asked:
         form = await request.form()
         raw = {"question": form.get("question", ""), "k": form.get("k") or 5,
                "history_question": form.getlist("history_question"),
-               "history_answer": form.getlist("history_answer")}
+               "history_answer": form.getlist("history_answer"),
+               "since": form.get("since", ""), "until": form.get("until", ""), "source": form.getlist("source")}
         show_errors_on(request, lambda r, status, detail: pages.chat(
             r, [], error=detail, status=status, partial=partial))
         form_body = parse(AskForm, raw)
@@ -69,7 +75,10 @@ async def asked(request: Request, pages: Pages, partial: bool) -> Asked:
                       fields=("the question of turn {i}", "the answer of turn {i}"))
         earlier = [history_view(first + i, q, a) for i, (q, a) in enumerate(pairs)]
         history = [{"question": q, "answer": a} for q, a in pairs]
-        return Asked(form_body.question, form_body.k, history, len(form_body.history_question) + 1, earlier)
+        # The filter row's empty fields ("any date", "any outlet") filter nothing.
+        scope = {"since": form_body.since.strip() or None, "until": form_body.until.strip() or None,
+                 "sources": [s for s in form_body.source if s.strip()]}
+        return Asked(form_body.question, form_body.k, history, len(form_body.history_question) + 1, earlier, scope)
     if not (is_json(request) or is_form(request)):
         raise UnsupportedBody("send the question as JSON (content-type: application/json)")
     json_request = parse(AskRequest, await json_body(request))
@@ -137,9 +146,11 @@ async def ask_stream(request: Request, partial: bool = Query(False, include_in_s
     progress: only the `answer` is cited. Without `QA_LLM_URL` the stream is the `answer` event alone. Bad input
     is refused before the stream starts, as on POST /ask."""
     a = await asked(request, pages, partial)
+    scope = a.scope or {}
+    filters = chat_filters(scope.get("since"), scope.get("until"), scope.get("sources"))
     show_errors_on(request, lambda r, status, detail: pages.chat(
-        r, a.earlier, k=a.k, error=detail, status=status, partial=partial, question=a.question))
-    extractive = await run_in_threadpool(lambda: index.ask(a.question, a.k, a.history, llm=False, **(a.scope or {})))
+        r, a.earlier, k=a.k, error=detail, status=status, partial=partial, question=a.question, filters=filters))
+    extractive = await run_in_threadpool(lambda: index.ask(a.question, a.k, a.history, llm=False, **scope))
 
     def events():
         for kind, value in index.llm_events(extractive, a.history):
@@ -148,7 +159,9 @@ async def ask_stream(request: Request, partial: bool = Query(False, include_in_s
                 continue
             data = value.to_dict()
             if partial:
-                page = pages.chat(request, a.earlier + [turn_view(a.turn, data)], k=a.k, partial=True)
+                previous = a.history[-1]["question"] if a.history else ""
+                view = turn_view(a.turn, data, k=a.k, previous=previous)
+                page = pages.chat(request, a.earlier + [view], k=a.k, partial=True, filters=filters)
                 yield sse("turn", {"html": page.body.decode("utf-8")})
             yield sse("answer", data)
 
@@ -164,13 +177,22 @@ async def ask_get(request: Request, q: str = Query("", description="the question
                   until: str | None = Query(None, description="only articles dated on or before this day (YYYY-MM-DD)"),
                   source: list[str] = Query([], description="only articles from this outlet (repeatable)"),
                   doc_id: list[str] = Query([], description="only this article (repeatable)"),
+                  after: str = Query("", description="the question this one follows up: a follow-up that leans on "
+                                                     "it is searched together with it"),
                   index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
     """Answer a question given in the URL: `/ask?q=which+countries+retaliated%3F&k=5`, optionally restricted:
-    `&since=2025-03-01&until=2025-03-31&source=Coastal+Post&doc_id=ferry`. Same reply as POST."""
+    `&since=2025-03-01&until=2025-03-31&source=Coastal+Post&doc_id=ferry`, and for a follow-up the question
+    before it: `&after=…`. Same reply as POST. The chat page's "Link to this answer" is such a URL."""
     if not q.strip() and wants_html(request):
         return RedirectResponse("/", status_code=303)
     scope = {"since": since, "until": until, "sources": source, "doc_ids": doc_id}
-    return await reply(request, index, pages, q, k, [], turn=1, partial=False, earlier=[], scope=scope)
+    after = after.strip()
+    if after:
+        check_history([(after, "")], request.app.state.settings.max_question_chars,
+                      fields=("after", "after"))
+    history = [{"question": after, "answer": ""}] if after else []
+    return await reply(request, index, pages, q, k, history, turn=1, partial=False, earlier=[], scope=scope,
+                       follows=after)
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -27,7 +28,7 @@ from ..jobs import Job, Jobs
 from ..models import (AddArticle, AddResult, ArticleUpload, DocumentOut, DocumentSummary, ErrorOut, JobReply,
                       RebuildResult)
 from ..negotiation import is_form, wants_html
-from ..pages import Pages, size_text
+from ..pages import Listing, Pages, size_text
 from .common import ERRORS, HTML_200, INDEX_ERRORS, WRITE_ERRORS, body
 
 UPLOAD_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
@@ -45,14 +46,31 @@ writes = APIRouter(dependencies=[Depends(on_documents_page), Depends(write_acces
 
 
 @router.get("/documents", summary="List the articles", response_model=list[DocumentSummary],
-            responses={**HTML_200, **INDEX_ERRORS})
-def list_documents(request: Request, index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
-    """Every article: id, title, date, source, url, chunk count, length and when it was added (HTML for
-    browsers: the articles page, with forms to add, delete and rebuild)."""
+            responses={**HTML_200, 422: ERRORS[422], **INDEX_ERRORS})
+def list_documents(request: Request, response: Response,
+                   q: str = Query("", max_length=1000, description="only articles whose title, source or id holds "
+                                                                    "this (any case)"),
+                   sort: Literal["date", "title", "source", "chunks", "added"] = Query(
+                       "date", description="sort by this (undated articles come last when sorted by date)"),
+                   order: Literal["asc", "desc", ""] = Query(
+                       "", description="asc or desc (default: desc for date, chunks and added, asc for title and "
+                                       "source)"),
+                   limit: int | None = Query(None, ge=1, le=100_000, description="JSON: at most this many (default: "
+                                                                                   "all)"),
+                   offset: int = Query(0, ge=0, le=10**9, description="JSON: skip this many first"),
+                   page: int = Query(1, ge=1, le=10**6, description="HTML: the page of 50 articles to show"),
+                   index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
+    """The articles, newest first: id, title, date, source, url, chunk count, length and when it was added.
+    `q` searches titles, sources and ids, `sort`/`order` sort, `limit`/`offset` take a slice; the header
+    `X-Total-Count` says how many match `q`. HTML for browsers: the articles page (50 a page, with the search box,
+    sortable columns and forms to add, delete and rebuild)."""
+    listing = Listing(q=q, sort=sort, order=order, page=page)
     if wants_html(request):
         message, added = done_message(index, request.query_params)
-        return pages.documents(request, message=message, added=added)
-    return [d.to_dict() for d in index.documents()]
+        return pages.documents(request, message=message, added=added, listing=listing)
+    response.headers["X-Total-Count"] = str(index.count_documents(search=q))
+    return [d.to_dict() for d in index.documents(search=q, sort=sort, descending=listing.descending, limit=limit,
+                                                  offset=offset)]
 
 
 def done_message(index: NewsIndex, query) -> tuple[str, str]:

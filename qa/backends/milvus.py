@@ -1,0 +1,570 @@
+"""The index on Milvus (``QA_STORE=milvus:///path/to/file.db`` for Milvus Lite, ``QA_STORE=http://host:19530`` for
+a Milvus Standalone or Distributed server: the same code). Everything lives server-side, so any number of stateless
+``qa serve`` nodes can answer from one Milvus:
+
+- ``<prefix>_chunks``: one row per chunk: its offsets, the chunk text itself (``body``, written as
+  ``article.text[start:end]``, so ``article_text[start:end] == passage_text`` holds by construction), the citation
+  fields, the dense vector (``vec``, inner product on normalized vectors = cosine) and ``lexical`` (title, metadata
+  and body) with Milvus' built-in BM25 function filling the sparse field ``sparse``;
+- ``<prefix>_documents``: one row per article (metadata, content hash, page offsets, counts);
+- ``<prefix>_texts``: the article text in parts of at most ``TEXT_PART_CHARS`` characters (a VARCHAR holds at most
+  64 KiB);
+- ``<prefix>_meta``: the settings the index was built with, and a stamp that changes with every write.
+
+Consistency: every collection is created, searched and queried at consistency level **Strong**, so a write is
+visible to the next question on any node.
+
+Milvus has no multi-row transactions, so a write is ordered to be safe instead: an article's new chunks and text
+parts go in under ids derived from its content hash, then its document row (which names the current content hash)
+is upserted, then the rows of other versions are deleted. Readers keep only chunks and parts whose content hash is
+the one the document row names, so they see the old version or the new one, never a mix; a removed article's
+document row goes first, which hides its chunks at once. Re-running a write that died midway duplicates nothing
+(the same ids are upserted again).
+
+Milvus needs a vector field in every collection: the documents, texts and meta collections carry a constant
+two-dimensional ``pad`` vector that nothing searches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import unicodedata
+import uuid
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable, ContextManager, Iterator
+
+import numpy as np
+
+from ..errors import QAError
+from ..lexical import query_terms
+from ..records import Article, DocumentInfo
+from ..store import utc_now
+from .base import Backend, Upsert, batched
+
+PREFIX = "newsqa"
+CONSISTENCY = "Strong"
+TEXT_PART_CHARS = 16_000  # 4 bytes a character at most: a part stays under a VARCHAR's 65,535 bytes
+VARCHAR_MAX = 65_535
+IN_BATCH = 500  # ids per ``in [...]`` filter
+PAGE = 4096  # rows per page when reading a whole collection
+_PAD = [1.0, 0.0]
+# Milvus' own analyzer only splits and lower-cases: Milvus Lite ignores stemming and accent-folding filters (a
+# server applies them), so the words are stemmed here instead (``analyzed``), the same way for the stored text and
+# the question, and Lite and a server rank alike, and close to the embedded store's FTS5 tokenizer (porter
+# unicode61 remove_diacritics).
+ANALYZER = {"tokenizer": "standard", "filter": ["lowercase"]}
+_WORDS = re.compile(r"\w+")
+_STEMMERS = threading.local()
+
+
+def analyzed(text: str) -> str:
+    """``text`` as the words BM25 indexes: lower case, accents removed, each Porter-stemmed (as FTS5's porter
+    unicode61 remove_diacritics tokenizer does), joined by spaces."""
+    stemmer = getattr(_STEMMERS, "porter", None)
+    if stemmer is None:
+        import Stemmer
+
+        stemmer = _STEMMERS.porter = Stemmer.Stemmer("porter")
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+    return " ".join(stemmer.stemWords(_WORDS.findall(folded)))
+
+_CHUNK_FIELDS = ["id", "doc_id", "chunk_no", "char_start", "char_end", "title", "date", "source", "content_hash"]
+
+
+
+def _quiet() -> None:
+    """pymilvus logs every failed call with its traceback (the errors are raised to the caller anyway, who reports
+    them in one line), and Milvus Lite's in-process server logs the timestamp call it lacks, which pymilvus' query
+    iterator tries before falling back to a client-side timestamp. Set after pymilvus is imported: it sets its
+    logger's level on import."""
+    for name in ("pymilvus", "grpc._server"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+class MilvusUnavailable(QAError):
+    """The Milvus named by QA_STORE cannot be reached or opened."""
+
+    status = 503
+
+
+def _lit(value: str) -> str:
+    """A string literal for a Milvus filter expression (JSON's escaping is what Milvus reads)."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _in(field: str, values) -> str:
+    return f"{field} in [{', '.join(_lit(v) if isinstance(v, str) else str(int(v)) for v in values)}]"
+
+
+def chunk_id(doc_id: str, content_hash: str, chunk_no: int) -> int:
+    """A chunk's id: from its article's id, content hash and position, so a re-run writes the same ids again and a
+    new version of an article never reuses an old version's ids. 63 bits, positive."""
+    digest = hashlib.sha1(f"{doc_id}\x1f{content_hash}\x1f{chunk_no}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def source_key(source: str) -> str:
+    """How scoped questions match an outlet: trimmed, any case (as the embedded store's ``lower(trim(source))``)."""
+    return source.strip().lower()
+
+
+def connect_args(url: str) -> dict:
+    """MilvusClient arguments for ``milvus:///path/file.db`` (Milvus Lite) or ``http(s)://host:port``."""
+    if url.startswith("milvus://"):
+        path = url[len("milvus://"):]
+        if not path.startswith("/"):
+            raise ValueError(f"QA_STORE {url!r}: Milvus Lite needs an absolute path (milvus:///path/to/file.db)")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)  # Milvus Lite makes the file, not its folder
+        return {"uri": path}
+    return {"uri": url}
+
+
+class MilvusBackend(Backend):
+    """An index stored in Milvus; see the module's docstring for the layout and the write order."""
+
+    def __init__(self, url: str, prefix: str = PREFIX):
+        from pymilvus import MilvusClient
+
+        _quiet()
+        self.url = url
+        self.location = url
+        self.prefix = prefix
+        self.names = {k: f"{prefix}_{k}" for k in ("chunks", "documents", "texts", "meta")}
+        try:
+            self.client = MilvusClient(**connect_args(url))
+        except ValueError:
+            raise
+        except Exception as e:  # grpc, connection refused, a Lite file another process holds
+            raise MilvusUnavailable(f"cannot open Milvus at {url}: {str(e).splitlines()[0][:300]}") from e
+        self.meta: dict = {}
+        self._loaded = False
+        self._cache_lock = threading.Lock()
+        self._doc_cache: tuple[object, list[str], str] | None = None  # (stamp, sources, newest date)
+
+    # --- lifecycle -------------------------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """Are the collections there with their settings?"""
+        if not all(self.client.has_collection(n) for n in self.names.values()):
+            return False
+        self._load()
+        return self._meta_value("settings") is not None
+
+    def open(self) -> dict:
+        """Load the collections and read the stored settings (``meta``)."""
+        self._load()
+        value = self._meta_value("settings")
+        self.meta = json.loads(value) if value else {}
+        return self.meta
+
+    def _load(self) -> None:
+        if not self._loaded:
+            for name in self.names.values():
+                self.client.load_collection(name)
+            self._loaded = True
+
+    def create(self, meta: dict) -> None:
+        """Drop whatever collections this prefix has and create empty ones for vectors of ``meta['dim']``."""
+        from pymilvus import DataType, Function, FunctionType
+
+        self.drop()
+        c = self.client
+        dim = int(meta["dim"])
+
+        chunks = c.create_schema(auto_id=False)
+        chunks.add_field("id", DataType.INT64, is_primary=True)
+        chunks.add_field("doc_id", DataType.VARCHAR, max_length=1024)
+        chunks.add_field("content_hash", DataType.VARCHAR, max_length=128)
+        chunks.add_field("chunk_no", DataType.INT64)
+        chunks.add_field("char_start", DataType.INT64)
+        chunks.add_field("char_end", DataType.INT64)
+        chunks.add_field("embed_hash", DataType.VARCHAR, max_length=128)
+        chunks.add_field("title", DataType.VARCHAR, max_length=VARCHAR_MAX)
+        chunks.add_field("date", DataType.VARCHAR, max_length=256)
+        chunks.add_field("day", DataType.VARCHAR, max_length=16)
+        chunks.add_field("source", DataType.VARCHAR, max_length=VARCHAR_MAX)
+        chunks.add_field("source_key", DataType.VARCHAR, max_length=VARCHAR_MAX)
+        chunks.add_field("body", DataType.VARCHAR, max_length=VARCHAR_MAX)
+        chunks.add_field("lexical", DataType.VARCHAR, max_length=VARCHAR_MAX, enable_analyzer=True,
+                         analyzer_params=ANALYZER)
+        chunks.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        chunks.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
+        chunks.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["lexical"],
+                                     output_field_names=["sparse"]))
+        index = c.prepare_index_params()
+        # AUTOINDEX: Milvus chooses (FLAT on Lite, HNSW-like on a server); inner product on normalized vectors.
+        index.add_index("vec", index_type="AUTOINDEX", metric_type="IP")
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        c.create_collection(self.names["chunks"], schema=chunks, index_params=index, consistency_level=CONSISTENCY)
+
+        docs = c.create_schema(auto_id=False)
+        docs.add_field("doc_id", DataType.VARCHAR, is_primary=True, max_length=1024)
+        for name in ("title", "source", "url", "author", "path", "pages"):
+            docs.add_field(name, DataType.VARCHAR, max_length=VARCHAR_MAX)
+        for name in ("date", "content_hash", "added_at"):
+            docs.add_field(name, DataType.VARCHAR, max_length=256)
+        docs.add_field("day", DataType.VARCHAR, max_length=16)
+        for name in ("chunks", "chars", "parts"):
+            docs.add_field(name, DataType.INT64)
+        docs.add_field("pad", DataType.FLOAT_VECTOR, dim=len(_PAD))
+        c.create_collection(self.names["documents"], schema=docs, index_params=self._pad_index(),
+                            consistency_level=CONSISTENCY)
+
+        texts = c.create_schema(auto_id=False)
+        texts.add_field("key", DataType.VARCHAR, is_primary=True, max_length=2048)
+        texts.add_field("doc_id", DataType.VARCHAR, max_length=1024)
+        texts.add_field("content_hash", DataType.VARCHAR, max_length=128)
+        texts.add_field("part", DataType.INT64)
+        texts.add_field("text", DataType.VARCHAR, max_length=VARCHAR_MAX)
+        texts.add_field("pad", DataType.FLOAT_VECTOR, dim=len(_PAD))
+        c.create_collection(self.names["texts"], schema=texts, index_params=self._pad_index(),
+                            consistency_level=CONSISTENCY)
+
+        meta_schema = c.create_schema(auto_id=False)
+        meta_schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=256)
+        meta_schema.add_field("value", DataType.VARCHAR, max_length=VARCHAR_MAX)
+        meta_schema.add_field("pad", DataType.FLOAT_VECTOR, dim=len(_PAD))
+        c.create_collection(self.names["meta"], schema=meta_schema, index_params=self._pad_index(),
+                            consistency_level=CONSISTENCY)
+        self._loaded = False
+        self._load()
+        stored = {**meta, "created_at": utc_now()}
+        c.upsert(self.names["meta"], [{"key": "settings", "value": json.dumps(stored), "pad": _PAD},
+                                      {"key": "stamp", "value": uuid.uuid4().hex, "pad": _PAD}])
+        self.meta = stored
+
+    def _pad_index(self):
+        index = self.client.prepare_index_params()
+        index.add_index("pad", index_type="AUTOINDEX", metric_type="IP")
+        return index
+
+    def drop(self) -> None:
+        """Remove every collection of this index."""
+        for name in self.names.values():
+            if self.client.has_collection(name):
+                self.client.drop_collection(name)
+        self._loaded = False
+        self._doc_cache = None
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # already closed
+            pass
+
+    # --- small helpers ---------------------------------------------------------------------------------------------
+    def _meta_value(self, key: str) -> str | None:
+        rows = self.client.query(self.names["meta"], filter=f"key == {_lit(key)}", output_fields=["value"],
+                                 consistency_level=CONSISTENCY)
+        return rows[0]["value"] if rows else None
+
+    def _query(self, collection: str, expr: str, fields: list[str]) -> list[dict]:
+        return list(self.client.query(self.names[collection], filter=expr, output_fields=fields,
+                                      consistency_level=CONSISTENCY))
+
+    def _scan(self, collection: str, fields: list[str], expr: str = "") -> Iterator[dict]:
+        """Every row of a collection (matching ``expr``), page by page."""
+        it = self.client.query_iterator(self.names[collection], batch_size=PAGE, filter=expr, output_fields=fields,
+                                        consistency_level=CONSISTENCY)
+        try:
+            while True:
+                rows = it.next()
+                if not rows:
+                    break
+                yield from rows
+        finally:
+            it.close()
+
+    def _current_hashes(self, doc_ids) -> dict[str, str]:
+        """Doc id → the content hash its document row names (the version readers may see)."""
+        found: dict[str, str] = {}
+        for part in batched(sorted(set(doc_ids)), IN_BATCH):
+            for row in self._query("documents", _in("doc_id", part), ["doc_id", "content_hash"]):
+                found[row["doc_id"]] = row["content_hash"]
+        return found
+
+    def _visible(self, rows: list[dict]) -> list[dict]:
+        """The rows (chunks or text parts) of the version of their article that its document row names."""
+        current = self._current_hashes(r["doc_id"] for r in rows)
+        return [r for r in rows if current.get(r["doc_id"]) == r["content_hash"]]
+
+    @staticmethod
+    def _scope_expr(scope) -> str:
+        """A filter on chunk rows for a qa.scope.Scope ('' when it filters nothing)."""
+        if not scope:
+            return ""
+        terms = []
+        if scope.since or scope.until:
+            terms.append('day != ""')
+        if scope.since:
+            terms.append(f"day >= {_lit(scope.since)}")
+        if scope.until:
+            terms.append(f"day <= {_lit(scope.until)}")
+        if scope.sources:
+            terms.append(_in("source_key", [s.lower() for s in scope.sources]))
+        if scope.doc_ids:
+            terms.append(_in("doc_id", scope.doc_ids))
+        return " and ".join(terms)
+
+    # --- writes ----------------------------------------------------------------------------------------------------
+    def apply(self, upserts: list[Upsert], deletes: list[str], *, added_at: dict[str, str] | None = None,
+              exclusive: Callable[[], ContextManager] = nullcontext) -> int:
+        c, n = self.client, self.names
+        # Removals: the document row first (its chunks are hidden from then on), then every other trace.
+        for part in batched(list(dict.fromkeys(deletes)), IN_BATCH):
+            c.delete(n["documents"], filter=_in("doc_id", part))
+            c.delete(n["chunks"], filter=_in("doc_id", part))
+            c.delete(n["texts"], filter=_in("doc_id", part))
+        written = 0
+        now = utc_now()
+        if upserts:
+            chunk_rows, text_rows, doc_rows = [], [], []
+            for p in upserts:
+                a = p.article
+                for (chunk_no, start, end), (title, meta, _), h, vec in zip(p.spans, p.fts_rows, p.hashes, p.vectors):
+                    body = a.text[start:end]
+                    chunk_rows.append({
+                        "id": chunk_id(a.doc_id, p.content_hash, chunk_no), "doc_id": a.doc_id,
+                        "content_hash": p.content_hash, "chunk_no": chunk_no, "char_start": start, "char_end": end,
+                        "embed_hash": h, "title": a.title, "date": a.date, "day": a.date[:10], "source": a.source,
+                        "source_key": source_key(a.source), "body": body,
+                        "lexical": analyzed("\n".join(x for x in (title, meta, body) if x)),
+                        "vec": np.asarray(vec, dtype=np.float32).tolist(),
+                    })
+                parts = [a.text[i:i + TEXT_PART_CHARS] for i in range(0, len(a.text), TEXT_PART_CHARS)] or [""]
+                for no, text in enumerate(parts):
+                    text_rows.append({"key": f"{a.doc_id}\x1f{p.content_hash}\x1f{no}", "doc_id": a.doc_id,
+                                      "content_hash": p.content_hash, "part": no, "text": text, "pad": _PAD})
+                doc_rows.append({
+                    "doc_id": a.doc_id, "title": a.title, "source": a.source, "url": a.url, "author": a.author,
+                    "path": a.path, "pages": json.dumps(a.pages or []), "date": a.date, "day": a.date[:10],
+                    "content_hash": p.content_hash, "added_at": (added_at or {}).get(a.doc_id) or
+                    self._added_at(a.doc_id) or now, "chunks": len(p.spans), "chars": len(a.text),
+                    "parts": len(parts), "pad": _PAD,
+                })
+                written += len(p.spans)
+            for rows in batched(chunk_rows, 256):
+                c.upsert(n["chunks"], rows)
+            for rows in batched(text_rows, 64):
+                c.upsert(n["texts"], rows)
+            for rows in batched(doc_rows, 256):
+                c.upsert(n["documents"], rows)
+            # Other versions of these articles: gone now that the document rows name the new ones.
+            for p in upserts:
+                stale = f"doc_id == {_lit(p.article.doc_id)} and content_hash != {_lit(p.content_hash)}"
+                c.delete(n["chunks"], filter=stale)
+                c.delete(n["texts"], filter=stale)
+        c.upsert(n["meta"], [{"key": "stamp", "value": uuid.uuid4().hex, "pad": _PAD}])
+        return written
+
+    def _added_at(self, doc_id: str) -> str | None:
+        """When an article now being replaced was first added."""
+        rows = self._query("documents", f"doc_id == {_lit(doc_id)}", ["added_at"])
+        return rows[0]["added_at"] if rows else None
+
+    def sweep(self) -> int:
+        """Delete the chunks and text parts no document row names (what a write killed midway leaves behind);
+        returns how many chunks went."""
+        current = {r["doc_id"]: r["content_hash"] for r in self._scan("documents", ["doc_id", "content_hash"])}
+        stale_chunks = [r["id"] for r in self._scan("chunks", ["id", "doc_id", "content_hash"])
+                        if current.get(r["doc_id"]) != r["content_hash"]]
+        stale_texts = [r["key"] for r in self._scan("texts", ["key", "doc_id", "content_hash"])
+                       if current.get(r["doc_id"]) != r["content_hash"]]
+        for part in batched(stale_chunks, IN_BATCH):
+            self.client.delete(self.names["chunks"], ids=part)
+        for part in batched(stale_texts, IN_BATCH):
+            self.client.delete(self.names["texts"], ids=part)
+        if stale_chunks or stale_texts:
+            self.client.upsert(self.names["meta"], [{"key": "stamp", "value": uuid.uuid4().hex, "pad": _PAD}])
+        return len(stale_chunks)
+
+    # --- candidates ------------------------------------------------------------------------------------------------
+    def dense(self, query_vector: np.ndarray, n: int, scope=None) -> dict[int, float]:
+        """Milvus' vector search, the scope as a filter expression (Milvus searches within it, so a narrow scope
+        still yields ``n``)."""
+        if n <= 0:
+            return {}
+        hits = self.client.search(
+            self.names["chunks"], data=[np.asarray(query_vector, dtype=np.float32).tolist()], anns_field="vec",
+            limit=min(int(n), 16_384), filter=self._scope_expr(scope), output_fields=[],
+            search_params={"metric_type": "IP"}, consistency_level=CONSISTENCY)
+        return {int(h["id"]): float(h["distance"]) for h in hits[0]}
+
+    def lexical(self, query: str, limit: int, weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                scope=None) -> list[tuple[int, float]]:
+        """Milvus' BM25 over title, metadata and body together (one field, so ``weights`` do not apply), for the
+        question's content words. Milvus Lite reports BM25 as a negative distance, a server as a positive score:
+        the magnitude is the score either way."""
+        words = analyzed(" ".join(query_terms(query)[:64]))
+        if not words or limit <= 0:
+            return []
+        hits = self.client.search(
+            self.names["chunks"], data=[words], anns_field="sparse", limit=min(int(limit), 16_384),
+            filter=self._scope_expr(scope), output_fields=[], search_params={"metric_type": "BM25"},
+            consistency_level=CONSISTENCY)
+        found = [(int(h["id"]), abs(float(h["distance"]))) for h in hits[0]]
+        return sorted(found, key=lambda kv: -kv[1])
+
+    def cosines(self, query_vector: np.ndarray, ids: list[int]) -> dict[int, float]:
+        q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        out: dict[int, float] = {}
+        for part in batched(list(ids), IN_BATCH):
+            for row in self._query("chunks", _in("id", part), ["id", "vec"]):
+                out[int(row["id"])] = float(np.dot(np.asarray(row["vec"], dtype=np.float32), q))
+        return out
+
+    # --- rows ------------------------------------------------------------------------------------------------------
+    def chunk_rows(self, ids: list[int], *, text: bool = True) -> dict[int, dict]:
+        fields = _CHUNK_FIELDS + (["body"] if text else [])
+        rows: list[dict] = []
+        for part in batched(list(ids), IN_BATCH):
+            rows += self._query("chunks", _in("id", part), fields)
+        out = {}
+        for r in self._visible(rows):
+            row = {"id": int(r["id"]), "doc_id": r["doc_id"], "chunk_no": int(r["chunk_no"]),
+                   "start": int(r["char_start"]), "end": int(r["char_end"]), "title": r["title"], "date": r["date"],
+                   "source": r["source"]}
+            if text:
+                row["text"] = r["body"]
+            out[row["id"]] = row
+        return out
+
+    def chunk_texts(self, ids: list[int]) -> dict[int, str]:
+        return {i: r["text"] for i, r in self.chunk_rows(ids).items()}
+
+    def all_chunk_texts(self) -> Iterator[str]:
+        current = {r["doc_id"]: r["content_hash"] for r in self._scan("documents", ["doc_id", "content_hash"])}
+        for r in self._scan("chunks", ["doc_id", "content_hash", "body"]):
+            if current.get(r["doc_id"]) == r["content_hash"]:
+                yield r["body"]
+
+    def page_starts(self, doc_ids: list[str] | None = None) -> dict[str, list[int]]:
+        if doc_ids is None:
+            rows = list(self._scan("documents", ["doc_id", "pages"]))
+        else:
+            rows = []
+            for part in batched(list(doc_ids), IN_BATCH):
+                rows += self._query("documents", _in("doc_id", part), ["doc_id", "pages"])
+        found = {r["doc_id"]: json.loads(r["pages"] or "[]") for r in rows}
+        return {d: p for d, p in found.items() if p}
+
+    def vectors_by_hash(self, hashes: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for part in batched(sorted(set(hashes)), IN_BATCH):
+            for row in self._query("chunks", _in("embed_hash", part), ["embed_hash", "vec"]):
+                found[row["embed_hash"]] = np.asarray(row["vec"], dtype=np.float32).tobytes()
+        return found
+
+    # --- documents -------------------------------------------------------------------------------------------------
+    _DOC_FIELDS = ["doc_id", "title", "date", "source", "url", "author", "path", "added_at", "content_hash", "chunks",
+                   "chars", "parts", "pages"]
+
+    def documents(self, *, search: str = "", sort: str = "date", descending: bool = True, limit: int | None = None,
+                  offset: int = 0) -> list[DocumentInfo]:
+        # The same listing as SQLite's (store.Store.documents), done here: Milvus has no LIKE over three fields
+        # nor ORDER BY; document rows are small, and one scan is what a listing costs on either backend.
+        docs = self._listed(search)
+        keys = {"date": lambda d: d.date, "title": lambda d: (d.title or d.doc_id).lower(),
+                "source": lambda d: d.source.lower(), "chunks": lambda d: d.chunks, "added": lambda d: d.added_at}
+        if sort not in keys:
+            raise ValueError(f"cannot sort articles by {sort!r}")
+        docs.sort(key=lambda d: (keys[sort](d), d.doc_id), reverse=descending)
+        if sort == "date":
+            docs.sort(key=lambda d: d.date == "")  # undated last whichever the direction (stable)
+        return docs[offset:] if limit is None else docs[offset:offset + limit]
+
+    def count_documents(self, *, search: str = "") -> int:
+        return len(self._listed(search))
+
+    def _listed(self, search: str) -> list[DocumentInfo]:
+        """Articles whose title, source or id contains ``search`` (any case; all when it is blank)."""
+        needle = " ".join((search or "").split()).lower()
+        docs = [DocumentInfo(r["doc_id"], r["title"], r["date"], r["source"], r["url"], int(r["chunks"]),
+                             int(r["chars"]), r["added_at"]) for r in self._scan("documents", self._DOC_FIELDS)]
+        if needle:
+            docs = [d for d in docs if needle in d.title.lower() or needle in d.source.lower()
+                    or needle in d.doc_id.lower()]
+        return docs
+
+    def _text(self, doc_id: str, content_hash: str, parts: int) -> str | None:
+        rows = self._query("texts", f"doc_id == {_lit(doc_id)} and content_hash == {_lit(content_hash)}",
+                           ["part", "text"])
+        if len(rows) != parts:
+            return None
+        return "".join(r["text"] for r in sorted(rows, key=lambda r: r["part"]))
+
+    def document(self, doc_id: str) -> dict | None:
+        for _ in range(3):  # an article replaced between the two reads: read its new version
+            rows = self._query("documents", f"doc_id == {_lit(doc_id)}", self._DOC_FIELDS)
+            if not rows:
+                return None
+            r = rows[0]
+            text = self._text(doc_id, r["content_hash"], int(r["parts"]))
+            if text is not None:
+                return {"doc_id": r["doc_id"], "title": r["title"], "date": r["date"], "source": r["source"],
+                        "url": r["url"], "author": r["author"], "path": r["path"], "text": text,
+                        "added_at": r["added_at"]}
+        return None
+
+    def chunk_spans(self, doc_id: str) -> list[tuple[int, int, int]]:
+        rows = self._visible(self._query("chunks", f"doc_id == {_lit(doc_id)}",
+                                         ["doc_id", "content_hash", "chunk_no", "char_start", "char_end"]))
+        return sorted((int(r["chunk_no"]), int(r["char_start"]), int(r["char_end"])) for r in rows)
+
+    def content_hash(self, doc_id: str) -> str | None:
+        return self._current_hashes([doc_id]).get(doc_id)
+
+    def document_paths(self) -> dict[str, str]:
+        return {r["doc_id"]: r["path"] for r in self._scan("documents", ["doc_id", "path"])}
+
+    def articles(self) -> list[Article]:
+        out = []
+        for r in self._scan("documents", self._DOC_FIELDS):
+            text = self._text(r["doc_id"], r["content_hash"], int(r["parts"]))
+            if text is None:
+                continue  # replaced meanwhile: the rebuild reads the articles under the write lock anyway
+            out.append(Article(r["doc_id"], text, r["title"], r["date"], r["source"], r["url"], r["author"],
+                               r["path"], pages=json.loads(r["pages"] or "[]")))
+        return out
+
+    def _doc_summary(self) -> tuple[list[str], str]:
+        stamp = self.stamp()
+        with self._cache_lock:
+            if self._doc_cache is not None and self._doc_cache[0] == stamp:
+                return self._doc_cache[1], self._doc_cache[2]
+        # One spelling per outlet (the smallest, as SQLite's min() in store.Store.sources), alphabetical by lower case.
+        spellings: dict[str, str] = {}
+        newest = ""
+        for r in self._scan("documents", ["doc_id", "source", "day"]):
+            name = r["source"].strip()
+            if name:
+                key = name.lower()
+                spellings[key] = min(spellings.get(key, name), name)
+            newest = max(newest, r["day"])
+        sources = [spellings[k] for k in sorted(spellings)]
+        with self._cache_lock:
+            self._doc_cache = (stamp, sources, newest)
+        return sources, newest
+
+    def sources(self) -> list[str]:
+        return self._doc_summary()[0]
+
+    def newest_date(self) -> str:
+        return self._doc_summary()[1]
+
+    # --- state -----------------------------------------------------------------------------------------------------
+    def counts(self) -> tuple[int, int]:
+        docs = self._query("documents", "", ["count(*)"])[0]["count(*)"]
+        chunks = self._query("chunks", "", ["count(*)"])[0]["count(*)"]
+        return int(docs), int(chunks)
+
+    def stamp(self):
+        return self._meta_value("stamp")
+
+    def describe(self) -> str:
+        kind = "Milvus Lite" if self.url.startswith("milvus://") else "Milvus"
+        return f"{kind} (AUTOINDEX, inner product; BM25 function; consistency {CONSISTENCY})"
