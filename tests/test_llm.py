@@ -307,7 +307,9 @@ def test_ask_stream_renders_the_turn_for_the_chat_page(client, fake):
     events = dict(events_of(response.text))
     assert "Written by the local model" in events["turn"]["html"]
     assert "2 sentences their passages did not support were removed" in events["turn"]["html"]
-    assert 'data-stream="/ask/stream"' in client.get("/").text
+    page = client.get("/").text
+    assert 'data-stream="/ask/stream"' in page and "never generated" not in page
+    assert "written by a local model" in page
 
 
 def test_ask_stream_refuses_bad_input_before_streaming(client):
