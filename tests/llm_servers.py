@@ -39,7 +39,8 @@ def rank_holding(messages: list[dict], words: str) -> int:
 class FakeLLM:
     """A scripted OpenAI-compatible server on a loopback port, for plumbing tests only: ``reply`` (a string, or a
     function of the request's messages) streamed ``words`` words a chunk; ``status`` other than 200 fails;
-    ``delay`` seconds of silence before it answers, ``stall`` a pause in the middle. ``requests`` holds the bodies it got."""
+    ``delay`` seconds of silence before it answers, ``stall`` a pause in the middle. ``requests`` holds the bodies
+    it got."""
 
     def __init__(self):
         self.reply: str | Callable[[list[dict]], str] = ""

@@ -303,11 +303,14 @@ def test_ask_stream_sends_the_draft_then_the_checked_answer(client, fake):
 
 def test_ask_stream_renders_the_turn_for_the_chat_page(client, fake):
     fake.reply = china_reply
-    response = client.post("/ask/stream?partial=1", data={"question": QUESTION}, headers={"Accept": "text/event-stream"})
+    response = client.post("/ask/stream?partial=1", data={"question": QUESTION},
+                           headers={"Accept": "text/event-stream"})
     events = dict(events_of(response.text))
     assert "Written by the local model" in events["turn"]["html"]
     assert "2 sentences their passages did not support were removed" in events["turn"]["html"]
-    assert 'data-stream="/ask/stream"' in client.get("/").text
+    page = client.get("/").text
+    assert 'data-stream="/ask/stream"' in page and "never generated" not in page
+    assert "written by a local model" in page
 
 
 def test_ask_stream_refuses_bad_input_before_streaming(client):
