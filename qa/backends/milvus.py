@@ -397,7 +397,7 @@ class MilvusBackend(Backend):
             return {}
         hits = self.client.search(
             self.names["chunks"], data=[np.asarray(query_vector, dtype=np.float32).tolist()], anns_field="vec",
-            limit=min(int(n), 16_384), filter=self._scope_expr(scope), output_fields=[],
+            limit=min(int(n), 16_384), filter=self._scope_expr(scope), output_fields=["chunk_no"],
             search_params={"metric_type": "IP"}, consistency_level=CONSISTENCY)
         return {int(h["id"]): float(h["distance"]) for h in hits[0]}
 
@@ -411,7 +411,7 @@ class MilvusBackend(Backend):
             return []
         hits = self.client.search(
             self.names["chunks"], data=[words], anns_field="sparse", limit=min(int(limit), 16_384),
-            filter=self._scope_expr(scope), output_fields=[], search_params={"metric_type": "BM25"},
+            filter=self._scope_expr(scope), output_fields=["chunk_no"], search_params={"metric_type": "BM25"},
             consistency_level=CONSISTENCY)
         found = [(int(h["id"]), abs(float(h["distance"]))) for h in hits[0]]
         return sorted(found, key=lambda kv: -kv[1])
