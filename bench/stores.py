@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stores", description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default="bbc", choices=sorted(CORPORA))
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--only", choices=["milvus"], help="build Milvus Lite alone (with --cache from a full run)")
+    parser.add_argument("--keep-cache", metavar="PATH",
+                        help="embedding cache file to use and keep (default: a temporary one, cold)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--store", default="embedded", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
@@ -101,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="qa-bench-stores-"))
     rows = []
     try:
-        cache = work / "embeddings.sqlite3"
-        for label, store in (("embedded, cold cache", "embedded"), ("embedded", "embedded"),
-                             ("Milvus Lite", "milvus")):
+        cache = Path(args.keep_cache).resolve() if args.keep_cache else work / "embeddings.sqlite3"
+        runs = [("embedded, cold cache", "embedded"), ("embedded", "embedded"), ("Milvus Lite", "milvus")]
+        for label, store in runs[2:] if args.only == "milvus" else runs:
             folder = work / label.replace(" ", "-").replace(",", "")
             folder.mkdir()
             print(f"building: {label}", file=sys.stderr, flush=True)
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "stores.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (OUT / ("stores-milvus.json" if args.only else "stores.json")).write_text(json.dumps(rows, indent=1) + "\n")
     return 0
 
 

@@ -322,6 +322,7 @@ class MilvusBackend(Backend):
         written = 0
         now = utc_now()
         if upserts:
+            first_added = self._added_at([p.article.doc_id for p in upserts]) if added_at is None else added_at
             chunk_rows, text_rows, doc_rows = [], [], []
             for p in upserts:
                 a = p.article
@@ -342,8 +343,7 @@ class MilvusBackend(Backend):
                 doc_rows.append({
                     "doc_id": a.doc_id, "title": a.title, "source": a.source, "url": a.url, "author": a.author,
                     "path": a.path, "pages": json.dumps(a.pages or []), "date": a.date, "day": a.date[:10],
-                    "content_hash": p.content_hash, "added_at": (added_at or {}).get(a.doc_id) or
-                    self._added_at(a.doc_id) or now, "chunks": len(p.spans), "chars": len(a.text),
+                    "content_hash": p.content_hash, "added_at": first_added.get(a.doc_id) or now, "chunks": len(p.spans), "chars": len(a.text),
                     "parts": len(parts), "pad": _PAD,
                 })
                 written += len(p.spans)
@@ -353,18 +353,25 @@ class MilvusBackend(Backend):
                 c.upsert(n["texts"], rows)
             for rows in batched(doc_rows, 256):
                 c.upsert(n["documents"], rows)
-            # Other versions of these articles: gone now that the document rows name the new ones.
-            for p in upserts:
-                stale = f"doc_id == {_lit(p.article.doc_id)} and content_hash != {_lit(p.content_hash)}"
+            # Other versions of these articles: gone now that the document rows name the new ones. One delete per
+            # batch: rows of these articles whose content hash is none of the batch's new ones. (An old version
+            # whose hash is another article's new one in the same batch stays, hidden from readers by its document
+            # row, until `qa doctor` sweeps it.)
+            for part in batched(upserts, IN_BATCH):
+                fresh = _in("content_hash", sorted({p.content_hash for p in part})).replace(" in [", " not in [", 1)
+                stale = f"{_in('doc_id', [p.article.doc_id for p in part])} and {fresh}"
                 c.delete(n["chunks"], filter=stale)
                 c.delete(n["texts"], filter=stale)
         c.upsert(n["meta"], [{"key": "stamp", "value": uuid.uuid4().hex, "pad": _PAD}])
         return written
 
-    def _added_at(self, doc_id: str) -> str | None:
-        """When an article now being replaced was first added."""
-        rows = self._query("documents", f"doc_id == {_lit(doc_id)}", ["added_at"])
-        return rows[0]["added_at"] if rows else None
+    def _added_at(self, doc_ids: list[str]) -> dict[str, str]:
+        """When the articles among ``doc_ids`` that are stored were first added."""
+        found: dict[str, str] = {}
+        for part in batched(sorted(set(doc_ids)), IN_BATCH):
+            found.update((r["doc_id"], r["added_at"]) for r in self._query("documents", _in("doc_id", part),
+                                                                           ["doc_id", "added_at"]))
+        return found
 
     def sweep(self) -> int:
         """Delete the chunks and text parts no document row names (what a write killed midway leaves behind);
@@ -390,7 +397,7 @@ class MilvusBackend(Backend):
             return {}
         hits = self.client.search(
             self.names["chunks"], data=[np.asarray(query_vector, dtype=np.float32).tolist()], anns_field="vec",
-            limit=min(int(n), 16_384), filter=self._scope_expr(scope), output_fields=[],
+            limit=min(int(n), 16_384), filter=self._scope_expr(scope), output_fields=["chunk_no"],
             search_params={"metric_type": "IP"}, consistency_level=CONSISTENCY)
         return {int(h["id"]): float(h["distance"]) for h in hits[0]}
 
@@ -404,7 +411,7 @@ class MilvusBackend(Backend):
             return []
         hits = self.client.search(
             self.names["chunks"], data=[words], anns_field="sparse", limit=min(int(limit), 16_384),
-            filter=self._scope_expr(scope), output_fields=[], search_params={"metric_type": "BM25"},
+            filter=self._scope_expr(scope), output_fields=["chunk_no"], search_params={"metric_type": "BM25"},
             consistency_level=CONSISTENCY)
         found = [(int(h["id"]), abs(float(h["distance"]))) for h in hits[0]]
         return sorted(found, key=lambda kv: -kv[1])
