@@ -255,7 +255,12 @@ def _citation(p) -> str:
 
 def _print_answer(answer) -> None:
     """The answer, then each cited passage: its citation line and its text with the answer sentences marked."""
+    from .llm import mode_note  # numpy's import, paid only when answering
+
     _show(answer.answer)
+    note = mode_note(answer.to_dict())
+    if note:  # who wrote it, when the local model (QA_LLM_URL) was asked
+        _show(note)
     if not answer.answerable and answer.passages:
         _show("Nearest passages (weak matches):")
     _show()

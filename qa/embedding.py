@@ -67,5 +67,6 @@ def load_embedder(settings: Settings) -> Embedder:
         cache.mkdir(parents=True, exist_ok=True)
         export_onnx(settings.model_dir, cache, int8=int8)
     return OnnxEmbedder(
-        onnx_path, settings.model_dir / "tokenizer.json", max_tokens=settings.max_tokens, threads=settings.threads
+        onnx_path, settings.model_dir / "tokenizer.json", max_tokens=settings.max_tokens, threads=settings.threads,
+        arena=settings.embed_arena, batch_tokens=settings.embed_batch_tokens or None,
     )

@@ -23,7 +23,7 @@ from contextlib import contextmanager, nullcontext
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -156,6 +156,7 @@ class NewsIndex:
         self.answering = answering_config
         self._embedder = embedder
         self._reader = reader
+        self._writer = None
         self._embedder_lock = threading.Lock()
         self._chunker: Chunker | None = None
         self._live: _Live | None = None
@@ -188,6 +189,27 @@ class NewsIndex:
 
             self._reader = load_reader(self.settings)
         return self._reader if self.settings.reader else None
+
+    @property
+    def writer(self):
+        """The local model that writes answers from the passages (qa/llm.py), or None without ``QA_LLM_URL``."""
+        if self.settings.llm_url is None:
+            return None
+        if self._writer is None:
+            from .llm import Writer
+
+            reader = self.reader
+            self._writer = Writer.from_settings(self.settings, reader=reader,
+                                                embedder=None if reader is not None else self.embedder)
+        return self._writer
+
+    def llm_events(self, answer: Answer, history: Iterable[dict] = ()) -> Iterator[tuple[str, object]]:
+        """Writing an extractive answer again with the local model, as it happens (``Writer.events``): draft
+        pieces, checked sentences, then the final answer. Without ``QA_LLM_URL``, only the answer as it is."""
+        writer = self.writer
+        if writer is None:
+            return iter([("answer", answer)])
+        return writer.events(answer, list(history))
 
     @property
     def chunker(self) -> Chunker:
@@ -483,7 +505,7 @@ class NewsIndex:
 
     def ask(self, question: str, k: int = 5, history: Iterable[dict] = (), *, since: str | None = None,
             until: str | None = None, sources: Iterable[str] | None = None,
-            doc_ids: Iterable[str] | None = None) -> Answer:
+            doc_ids: Iterable[str] | None = None, llm: bool = True) -> Answer:
         """Answer a question from the articles: answer sentences with ``[n]`` citations and the passages.
 
         ``history`` holds earlier turns (``{"question": ..., "answer": ...}``); a follow-up that leans on them
@@ -491,7 +513,10 @@ class NewsIndex:
         the question as asked, so the previous answer comes back only when it answers the new question too.
         ``since``/``until`` (YYYY-MM-DD, inclusive), ``sources`` and ``doc_ids`` restrict the articles cited
         (InvalidInput for a malformed date); a period the question names ("this week", "in March", "latest"),
-        counted from the newest article's date, is preferred, and the answer's ``date_range`` says which."""
+        counted from the newest article's date, is preferred, and the answer's ``date_range`` says which. With
+        ``QA_LLM_URL`` set (and ``llm``), the local model writes the answer from the passages, checked sentence by
+        sentence (qa/llm.py); ``llm=False`` gives the extractive answer, for ``llm_events`` to stream."""
+        history = list(history)
         began = time.perf_counter()
         question = self.validate_question(question)
         if not 1 <= int(k) <= 100:
@@ -510,9 +535,12 @@ class NewsIndex:
             for p in passages:
                 p.weak = True
         took = round((time.perf_counter() - began) * 1000, 2)
-        return Answer(question, composed.text, composed.answerable, passages, composed.spans, took, query,
-                      composed.read, date_range=found.period.to_dict() if found.period else None,
-                      filters=scope.to_dict() if scope else None)
+        answer = Answer(question, composed.text, composed.answerable, passages, composed.spans, took, query,
+                        composed.read, date_range=found.period.to_dict() if found.period else None,
+                        filters=scope.to_dict() if scope else None)
+        if llm and self.writer is not None:
+            return self.writer.write(answer, history)
+        return answer
 
     # --- writes --------------------------------------------------------------------------------------------------
     def _prepare(self, articles: list[Article], cache: Backend | Store | None, show_progress: bool,

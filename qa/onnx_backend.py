@@ -299,14 +299,21 @@ class OnnxEmbedder:
     over the attention mask and L2-normalised.
     """
 
-    def __init__(self, onnx_path: Path, tokenizer_path: Path, *, max_tokens: int = 256, threads: int | None = None):
+    def __init__(self, onnx_path: Path, tokenizer_path: Path, *, max_tokens: int = 256, threads: int | None = None,
+                 arena: bool = True, batch_tokens: int | None = None):
         """Load ``onnx_path`` into an ONNX Runtime CPU session and the tokenizer from ``tokenizer_path``.
 
         ``threads`` sets ONNX Runtime's intra-op threads (default: the cores available to this process).
+        ``arena=False`` turns off ONNX Runtime's CPU memory arena, which otherwise keeps the memory of the largest
+        batch ever run for the life of the session. ``batch_tokens`` bounds a batch's padded size (rows × longest
+        row, in word pieces) besides its row count; None bounds rows only.
         """
         if max_tokens < 2:
             raise ValueError("max_tokens must leave room for the [CLS] and [SEP] tokens")
+        if batch_tokens is not None and batch_tokens < max_tokens:
+            raise ValueError(f"batch_tokens must hold at least one text of max_tokens ({max_tokens}) word pieces")
         self.max_tokens = int(max_tokens)
+        self.batch_tokens = None if batch_tokens is None else int(batch_tokens)
         self.onnx_path = Path(onnx_path)
 
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
@@ -322,6 +329,7 @@ class OnnxEmbedder:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_cpu_mem_arena = bool(arena)
         self._session = ort.InferenceSession(
             str(self.onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
@@ -341,8 +349,9 @@ class OnnxEmbedder:
     def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
         """Embed ``texts``; returns a float32 array of shape ``(len(texts), dim)`` with unit-length rows.
 
-        Texts are grouped by token count so each batch of ``batch_size`` is padded only to its own longest text;
-        rows come back in the order of ``texts``. ``show_progress`` draws a tqdm bar.
+        Texts are grouped by token count so each batch of ``batch_size`` is padded only to its own longest text
+        (and, with ``batch_tokens``, holds no more rows than fit that many padded word pieces); rows come back in
+        the order of ``texts``. ``show_progress`` draws a tqdm bar.
         """
         texts = list(texts)
         if batch_size < 1:
@@ -365,9 +374,15 @@ class OnnxEmbedder:
                     encodings = self._tokenizer.encode_batch(window)
                 lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
                 order = np.argsort(-lengths, kind="stable")
-                for first in range(0, len(order), batch_size):
-                    rows = order[first : first + batch_size]
+                first = 0
+                while first < len(order):
+                    # Sorted longest first, so the batch's first row sets its padded width.
+                    size = batch_size
+                    if self.batch_tokens is not None:
+                        size = max(1, min(size, self.batch_tokens // max(1, int(lengths[order[first]]))))
+                    rows = order[first : first + size]
                     out[start + rows] = self._run([encodings[i] for i in rows])
+                    first += len(rows)
                     if bar is not None:
                         bar.update(len(rows))
         finally:

@@ -117,6 +117,13 @@ class Answer:
     sentences_read: int = 0  # sentences the reader read for this answer (0: reader off)
     date_range: dict | None = None  # {"since", "until", "phrase"}: the period the question named, preferred
     filters: dict | None = None  # {"since", "until", "sources", "doc_ids"}: the caller's filters, when any
+    # Who wrote the answer (qa/llm.py): "extractive" (sentences of the passages) or "llm" (a local model, each
+    # sentence checked against the passage it cites); the model's sentences its passage did not support; whether
+    # the extractive answer stands in for the model's; and why, or why the model's answer was cut short.
+    mode: str = "extractive"
+    sentences_dropped: int = 0
+    fell_back: bool = False
+    llm_note: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -130,6 +137,10 @@ class Answer:
             "sentences_read": self.sentences_read,
             "date_range": self.date_range,
             "filters": self.filters,
+            "mode": self.mode,
+            "sentences_dropped": self.sentences_dropped,
+            "fell_back": self.fell_back,
+            "llm_note": self.llm_note,
         }
 
 

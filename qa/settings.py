@@ -87,6 +87,27 @@ def parse_rate(value: str) -> tuple[int, float] | None:
     return int(m.group(1)), _PERIODS[m.group(2).lower()]
 
 
+def _llm_url(value: str) -> str | None:
+    """QA_LLM_URL without a trailing slash, or None when empty; it must be an http(s) URL."""
+    value = value.strip().rstrip("/")
+    if not value:
+        return None
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise ValueError(f"QA_LLM_URL must be an http:// or https:// URL such as http://localhost:11434/v1, "
+                         f"not {value!r}")
+    return value
+
+
+def _positive(name: str, value: str, kind):
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive number, not {value!r}") from None
+    if not number > 0:
+        raise ValueError(f"{name} must be a positive number, not {value!r}")
+    return number
+
+
 def _default_reader_dir() -> Path:
     from .reader import DEFAULT_DIR
 
@@ -99,8 +120,9 @@ class Settings:
 
     Every field has an environment variable: ``QA_INDEX_DIR``, ``QA_MODEL``, ``QA_BACKEND``, ``QA_API_TOKEN``,
     ``QA_SEEDS_DIR``, ``QA_MAX_TOKENS``, ``QA_TITLE_TOKENS``, ``QA_OVERLAP_SENTENCES``, ``QA_MAX_QUESTION_CHARS``,
-    ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``, ``QA_READER``, ``QA_READER_DIR``, ``QA_ALLOWED_HOSTS``,
-    ``QA_RATE_LIMIT``, ``QA_STORE``.
+    ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``, ``QA_EMBED_ARENA``, ``QA_EMBED_BATCH_TOKENS``, ``QA_READER``,
+    ``QA_READER_DIR``, ``QA_ALLOWED_HOSTS``, ``QA_RATE_LIMIT``, ``QA_STORE``, ``QA_LLM_URL``, ``QA_LLM_MODEL``,
+    ``QA_LLM_API_KEY``, ``QA_LLM_TIMEOUT``, ``QA_LLM_MAX_TOKENS``, ``QA_LLM_PASSAGES``.
     """
 
     index_dir: Path = Path("index")
@@ -124,6 +146,13 @@ class Settings:
     max_question_chars: int = 2000
     max_article_bytes: int = 5 * 1024 * 1024
     threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    # A bound on an embedding batch's padded word pieces (rows × longest row); 0 bounds the row count (32) only.
+    # ONNX Runtime's memory follows the largest batch: 2048 (8 chunks of 256) was chosen on BBC News (800 of its
+    # chunk texts embedded in fresh processes, docs/reliability.md): peak RSS 690 MB unbounded, 410 at 4096.
+    embed_batch_tokens: int = 2048
+    # ONNX Runtime's CPU memory arena for the embedding session (keeps the largest batch's memory for good). Off
+    # measured no lower peak with bounded batches on the same split, so it stays on.
+    embed_arena: bool = True
     # The reader (qa/reader.py) chooses answer sentences, re-ranks passages and decides "the articles don't say";
     # off, answers come from cosine and term overlap alone (the path before the reader existed).
     reader: bool = True
@@ -131,6 +160,16 @@ class Settings:
     # Where articles, chunks and vectors are stored (qa/backends): "embedded" (SQLite + FAISS in index_dir, the
     # default), "milvus:///path/to/file.db" (Milvus Lite) or "http://host:19530" (a Milvus server).
     store: str = "embedded"
+    # An OpenAI-compatible server (llama.cpp's, Ollama's, vLLM's: the URL ending in /v1) that writes the answer from
+    # the retrieved passages; each sentence it writes is checked against the passage it cites (qa/llm.py). None,
+    # the default: answers are the extractive ones and nothing is sent anywhere.
+    llm_url: str | None = None
+    llm_model: str = ""  # the model to ask for; empty: the first one the server lists at /models
+    llm_api_key: str | None = None
+    # Seconds the model may take for an answer (connecting included); past them the extractive answer is given.
+    llm_timeout: float = 30.0
+    llm_max_tokens: int = 256  # the longest answer the model may write, in its tokens
+    llm_passages: int = 3  # the best passages the model reads (those the extractive answer cites are added)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -149,9 +188,17 @@ class Settings:
             "max_question_chars": int(_env("QA_MAX_QUESTION_CHARS", "2000")),
             "max_article_bytes": int(_env("QA_MAX_ARTICLE_BYTES", str(5 * 1024 * 1024))),
             "threads": int(_env("QA_THREADS", str(max(1, os.cpu_count() or 1)))),
+            "embed_arena": _switch("QA_EMBED_ARENA", _env("QA_EMBED_ARENA", "on")),
+            "embed_batch_tokens": int(_env("QA_EMBED_BATCH_TOKENS", "2048")),
             "reader": _switch("QA_READER", _env("QA_READER", "on")),
             "reader_dir": Path(_env("QA_READER_DIR", str(_default_reader_dir()))),
             "store": _env("QA_STORE", "embedded"),
+            "llm_url": _llm_url(os.environ.get("QA_LLM_URL", "")),
+            "llm_model": os.environ.get("QA_LLM_MODEL", "").strip(),
+            "llm_api_key": os.environ.get("QA_LLM_API_KEY", "").strip() or None,
+            "llm_timeout": _positive("QA_LLM_TIMEOUT", _env("QA_LLM_TIMEOUT", "30"), float),
+            "llm_max_tokens": _positive("QA_LLM_MAX_TOKENS", _env("QA_LLM_MAX_TOKENS", "256"), int),
+            "llm_passages": _positive("QA_LLM_PASSAGES", _env("QA_LLM_PASSAGES", "3"), int),
         }
         env.update(overrides)
         settings = cls(**env)
@@ -161,6 +208,9 @@ class Settings:
         settings.rate  # noqa: B018 -- a malformed QA_RATE_LIMIT is an error now, not at the first question
         if settings.backend not in BACKENDS:
             raise ValueError(f"QA_BACKEND must be one of {', '.join(BACKENDS)}, not {settings.backend!r}")
+        if settings.embed_batch_tokens and settings.embed_batch_tokens < settings.max_tokens:
+            raise ValueError(f"QA_EMBED_BATCH_TOKENS must be 0 or at least QA_MAX_TOKENS ({settings.max_tokens}), "
+                             f"not {settings.embed_batch_tokens}")
         return settings
 
     def with_(self, **changes) -> "Settings":

@@ -191,3 +191,27 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         onnx_backend._atomic_write(target, b"partial model")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_token_budget_bounds_each_batch_and_changes_no_vector(onnx_dir, monkeypatch):
+    # Peak memory follows the largest batch (rows × padded width), so a budget of padded word pieces bounds it;
+    # the vectors are those of the batches of 32, in the order given, with the arena on or off. (fp32: the int8
+    # model quantizes activations with one scale per batch, so its vectors move slightly with any regrouping.)
+    texts = [words(n) for n in (300, 5, 120, 40, 250, 8, 60, 200, 3, 90)] * 4
+    plain = OnnxEmbedder(onnx_dir / FP32_NAME, TOKENIZER, threads=1)
+    bounded = OnnxEmbedder(onnx_dir / FP32_NAME, TOKENIZER, threads=1, arena=False, batch_tokens=512)
+    shapes = []
+    run = OnnxEmbedder._run
+
+    def recording(self, encodings):
+        shapes.append((len(encodings), max(len(e.ids) for e in encodings)))
+        return run(self, encodings)
+
+    monkeypatch.setattr(OnnxEmbedder, "_run", recording)
+    got = bounded.encode(texts, batch_size=32)
+    assert shapes and all(rows * width <= 512 or rows == 1 for rows, width in shapes)
+    assert sum(rows for rows, _ in shapes) == len(texts)
+    assert max(rows for rows, _ in shapes) > 2  # short texts still share a batch
+    assert cosines(got, plain.encode(texts, batch_size=32)).min() >= 0.9999
+    with pytest.raises(ValueError, match="batch_tokens"):
+        OnnxEmbedder(onnx_dir / INT8_NAME, TOKENIZER, batch_tokens=100)

@@ -156,15 +156,16 @@ class BodyLimit:
 
 
 # The routes that answer questions: what a rate limit counts (pages, lists and writes are not limited).
-RATE_LIMITED = frozenset({"/ask", "/v1/chat/completions"})
+RATE_LIMITED = frozenset({"/ask", "/ask/stream", "/v1/chat/completions"})
 
 
 class RateLimit:
-    """ASGI middleware: at most ``count`` questions (``POST``/``GET /ask``, ``POST /v1/chat/completions``) per
-    ``period`` seconds from one client address (QA_RATE_LIMIT). A token bucket per address: a burst of ``count``,
-    then one more every ``period / count`` seconds; a question over it gets 429 with ``Retry-After`` (whole seconds)
-    and the error in the route's shape: JSON ``detail`` (or the error page for a browser) on /ask, OpenAI's
-    ``error`` on /v1. Behind a reverse proxy every client has the proxy's address, so they share one budget."""
+    """ASGI middleware: at most ``count`` questions (``POST``/``GET /ask``, ``POST /ask/stream``, ``POST
+    /v1/chat/completions``) per ``period`` seconds from one client address (QA_RATE_LIMIT). A token bucket per
+    address: a burst of ``count``, then one more every ``period / count`` seconds; a question over it gets 429 with
+    ``Retry-After`` (whole seconds) and the error in the route's shape: JSON ``detail`` (or the error page for a
+    browser) on /ask, OpenAI's ``error`` on /v1. Behind a reverse proxy every client has the proxy's address, so
+    they share one budget."""
 
     def __init__(self, app: ASGIApp, count: int, period: float, *, clock=time.monotonic, max_clients: int = 10_000):
         self.app = app

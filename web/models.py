@@ -142,6 +142,14 @@ class AskResponse(BaseModel):
     date_range: DateRangeOut | None = Field(None, description="the period the question named, preferred; null when "
                                                               "it names none")
     filters: FiltersOut | None = Field(None, description="the filters asked for; null when none")
+    mode: Literal["extractive", "llm"] = Field(
+        "extractive", description="who wrote the answer: `extractive` (sentences of the passages) or `llm` (the local "
+                                  "model at QA_LLM_URL, each sentence checked against the passage it cites; the "
+                                  "answer spans are the passage sentences they rest on)")
+    sentences_dropped: int = Field(0, description="sentences the model wrote that their passage did not support")
+    fell_back: bool = Field(False, description="the model's answer failed (timeout, server error, nothing supported) "
+                                               "and the extractive answer stands in")
+    llm_note: str | None = Field(None, description="why it fell back, or why the model's answer was cut short")
 
 
 class DocumentSummary(BaseModel):

@@ -186,7 +186,8 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     """OpenAI's chat request. The last user message is the question, earlier user and assistant messages the
     conversation; ``k`` (not OpenAI's: send it with ``extra_body``) is how many passages to cite. The sampling
-    fields are accepted and ignored: answers are sentences taken from the articles, not generated."""
+    fields are accepted and ignored: answers are sentences taken from the articles, or written by the local model
+    (``QA_LLM_URL``) with the server's own settings and checked sentence by sentence."""
 
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
         {"model": MODEL_ID, "messages": [{"role": "user", "content": "Which countries retaliated?"}]},
@@ -385,21 +386,32 @@ async def chat_completions(body: ChatCompletionRequest, index: NewsIndex = Depen
     answer as `POST /ask` returns it. With `stream: true` the content comes as server-sent events: a first chunk
     with the role, chunks of a few words, a last one with `finish_reason: "stop"` (and `newsqa`), then
     `data: [DONE]`. `temperature`, `max_tokens`, `user` and the other sampling fields are accepted and ignored;
-    `n` must be 1. Send `k` (1–20, default 5) to choose how many passages are cited."""
+    `n` must be 1. Send `k` (1–20, default 5) to choose how many passages are cited.
+
+    With `QA_LLM_URL` set, a local model writes the answer and each sentence is checked against the passage it
+    cites (`newsqa.mode`, `newsqa.sentences_dropped`, `newsqa.fell_back`); streamed, each sentence is sent as soon
+    as it has passed the check, so a client never receives a sentence the check removed."""
     if body.n not in (None, 1):
         raise ChatError("n must be 1: there is one answer to a question", param="n", code="unsupported_value")
     question, history, last = conversation(body.messages, index.settings.max_question_chars)
     question = _validated_question(index, question, f"messages[{last}].content")
+    # A stream written by the local model is asked for the extractive answer first, then written as it streams.
+    written = bool(body.stream) and index.writer is not None
     answer = await run_in_threadpool(lambda: index.ask(question, body.k, history, since=body.since, until=body.until,
-                                                       sources=body.sources, doc_ids=body.doc_ids))
-    content = render_content(answer)
-    newsqa = answer.to_dict()
+                                                       sources=body.sources, doc_ids=body.doc_ids,
+                                                       llm=not written))
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     prompt = sum(_words(m.text()) for m in body.messages if m.role in ("user", "assistant"))
-    usage = {"prompt_tokens": prompt, "completion_tokens": _words(content),
-             "total_tokens": prompt + _words(content)}
+
+    def usage_of(content: str) -> dict:
+        return {"prompt_tokens": prompt, "completion_tokens": _words(content),
+                "total_tokens": prompt + _words(content)}
+
     if not body.stream:
+        content = render_content(answer)
+        newsqa = answer.to_dict()
+        usage = usage_of(content)
         return {"id": completion_id, "object": "chat.completion", "created": created, "model": MODEL_ID,
                 "system_fingerprint": None,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
@@ -415,14 +427,25 @@ async def chat_completions(body: ChatCompletionRequest, index: NewsIndex = Depen
             data.setdefault("usage", None)
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-    async def events():
+    def events():
         yield chunk({"role": "assistant", "content": ""})
-        for piece in pieces(content):
+        final, said = answer, ""
+        # Each sentence the local model writes is sent once it has passed the check (a client cannot take back
+        # what it was sent); when none passes, the extractive answer is sent instead.
+        for kind, value in (index.llm_events(answer, history) if written else [("answer", answer)]):
+            if kind == "sentence":
+                piece = (" " if said else "") + value
+                said += piece
+                yield chunk({"content": piece})
+            elif kind == "answer":
+                final = value
+        content = render_content(final)
+        for piece in pieces(content[len(said):]):
             yield chunk({"content": piece})
-        yield chunk({}, "stop", newsqa=newsqa)
+        yield chunk({}, "stop", newsqa=final.to_dict())
         if with_usage:
             data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": MODEL_ID,
-                    "system_fingerprint": None, "choices": [], "usage": usage}
+                    "system_fingerprint": None, "choices": [], "usage": usage_of(content)}
             yield f"data: {json.dumps(data)}\n\n"
         yield "data: [DONE]\n\n"
 

@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from qa.errors import QAError
 from qa.index import NewsIndex
+from qa.llm import mode_note
 from qa.records import page_label
 from qa.settings import Settings
 
@@ -69,7 +70,8 @@ def turn_view(n: int, data: dict, *, k: int = 5, previous: str = "", follows: st
             "parts": answer_parts(data["answer"], {p["rank"] for p in data["passages"]}), "cards": cards,
             "shown": shown, "more": more, "took_ms": data["took_ms"], "full": True, "card_of": card_of,
             "scope": scope_notes(data.get("filters"), data.get("date_range")), "follows": follows,
-            "permalink": answer_link(data["question"], k=k, filters=data.get("filters"), after=previous)}
+            "permalink": answer_link(data["question"], k=k, filters=data.get("filters"), after=previous),
+            "mode_note": mode_note(data)}
 
 
 def scope_notes(filters: dict | None, period: dict | None) -> list[str]:
@@ -126,7 +128,7 @@ class Pages:
 
     def render(self, request: Request, name: str, context: dict, status: int = 200) -> HTMLResponse:
         base = {"token_required": bool(self.settings.api_token), "max_size": self.max_size,
-                "max_question_chars": self.settings.max_question_chars}
+                "max_question_chars": self.settings.max_question_chars, "llm": bool(self.settings.llm_url)}
         if "stats" not in context:
             base["stats"] = self.stats()
         return self.templates.TemplateResponse(request, name, {**base, **context}, status_code=status,

@@ -159,6 +159,101 @@
       input.focus();
     });
 
+    // The server-rendered turn (escaped by the template) joins the conversation.
+    function showTurn(html) {
+      conversation.insertAdjacentHTML("beforeend", html);
+      var turn = conversation.lastElementChild;
+      showCopyButtons(turn);
+      input.value = "";
+      hint.textContent = hintText;
+      hasTurns(true);
+      status.textContent = "";
+      save();
+      // Screen readers hear the answer; the cards stay one Tab away.
+      announce.textContent = (turn.querySelector(".answer") || turn).textContent.trim();
+      turn.scrollIntoView({ block: "start" });
+    }
+
+    // With a local model (QA_LLM_URL) the answer streams from /ask/stream as server-sent events: its draft is shown
+    // as it is written (as text, never as HTML), then replaced by the checked answer the server renders.
+    var stream = form.getAttribute("data-stream");
+
+    function draftTurn(question) {
+      var turn = document.createElement("article");
+      turn.className = "draft-turn";
+      turn.setAttribute("aria-busy", "true");
+      var heading = document.createElement("h2");
+      heading.className = "question";
+      heading.textContent = question;
+      var text = document.createElement("p");
+      text.className = "answer draft";
+      var note = document.createElement("p");
+      note.className = "mode";
+      note.textContent = "Draft by the local model, being checked against the passages…";
+      turn.appendChild(heading);
+      turn.appendChild(text);
+      turn.appendChild(note);
+      conversation.appendChild(turn);
+      return { turn: turn, text: text };
+    }
+
+    function streamAnswer(body, question) {
+      return fetch(stream + "?partial=1", { method: "POST", body: body, headers: { Accept: "text/event-stream" } })
+        .then(function (response) {
+          if (!response.ok || !response.body) {
+            return response.text().then(function (text) { showError(messageOf(text, response)); });
+          }
+          var reader = response.body.getReader();
+          var decoder = new TextDecoder();
+          var buffer = "";
+          var draft = null;
+          var html = null;
+          function handle(block) {
+            var event = "message";
+            var data = "";
+            block.split("\n").forEach(function (line) {
+              if (line.indexOf("event:") === 0) event = line.slice(6).trim();
+              else if (line.indexOf("data:") === 0) data += line.slice(5).trim();
+            });
+            if (!data) return;
+            var value = JSON.parse(data);
+            if (event === "draft") {
+              if (!draft) {
+                draft = draftTurn(question);
+                status.textContent = "The local model is writing…";
+              }
+              draft.text.textContent += value.text;
+            } else if (event === "turn") {
+              html = value.html;
+            } else if (event === "answer") {
+              if (draft) conversation.removeChild(draft.turn);
+              draft = null;
+              if (html) showTurn(html);
+            }
+          }
+          function pump() {
+            return reader.read().then(function (chunk) {
+              if (chunk.done) {
+                if (buffer.trim()) handle(buffer);
+                if (draft) {
+                  conversation.removeChild(draft.turn);
+                  showError("The answer was cut off; ask again.");
+                }
+                return;
+              }
+              buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n/g, "\n");
+              var cut;
+              while ((cut = buffer.indexOf("\n\n")) >= 0) {
+                handle(buffer.slice(0, cut));
+                buffer = buffer.slice(cut + 2);
+              }
+              return pump();
+            });
+          }
+          return pump();
+        });
+    }
+
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       if (button.disabled) return;
@@ -177,26 +272,15 @@
       working(true);
       errorBox.hidden = true;
       status.textContent = "Searching the articles…";
-      fetch("/ask?partial=1", { method: "POST", body: body, headers: { Accept: "text/html" } })
-        .then(function (response) {
-          return response.text().then(function (text) {
-            if (!response.ok) {
-              showError(messageOf(text, response));
-              return;
-            }
-            conversation.insertAdjacentHTML("beforeend", text);
-            var turn = conversation.lastElementChild;
-            showCopyButtons(turn);
-            input.value = "";
-            hint.textContent = hintText;
-            hasTurns(true);
-            status.textContent = "";
-            save();
-            // Screen readers hear the answer; the cards stay one Tab away.
-            announce.textContent = (turn.querySelector(".answer") || turn).textContent.trim();
-            turn.scrollIntoView({ block: "start" });
+      var asking = stream ? streamAnswer(body, input.value.trim()) :
+        fetch("/ask?partial=1", { method: "POST", body: body, headers: { Accept: "text/html" } })
+          .then(function (response) {
+            return response.text().then(function (text) {
+              if (!response.ok) showError(messageOf(text, response));
+              else showTurn(text);
+            });
           });
-        })
+      asking
         .catch(function (error) { showError("The server did not answer (" + error.message + ")."); })
         .then(function () {
           working(false);
