@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import ray
 
-from conftest import RETALIATION_DOC, SEEDS
+from conftest import RETALIATION_DOC, SEEDS, STORES, store_settings
 from qa.cli import main
 from qa.index import NewsIndex
 from qa.ingest_ray import index_with_ray, worker_env
-from qa.settings import Settings
+
+pytestmark = pytest.mark.slow  # the real model on a real (local) Ray cluster
 
 QUESTIONS = ["which countries retaliated?", "steel tariffs doubled", "APEC summit in South Korea"]
 
@@ -26,17 +27,18 @@ def ray_cluster():
     ray.shutdown()
 
 
-def _ray_index(folder, embedder, model_cache) -> NewsIndex:
-    """An empty index in ``folder`` whose Ray workers find the session's exported model there (no export each)."""
-    settings = Settings.from_env(index_dir=folder, seeds_dir=SEEDS)
-    shutil.copytree(model_cache / "onnx", folder / "onnx")
+def _ray_index(folder, embedder, model_cache, store: str = "embedded") -> NewsIndex:
+    """No index yet on ``store`` (files under ``folder``); its Ray workers find the session's exported model in its
+    index folder (rather than each exporting it)."""
+    settings = store_settings(store, folder)
+    shutil.copytree(model_cache / "onnx", settings.index_dir / "onnx")
     return NewsIndex(settings, embedder=embedder)
 
 
 @pytest.fixture(scope="module")
 def ray_built(ray_cluster, tmp_path_factory, embedder, model_cache):
     """The seed articles indexed once with --ray on two workers, and that run's report."""
-    idx = _ray_index(tmp_path_factory.mktemp("ray") / "index", embedder, model_cache)
+    idx = _ray_index(tmp_path_factory.mktemp("ray"), embedder, model_cache)
     found, read, report = index_with_ray(idx, [SEEDS], workers=2)
     yield idx, found, read, report
     idx.close()
@@ -91,9 +93,10 @@ def test_a_rerun_adds_nothing(ray_built):
     assert len(again.unchanged) == 5 and not again.created
 
 
-def test_a_run_that_dies_midway_then_a_rerun_leaves_every_article_exactly_once(ray_cluster, tmp_path, embedder,
+@pytest.mark.parametrize("store", STORES)
+def test_a_run_that_dies_midway_then_a_rerun_leaves_every_article_exactly_once(store, ray_cluster, tmp_path, embedder,
                                                                                   model_cache, seed_index):
-    idx = _ray_index(tmp_path / "index", embedder, model_cache)
+    idx = _ray_index(tmp_path, embedder, model_cache, store)
     idx.batch_size = 2  # five articles: batches of 2, 2 and 1
     write, calls = idx.write_prepared, []
 
@@ -105,11 +108,11 @@ def test_a_run_that_dies_midway_then_a_rerun_leaves_every_article_exactly_once(r
 
     idx.write_prepared = dies_at_the_second_batch
     with pytest.raises(RuntimeError, match="killed"):
-        index_with_ray(idx, [SEEDS], workers=2)
+        index_with_ray(idx, [SEEDS], workers=1)
     assert idx.stats()["documents"] == 2  # the first batch, whole
     del idx.write_prepared
 
-    _, _, report = index_with_ray(idx, [SEEDS], workers=2)
+    _, _, report = index_with_ray(idx, [SEEDS], workers=1)
     assert len(report.unchanged) == 2 and len(report.added) == 3  # skipped before embedding, not re-embedded
     docs = [d.doc_id for d in idx.documents()]
     assert sorted(docs) == sorted(set(docs)) == sorted(d.doc_id for d in seed_index.documents())
