@@ -141,3 +141,27 @@ def test_qa_index_ray_refuses_what_it_cannot_do_in_one_line(argv, message, tmp_p
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_ray_reads_folders_as_qa_index_does(ray_cluster, tmp_path, embedder, model_cache):
+    from qa.errors import Conflict
+    from qa.ingest import collect
+
+    folder = tmp_path / "news"
+    (folder / "a").mkdir(parents=True)
+    (folder / "b").mkdir()
+    (folder / "a" / "rink.txt").write_text("Rink closes\n\nThe town rink closes for repairs on Monday.\n")
+    (folder / "b" / "rink.txt").write_text("Rink reopens\n\nThe town rink reopens in May after repairs.\n")
+    (folder / "b" / "latin.txt").write_bytes("Caf\xe9 prices\n\nA coffee costs \xa33.".encode("latin-1"))
+    idx = _ray_index(tmp_path / "store", embedder, model_cache)
+    with pytest.raises(Conflict, match="claimed by"):  # as collect: before anything is embedded or written
+        index_with_ray(idx, [folder], workers=1)
+    assert not idx.exists()
+
+    found, read, report = index_with_ray(idx, [folder], workers=1, ids="path")
+    plain = collect([folder], max_bytes=idx.settings.max_article_bytes, ids="path")
+    assert found.summary(read) == plain.summary() == "read 2 articles from 2 files (2 .txt); 1 skipped"
+    assert report.skipped == plain.skipped and "not UTF-8" in report.skipped[0]
+    assert sorted(report.added) == ["a-rink", "b-rink"]
+    assert idx.document("b-rink")["path"] == str(folder / "b" / "rink.txt")
+    idx.close()
