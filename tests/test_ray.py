@@ -3,13 +3,17 @@ and a re-run, after a clean run or a crash, adds each article exactly once."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import ray
 
-from conftest import RETALIATION_DOC, SEEDS, STORES, store_settings
+from conftest import REPO, RETALIATION_DOC, SEEDS, STORES, store_settings
 from qa.cli import main
 from qa.index import NewsIndex
 from qa.ingest_ray import index_with_ray, worker_env
@@ -164,4 +168,33 @@ def test_ray_reads_folders_as_qa_index_does(ray_cluster, tmp_path, embedder, mod
     assert report.skipped == plain.skipped and "not UTF-8" in report.skipped[0]
     assert sorted(report.added) == ["a-rink", "b-rink"]
     assert idx.document("b-rink")["path"] == str(folder / "b" / "rink.txt")
+    idx.close()
+
+
+def test_a_killed_ray_ingest_then_a_rerun_leaves_every_article_exactly_once(ray_cluster, tmp_path, embedder,
+                                                                              model_cache, seed_index):
+    idx = _ray_index(tmp_path, embedder, model_cache)
+    # `qa index --ray` joining this cluster, one article per embedding call and per write: five commits to land among.
+    code = ("import sys; import qa.ingest_ray as r; from qa.index import NewsIndex; from qa.cli import main; "
+            "NewsIndex.batch_size = 1; r.EMBED_ARTICLES_PER_CALL = 1; sys.exit(main(sys.argv[1:]))")
+    address = ray.get_runtime_context().gcs_address
+    env = {**os.environ, "QA_INDEX_DIR": str(idx.settings.index_dir),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+    proc = subprocess.Popen([sys.executable, "-c", code, "index", str(SEEDS), "--ray", address, "--workers", "1"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    held, deadline = 0, time.monotonic() + 180
+    try:
+        while proc.poll() is None and time.monotonic() < deadline and held == 0:
+            held = idx.stats()["documents"] if idx.exists() else 0
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert 1 <= held < 5  # killed between commits, after the first
+
+    _, _, report = index_with_ray(idx, [SEEDS], workers=1)
+    assert len(report.unchanged) >= held and len(report.unchanged) + len(report.added) == 5
+    docs = [d.doc_id for d in idx.documents()]
+    assert sorted(docs) == sorted(set(docs)) == sorted(d.doc_id for d in seed_index.documents())
+    assert _spans(idx) == _spans(seed_index)
     idx.close()
