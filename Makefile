@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: its CPU wheel is local; any other version pulls gigabytes of CUDA packages.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,bench,milvus]'
+	$(BIN)/pip install -q -e '.[test,bench,milvus,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)

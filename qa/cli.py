@@ -81,9 +81,17 @@ def cmd_index(args, settings: Settings) -> None:
     """Index articles (default: the seed folder): adds new and changed ones, or builds the index if there is none.
 
     --rebuild without paths rebuilds the index from the articles it holds (what an index built with other
-    settings needs); with paths it replaces the stored articles with those and says how many it dropped."""
+    settings needs); with paths it replaces the stored articles with those and says how many it dropped.
+
+    --ray reads, chunks and embeds on a Ray cluster (a local one without ADDRESS) and writes here in batches,
+    skipping before any embedding the articles stored unchanged: a re-run after a crash redoes only what is
+    missing."""
     from .ingest import collect
 
+    if args.ray is not None and (args.rebuild or args.sync):
+        raise InvalidInput("--ray adds new and changed articles; it does not --rebuild or --sync")
+    if args.ray is None and args.workers is not None:
+        raise InvalidInput("--workers is for --ray")
     index = _index(settings)
     progress = sys.stderr.isatty()
     if args.rebuild and not args.paths and index.exists():
@@ -92,6 +100,18 @@ def cmd_index(args, settings: Settings) -> None:
         _report(index.rebuild(show_progress=progress), "rebuilt")
         return
     paths = [Path(p) for p in args.paths] or [settings.seeds_dir]
+    if args.ray is not None:
+        try:
+            from .ingest_ray import index_with_ray
+        except ImportError as e:
+            raise InvalidInput(f"--ray needs Ray: pip install 'newsqa[ray]' ({e})") from None
+
+        found, read, report = index_with_ray(index, paths, address=None if args.ray == "local" else args.ray,
+                                             workers=args.workers, date=args.date or "", ids=args.ids,
+                                             show_progress=progress)
+        _show(found.summary(read))
+        _report(report, "built" if report.created else "indexed")
+        return
     if args.sync:
         if args.rebuild:
             raise InvalidInput("--sync is for adding: --rebuild with paths already drops the articles not in them")
@@ -470,7 +490,9 @@ EXAMPLES = {
   qa index ~/bbc --ids path                  # ids from paths in the folder (sport/001.txt: sport-001)
   qa index --rebuild                         # after a settings change: rebuild from the stored articles
   qa index ~/news --rebuild                  # replace the stored articles with these
-  qa index ~/news --sync                     # also remove the articles whose files are gone""",
+  qa index ~/news --sync                     # also remove the articles whose files are gone
+  qa index ~/news --ray --workers 2          # read, chunk and embed on a local Ray cluster with 2 workers
+  qa index /shared/news --ray=auto           # on the Ray cluster this machine belongs to""",
     "watch": """\
   qa watch ~/news                            # sync, then apply file changes as they happen
   qa watch ~/news --debounce 3000            # wait for 3 s of quiet before applying a batch""",
@@ -548,6 +570,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="document ids from file stems (default) or from paths inside the folder")
     p.add_argument("--sync", action="store_true",
                    help="also remove the stored articles read from files under these folders that are gone")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="read, chunk and embed on a Ray cluster (auto, ray://host:10001, host:6379; a local one "
+                        "when ADDRESS is left out), writing here in batches; needs the ray extra")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --ray: embedding workers, one CPU each (default: one per CPU of the cluster)")
     p = add("watch", cmd_watch)
     p.add_argument("folder")
     p.add_argument("--ids", choices=("stem", "path"), default="stem",

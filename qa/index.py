@@ -117,6 +117,26 @@ def integrity_problem(db: Path, *, force: bool = False) -> str | None:
     return None
 
 
+def embed_salt(settings: Settings) -> str:
+    """What the hash of an embedded text is salted with: a vector is reused only for the same model and precision."""
+    return f"{settings.model_name}|{settings.precision}|"
+
+
+def chunk_article(article: Article, chunker: Chunker, salt: str) -> tuple[Upsert, list[str]]:
+    """One article cut into chunks (offsets into its text), each with its BM25 row and the salted hash of the text
+    its vector is made from; and those texts, in chunk order. The upsert's vectors are still empty. Pure: the local
+    add and the Ray ingest (qa/ingest_ray.py) both prepare articles with it, so both store the same chunks."""
+    prefix = chunker.title_prefix(article.title)
+    chunks = chunker.chunk(article.text, article.title)
+    meta_text = " ".join(x for x in (article.source, readable_date(article.date) if article.date else "",
+                                     article.author) if x)
+    embed_texts = [chunker.embedding_text(prefix, c.text) for c in chunks]
+    hashes = [hashlib.sha1((salt + t).encode("utf-8")).hexdigest() for t in embed_texts]
+    upsert = Upsert(article, content_hash(article), [(c.chunk_no, c.start, c.end) for c in chunks],
+                    [(article.title, meta_text, c.text) for c in chunks], hashes, np.zeros(0))
+    return upsert, embed_texts
+
+
 # The generation this process reads from: the embedded backend's view of it (gen_dir, store, vectors, generation,
 # meta).
 _Live = SqliteFaissBackend
@@ -529,20 +549,12 @@ class NewsIndex:
         is unchanged are taken from the cache instead of being computed again. ``progress(done, total)`` hears
         how many of the passages to embed are done."""
         chunker = self.chunker
-        salt = f"{self.settings.model_name}|{self.settings.precision}|"
+        salt = embed_salt(self.settings)
         prepared: list[Upsert] = []
         texts: list[str] = []
         for article in articles:
-            prefix = chunker.title_prefix(article.title)
-            chunks = chunker.chunk(article.text, article.title)
-            meta_text = " ".join(x for x in (article.source, readable_date(article.date) if article.date else "",
-                                             article.author) if x)
-            embed_texts = [chunker.embedding_text(prefix, c.text) for c in chunks]
-            hashes = [hashlib.sha1((salt + t).encode("utf-8")).hexdigest() for t in embed_texts]
-            prepared.append(Upsert(
-                article, content_hash(article), [(c.chunk_no, c.start, c.end) for c in chunks],
-                [(article.title, meta_text, c.text) for c in chunks], hashes, np.zeros(0),
-            ))
+            upsert, embed_texts = chunk_article(article, chunker, salt)
+            prepared.append(upsert)
             texts.extend(embed_texts)
         all_hashes = [h for p in prepared for h in p.hashes]
         cached = cache.vectors_by_hash(all_hashes) if cache is not None and all_hashes else {}
@@ -616,6 +628,46 @@ class NewsIndex:
                 report.embedded += embedded
         report.seconds = round(time.perf_counter() - began, 3)
         return report
+
+    def stored_hashes(self, doc_ids: Iterable[str]) -> dict[str, str | None]:
+        """The stored content hash of each of ``doc_ids`` (None: not held); all None when there is no index yet.
+        What an ingest compares before embedding, to skip articles already stored unchanged."""
+        doc_ids = list(dict.fromkeys(doc_ids))
+        if not self.exists():
+            return dict.fromkeys(doc_ids)
+        with self._rw.read():
+            live = self.live()
+            return {d: live.content_hash(d) for d in doc_ids}
+
+    def write_prepared(self, prepared: list[Upsert], report: AddReport) -> None:
+        """Write articles chunked and embedded elsewhere (``chunk_article`` plus the embedder, on Ray workers:
+        qa/ingest_ray.py) as one batch under the write locks: one transaction, each article whole. Creates an empty
+        index first when there is none, so every later batch commits on its own and a re-run after a crash keeps
+        them. An article whose content hash is stored by now (a re-run, another writer) is counted unchanged and
+        not written again; the others are counted added or updated in ``report``."""
+        with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
+            if not self.exists():
+                self._build_locked([], False)
+                report.created = True
+            live = self.live()
+            if self.embedded:
+                self._sweep(live.gen_dir)
+            dim = int(live.meta["dim"])
+            todo = []
+            for p in prepared:
+                if p.vectors.ndim != 2 or len(p.vectors) != len(p.spans) or (p.spans and p.vectors.shape[1] != dim):
+                    raise IndexMismatch(
+                        f"the index in {self.where} holds {dim}-dimensional vectors but {p.article.doc_id!r} came "
+                        f"with {p.vectors.shape}: embed with the model the index was built with"
+                    )
+                old = live.content_hash(p.article.doc_id)
+                if old == p.content_hash:
+                    report.unchanged.append(p.article.doc_id)
+                    continue
+                (report.updated if old else report.added).append(p.article.doc_id)
+                todo.append(p)
+            if todo:
+                self._write(live, todo, [], report)
 
     def add_text(self, text: str, *, title: str = "", date: str = "", source: str = "", url: str = "",
                  doc_id: str = "", progress: Progress | None = None) -> AddReport:

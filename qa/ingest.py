@@ -606,18 +606,72 @@ class Collected:
     files: dict[str, int] = field(default_factory=dict)  # suffix → files read
     ignored: int = 0
 
-    def summary(self) -> str:
-        """'read 12 articles from 10 files (8 .txt, 2 .jsonl); 3 files ignored by .qaignore; 1 skipped'."""
+    def summary(self, articles: int | None = None) -> str:
+        """'read 12 articles from 10 files (8 .txt, 2 .jsonl); 3 files ignored by .qaignore; 1 skipped'. An
+        ingest that does not hold the articles here (the Ray one) says how many it read as ``articles``."""
+        count = len(self.articles) if articles is None else articles
         n = sum(self.files.values())
         by_count = sorted(self.files.items(), key=lambda kv: (-kv[1], kv[0]))
         kinds = ", ".join(f"{count} {suffix}" for suffix, count in by_count)
-        line = (f"read {len(self.articles)} article{'' if len(self.articles) == 1 else 's'} from {n} "
+        line = (f"read {count} article{'' if count == 1 else 's'} from {n} "
                 f"file{'' if n == 1 else 's'}{f' ({kinds})' if kinds else ''}")
         if self.ignored:
             line += f"; {self.ignored} file{'' if self.ignored == 1 else 's'} ignored by {IGNORE_FILE}"
         if self.skipped:
             line += f"; {len(self.skipped)} skipped"
         return line
+
+
+class SkippedFile(Exception):
+    """A file in a folder passed over; its message says which and why."""
+
+
+def find_files(paths: list[Path], *, ids: str = "stem") -> tuple[list[tuple[Path, str, bool]], int]:
+    """The files ``collect`` reads under ``paths``, in its order: ``(file, doc_id, named)`` with the id ``--ids
+    path`` gives ('' for the default) and whether the file was named directly (its errors are raised, not skipped);
+    and how many supported files a folder's ``.qaignore`` left out. NotFound for a path that does not exist."""
+    out: list[tuple[Path, str, bool]] = []
+    ignored = 0
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise NotFound(f"{root}: no such file or folder")
+        if root.is_file():
+            out.append((root, "", True))
+            continue
+        rules = IgnoreRules.of(root)
+        for p in sorted(root.rglob("*")):
+            rel = p.relative_to(root).as_posix()
+            if not p.is_file() or any(part.startswith(".") for part in rel.split("/")):
+                continue
+            if p.suffix.lower() not in SUPPORTED:
+                continue
+            if rules.ignores(rel):
+                ignored += 1
+                continue
+            doc_id = safe_doc_id(str(p.relative_to(root).with_suffix("")).replace("/", "-")) if ids == "path" else ""
+            out.append((p, doc_id, False))
+    return out, ignored
+
+
+def read_found(file: Path, doc_id: str, named: bool, *, max_bytes: int, date: str = "") -> list[Article]:
+    """The articles of one file ``find_files`` found. A file found in a folder that cannot be read is SkippedFile
+    (the reason in its message); one named directly raises its error."""
+    try:
+        return read_file(file, max_bytes=max_bytes, date=date, doc_id=doc_id)
+    except (UnsupportedFile, TooLarge, InvalidInput) as e:
+        if named:
+            raise
+        raise SkippedFile(str(e)) from e
+
+
+def claim(owner: dict[str, str], doc_id: str, file) -> None:
+    """Record that ``file`` holds the article ``doc_id``; Conflict when another file already claimed that id."""
+    if doc_id in owner:
+        raise Conflict(
+            f"document id {doc_id!r} is claimed by {owner[doc_id]} and {file}; rename one file or use --ids path"
+        )
+    owner[doc_id] = str(file)
 
 
 def collect(paths: list[Path], *, max_bytes: int, date: str = "", ids: str = "stem") -> Collected:
@@ -627,44 +681,16 @@ def collect(paths: list[Path], *, max_bytes: int, date: str = "", ids: str = "st
     id are an error. ``ids="path"`` names articles by their path inside the folder ('sport-001')."""
     found = Collected()
     owner: dict[str, str] = {}
-    for root in paths:
-        root = Path(root)
-        if not root.exists():
-            raise NotFound(f"{root}: no such file or folder")
-        if root.is_file():
-            files = [root]
-        else:
-            rules = IgnoreRules.of(root)
-            files = []
-            for p in sorted(root.rglob("*")):
-                rel = p.relative_to(root).as_posix()
-                if not p.is_file() or any(part.startswith(".") for part in rel.split("/")):
-                    continue
-                if p.suffix.lower() in SUPPORTED and rules.ignores(rel):
-                    found.ignored += 1
-                    continue
-                files.append(p)
-        for file in files:
-            if root.is_dir() and file.suffix.lower() not in SUPPORTED:
-                continue
-            doc_id = ""
-            if ids == "path" and root.is_dir():
-                doc_id = safe_doc_id(str(file.relative_to(root).with_suffix("")).replace("/", "-"))
-            try:
-                articles = read_file(file, max_bytes=max_bytes, date=date, doc_id=doc_id)
-            except (UnsupportedFile, TooLarge, InvalidInput) as e:
-                if root.is_file():
-                    raise
-                found.skipped.append(str(e))
-                continue
-            suffix = file.suffix.lower() or "(none)"
-            found.files[suffix] = found.files.get(suffix, 0) + 1
-            for article in articles:
-                if article.doc_id in owner:
-                    raise Conflict(
-                        f"document id {article.doc_id!r} is claimed by {owner[article.doc_id]} and {file}; "
-                        "rename one file or use --ids path"
-                    )
-                owner[article.doc_id] = str(file)
-                found.articles.append(article)
+    files, found.ignored = find_files(paths, ids=ids)
+    for file, doc_id, named in files:
+        try:
+            articles = read_found(file, doc_id, named, max_bytes=max_bytes, date=date)
+        except SkippedFile as e:
+            found.skipped.append(str(e))
+            continue
+        suffix = file.suffix.lower() or "(none)"
+        found.files[suffix] = found.files.get(suffix, 0) + 1
+        for article in articles:
+            claim(owner, article.doc_id, file)
+            found.articles.append(article)
     return found
