@@ -5,7 +5,7 @@ costs, embedding included), then the embedded store and Milvus Lite again with t
 compare the stores alone (chunking + writing). Each child then opens its index afresh and times `search` (retrieval
 alone) and `ask` (retrieval + reader: what `/ask` does in the server) on real queries, and reports its resident
 memory (its own and any child process's, Milvus Lite's server included) and the index's size on disk. Results go
-to bench/out/stores.json; docs/scale.md quotes them.
+to bench/out/stores.json (stores-milvus.json with --only milvus); docs/scale.md quotes them.
 """
 
 from __future__ import annotations

@@ -626,6 +626,7 @@ class NewsIndex:
                 prepared, embedded = self._prepare(batch, live, show_progress, _after(progress, report))
                 self._write(live, prepared, [], report)
                 report.embedded += embedded
+            live.settle()
         report.seconds = round(time.perf_counter() - began, 3)
         return report
 
@@ -842,6 +843,7 @@ class NewsIndex:
             prepared, embedded = self._prepare(batch, None, show_progress, _after(progress, report))
             self._write(backend, prepared, [], report, added_at)
             report.embedded += embedded
+        backend.settle()
         return report
 
     # --- repair --------------------------------------------------------------------------------------------------

@@ -49,6 +49,9 @@ class Backend(ABC):
         ``exclusive()`` is entered around any change to state that this process's readers share. Returns the
         number of chunks written."""
 
+    def settle(self) -> None:
+        """After a bulk write (a rebuild, a large add): make the store fast to search again. A no-op by default."""
+
     # --- candidates ------------------------------------------------------------------------------------------------
     @abstractmethod
     def dense(self, query_vector: np.ndarray, n: int, scope=None) -> dict[int, float]:

@@ -51,6 +51,9 @@ CONSISTENCY = "Strong"
 TEXT_PART_CHARS = 16_000  # 4 bytes a character at most: a part stays under a VARCHAR's 65,535 bytes
 VARCHAR_MAX = 65_535
 IN_BATCH = 500  # ids per ``in [...]`` filter
+# Rows written since the last flush above which ``settle`` flushes: searches over that many unsealed rows are slow
+# (on Milvus Lite, BBC News' 5,906 chunks: about 4 s a question before the flush, 0.7 s after; the flush 2.4 s).
+SETTLE_ROWS = 1000
 PAGE = 4096  # rows per page when reading a whole collection
 _PAD = [1.0, 0.0]
 # Milvus' own analyzer only splits and lower-cases: Milvus Lite ignores stemming and accent-folding filters (a
@@ -142,6 +145,7 @@ class MilvusBackend(Backend):
         except Exception as e:  # grpc, connection refused, a Lite file another process holds
             raise MilvusUnavailable(f"cannot open Milvus at {url}: {str(e).splitlines()[0][:300]}") from e
         self.meta: dict = {}
+        self._unflushed = 0
         self._loaded = False
         self._cache_lock = threading.Lock()
         self._doc_cache: tuple[object, list[str], str] | None = None  # (stamp, sources, newest date)
@@ -363,7 +367,16 @@ class MilvusBackend(Backend):
                 c.delete(n["chunks"], filter=stale)
                 c.delete(n["texts"], filter=stale)
         c.upsert(n["meta"], [{"key": "stamp", "value": uuid.uuid4().hex, "pad": _PAD}])
+        self._unflushed += written
         return written
+
+    def settle(self) -> None:
+        """Seal what was written (Milvus' flush) once it is more than ``SETTLE_ROWS`` chunks: unsealed rows are
+        searched slowly."""
+        if self._unflushed >= SETTLE_ROWS:
+            for name in self.names.values():
+                self.client.flush(name)
+            self._unflushed = 0
 
     def _added_at(self, doc_ids: list[str]) -> dict[str, str]:
         """When the articles among ``doc_ids`` that are stored were first added."""
