@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import qa.backends.sqlite_faiss as sqlite_faiss
-from conftest import RETALIATION_DOC
+from conftest import REPO, RETALIATION_DOC
 from qa.errors import InvalidInput
 from qa.records import Article
 from qa.scope import Scope, named_period
@@ -309,3 +309,43 @@ def test_link_to_this_answer_reproduces_it_filters_and_follow_up_included(client
         [(p["doc_id"], p["start"], p["end"]) for p in posted["passages"]]
     r = client.get("/ask", params={"q": "and why?", "after": "x" * 5000})
     assert r.status_code == 400 and "after is 5,000 characters long" in r.json()["detail"]
+
+
+# --- MultiHop-RAG's dated articles (../shared/data, MIT licence; read at test time, never copied into the repo) -----
+MULTIHOP = REPO.parent / "shared" / "data" / "multihop-rag"
+MULTIHOP_SOURCES = ("TechCrunch", "The Verge", "Sporting News")
+
+
+@pytest.fixture(scope="module")
+def multihop(tmp_path_factory, embedder):
+    from qa.evaluation import load_multihop
+    from qa.index import NewsIndex
+    from qa.settings import Settings
+
+    if not (MULTIHOP / "corpus.json").exists():
+        pytest.skip(f"MultiHop-RAG is not at {MULTIHOP} (../shared/data beside the checkout)")
+    articles, queries = load_multihop(MULTIHOP)
+    # Every fourth article of three outlets: news from late September to December 2023.
+    chosen = [a for s in MULTIHOP_SOURCES for a in [a for a in articles if a.source == s][::4]]
+    idx = NewsIndex(Settings.from_env(index_dir=tmp_path_factory.mktemp("multihop") / "index", reader=False),
+                    embedder=embedder)
+    idx.rebuild(chosen)
+    yield idx, {a.doc_id: a for a in chosen}, [q.query for q in queries if q.facts][:6]
+    idx.close()
+
+
+@pytest.mark.slow
+def test_multihop_articles_are_narrowed_by_date_and_outlet_inside_retrieval(multihop):
+    idx, by_id, questions = multihop
+    for question in questions:
+        october = idx.search(question, k=5, since="2023-10-01", until="2023-10-31")
+        assert len(october) == 5  # the filter is applied inside retrieval: still k passages
+        assert all("2023-10-01" <= by_id[p.doc_id].date[:10] <= "2023-10-31" for p in october)
+        verge = idx.search(question, k=5, sources=["the verge"])
+        assert len(verge) == 5 and {by_id[p.doc_id].source for p in verge} == {"The Verge"}
+        for p in october + verge:
+            assert idx.document(p.doc_id)["text"][p.start:p.end] == p.text
+        answer = idx.ask(question, since="2023-11-01", sources=["TechCrunch", "Sporting News"])
+        assert answer.passages and all(by_id[p.doc_id].source in ("TechCrunch", "Sporting News")
+                                       and by_id[p.doc_id].date[:10] >= "2023-11-01" for p in answer.passages)
+        assert all(by_id[s.doc_id].date[:10] >= "2023-11-01" for s in answer.answer_spans)
