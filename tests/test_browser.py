@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,15 +57,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, seed_index_dir, model_cache):
-    """`qa serve` on a free loopback port over a private copy of the seed index; yields its base URL."""
-    folder = tmp_path_factory.mktemp("served") / "index"
-    shutil.copytree(seed_index_dir, folder)
-    if (model_cache / "onnx").exists():
-        shutil.copytree(model_cache / "onnx", folder / "onnx")
+@contextmanager
+def qa_serve(folder: Path, **env_extra: str) -> Iterator[str]:
+    """`qa serve` on a free loopback port over the index in ``folder`` (environment ``env_extra`` added, no API
+    token); yields its base URL once /health answers, and stops it after."""
     port = _free_port()
-    env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_SEEDS_DIR": str(SEEDS), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_SEEDS_DIR": str(SEEDS), "HF_HUB_OFFLINE": "1", **env_extra}
     env.pop("QA_API_TOKEN", None)
     log_path = folder.parent / "serve.log"
     with open(log_path, "wb") as log:
@@ -92,6 +91,17 @@ def server(tmp_path_factory, seed_index_dir, model_cache):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, seed_index_dir, model_cache):
+    """`qa serve` on a free loopback port over a private copy of the seed index; yields its base URL."""
+    folder = tmp_path_factory.mktemp("served") / "index"
+    shutil.copytree(seed_index_dir, folder)
+    if (model_cache / "onnx").exists():
+        shutil.copytree(model_cache / "onnx", folder / "onnx")
+    with qa_serve(folder) as base:
+        yield base
 
 
 @pytest.fixture

@@ -5,18 +5,12 @@ tested in tests/test_llm_server.py."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
-from conftest import REPO, SEEDS
-from llm_servers import FakeLLM, free_port, rank_holding
-from test_browser import WAIT_MS, browser  # noqa: F401 -- the Chromium fixture
+from llm_servers import FakeLLM, rank_holding
+from test_browser import WAIT_MS, browser, qa_serve  # noqa: F401 -- the Chromium fixture
 
 pytestmark = pytest.mark.browser
 
@@ -42,31 +36,8 @@ def server(tmp_path_factory, seed_index_dir, model_cache, fake):
     """`qa serve` with QA_LLM_URL pointed at the scripted model, over a copy of the seed index."""
     folder = tmp_path_factory.mktemp("served-llm") / "index"
     shutil.copytree(seed_index_dir, folder)
-    port = free_port()
-    env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_SEEDS_DIR": str(SEEDS), "HF_HUB_OFFLINE": "1",
-           "QA_LLM_URL": fake.url, "QA_LLM_TIMEOUT": "60"}
-    log_path = folder.parent / "serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "qa.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"qa serve exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "qa serve did not start"
-            time.sleep(0.3)
+    with qa_serve(folder, QA_LLM_URL=fake.url, QA_LLM_TIMEOUT="60") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_the_draft_streams_then_the_checked_answer_replaces_it(browser, server):  # noqa: F811

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from conftest import RETALIATION_DOC
+from llm_servers import serving
 from qa.records import Answer, AnswerSpan, Passage
 from web.app import create_app
 from web.models import AskResponse
@@ -288,22 +285,8 @@ def test_the_stream_pieces_join_to_the_content(content):
 @pytest.fixture(scope="module")
 def served(seed_index):
     """The app served by uvicorn on a free 127.0.0.1 port in a thread; yields the OpenAI base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(seed_index.settings, index=seed_index), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+    with serving(create_app(seed_index.settings, index=seed_index)) as base:
+        yield f"{base}/v1"
 
 
 @pytest.fixture(scope="module")
