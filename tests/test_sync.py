@@ -130,15 +130,21 @@ def test_qa_index_sync_on_the_command_line(tmp_path, model_cache):
     assert code == 2 and "--sync" in err
 
 
-def test_qa_watch_logs_each_action(tmp_path, model_cache):
-    import signal
-
+def _one_article_and_an_empty_index(tmp_path, model_cache):
+    """A news folder holding one article, and an index folder with the exported model but no index yet."""
     root = tmp_path / "news"
     write(root / "a.txt", "Ferry workers went on strike on Monday over pay.")
     folder = tmp_path / "index"
     folder.mkdir()
     if (model_cache / "onnx").exists():
         shutil.copytree(model_cache / "onnx", folder / "onnx")
+    return root, folder
+
+
+def test_qa_watch_logs_each_action(tmp_path, model_cache):
+    import signal
+
+    root, folder = _one_article_and_an_empty_index(tmp_path, model_cache)
     env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_READER": "off"}
     proc = subprocess.Popen([sys.executable, "-m", "qa.cli", "watch", str(root), "--debounce", "200"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -211,12 +217,7 @@ def test_qa_serve_watch_keeps_the_served_articles_in_step_with_the_folder(tmp_pa
     import urllib.parse
     import urllib.request
 
-    root = tmp_path / "news"
-    write(root / "a.txt", "Ferry workers went on strike on Monday over pay.")
-    folder = tmp_path / "index"
-    folder.mkdir()
-    if (model_cache / "onnx").exists():
-        shutil.copytree(model_cache / "onnx", folder / "onnx")
+    root, folder = _one_article_and_an_empty_index(tmp_path, model_cache)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
