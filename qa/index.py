@@ -82,8 +82,9 @@ _CHECKED_LOCK = threading.Lock()
 
 def integrity_problem(db: Path, *, force: bool = False) -> str | None:
     """Why the generation database ``db`` cannot be trusted (empty, not a database, failing ``quick_check``), or
-    None; StorageFull when it cannot be opened because its disk is full. Never writes to it: an empty file is refused before any connection (connecting would make it a database),
-    and the check runs on a connection that cannot create the file. FileNotFoundError when it is gone."""
+    None; StorageFull when it cannot be opened because its disk is full. Never writes to it: an empty file is
+    refused before any connection (connecting would make it a database), and the check runs on a connection that
+    cannot create the file. FileNotFoundError when it is gone."""
     info = db.stat()
     if info.st_size == 0:
         return "its database file is empty"
