@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from conftest import RETALIATION_DOC, SEEDS
 from llm_servers import FakeLLM, free_port, passages_in, rank_holding
 from qa.index import NewsIndex
-from qa.llm import Checker, Claim, ClaimStream, LLMClient, LLMFailed, claims, prompt
+from qa.llm import CheckConfig, Checker, Claim, ClaimStream, LLMClient, LLMFailed, claims, prompt
 from qa.reader import OnnxReader
 from qa.records import Passage
 from qa.settings import Settings
@@ -99,9 +99,18 @@ def test_numbers_may_be_written_in_words_or_digits(checker):
                          {1: passage()}).supported
 
 
-def test_a_sentence_citing_no_passage_or_one_not_given_is_dropped(checker):
-    assert checker.check(Claim(CHINA, ()), {1: passage()}).reason == "it cites no passage"
+def test_a_sentence_citing_a_passage_not_given_is_dropped(checker):
     assert checker.check(Claim(CHINA, (4,)), {1: passage()}).reason == "it cites a passage it was not given"
+
+
+def test_a_sentence_citing_nothing_is_cited_to_the_passages_that_support_it_or_dropped(checker):
+    other = passage(2, "Ferry workers went on strike over pay in Halifax on Monday morning.", "ferry")
+    found = checker.check(Claim(CHINA, ()), {1: passage(), 2: other})
+    assert found.supported and found.ranks == [1] and found.text.endswith("China. [1]")
+    unsupported = checker.check(Claim("Mexico hit back with countertariffs too.", ()), {1: passage(), 2: other})
+    assert not unsupported.supported and unsupported.reason.startswith("it cites no passage, and none supports it")
+    strict = Checker(checker.reader, config=CheckConfig(cite_uncited=False))
+    assert strict.check(Claim(CHINA, ()), {1: passage()}).reason == "it cites no passage"
 
 
 def test_only_the_cited_passages_that_support_a_sentence_keep_their_marker(checker):
