@@ -63,6 +63,10 @@ class CheckConfig:
     # and cited to those that support it; off, it is dropped. Small models (SmolLM2-135M: 145 of 145 test sentences)
     # often write a sentence their passages support and leave the marker out (docs/llm.md).
     cite_uncited: bool = True
+    # A supported sentence must also answer the question: the reader's probability that it does, at least the app's
+    # own answer floor (AnswerConfig.reader_threshold, chosen on the seed dev split). Without it a rambling model's
+    # true but unrelated sentence ("Carney will meet other leaders at APEC", asked about counter-tariffs) is kept.
+    min_relevance: float = 0.05
 
 
 _CITES = re.compile(r"(?:[ \t]*\[\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*\])+[.!?;:,]*")
@@ -243,9 +247,15 @@ class Checker:
             return m.score, None, f"no sentence of the passage says it ({m.score:.2f})"
         return m.score, m.span, ""
 
-    def check(self, claim: Claim, passages: dict[int, Passage]) -> Verdict:
-        """The verdict on ``claim`` against each passage it cites among ``passages`` (by rank)."""
+    def check(self, claim: Claim, passages: dict[int, Passage], question: str = "") -> Verdict:
+        """The verdict on ``claim`` against each passage it cites among ``passages`` (by rank); with ``question``
+        and the reader, a sentence that does not answer it is dropped too."""
         verdict = Verdict(claim)
+        if question and self.reader is not None:
+            relevance = float(np.asarray(self.reader.score(question, [claim.text]))[0])
+            if relevance < self.config.min_relevance:
+                verdict.reason = f"it does not answer the question ({relevance:.2f})"
+                return verdict
         if not claim.ranks and self.config.cite_uncited:
             cited = list(passages.values())  # found its passage for it: kept only where one supports it
         else:
@@ -426,7 +436,7 @@ class Writer:
         def judge(found: list[Claim]) -> Iterator[tuple[str, object]]:
             nonlocal dropped
             for claim in found:
-                verdict = self.checker.check(claim, by_rank)
+                verdict = self.checker.check(claim, by_rank, answer.question)
                 if verdict.supported:
                     kept.append(verdict)
                     yield "sentence", verdict.text

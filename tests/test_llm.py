@@ -99,6 +99,14 @@ def test_numbers_may_be_written_in_words_or_digits(checker):
                          {1: passage()}).supported
 
 
+def test_a_supported_sentence_that_does_not_answer_the_question_is_dropped(checker):
+    fact = "Canada has imposed three rounds of retaliatory measures against the U.S."
+    assert checker.check(Claim(fact, (1,)), {1: passage()}, "How many rounds of retaliatory measures has Canada imposed?"
+                         ).supported
+    off = checker.check(Claim(fact, (1,)), {1: passage()}, "What is the capital of Australia?")
+    assert not off.supported and off.reason.startswith("it does not answer the question")
+
+
 def test_a_sentence_citing_a_passage_not_given_is_dropped(checker):
     assert checker.check(Claim(CHINA, (4,)), {1: passage()}).reason == "it cites a passage it was not given"
 
