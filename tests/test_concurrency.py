@@ -105,8 +105,9 @@ def test_a_rebuild_called_while_an_add_is_embedding_keeps_the_added_article(fake
     assert "doc1" in {p.doc_id for p in fake_index.search("Report 1: steel tariffs round 1", k=5)}
 
 
-def _deleted_databases() -> list[str]:
-    """Descriptors this process holds on index databases (or their WAL) that were deleted: leaked generations."""
+def _deleted_databases(root) -> list[str]:
+    """Descriptors this process holds on databases (or their WAL) of the index in ``root`` that were deleted: leaked
+    generations. Only this index's: another test's index, not yet garbage-collected, is not this test's leak."""
     import os
 
     import psutil
@@ -118,7 +119,8 @@ def _deleted_databases() -> list[str]:
             paths.append(os.readlink(f"/proc/self/fd/{fd}"))
         except OSError:
             continue
-    return sorted({p for p in paths if "qa.sqlite3" in p and (p.endswith(" (deleted)") or not os.path.exists(p))})
+    return sorted({p for p in paths if p.startswith(str(root)) and "qa.sqlite3" in p
+                   and (p.endswith(" (deleted)") or not os.path.exists(p))})
 
 
 def test_rebuilds_close_every_connection_to_the_generations_they_replace(fake_index):
@@ -137,7 +139,7 @@ def test_rebuilds_close_every_connection_to_the_generations_they_replace(fake_in
             t.join()
         fake_index.add([_article(50)])  # the writer's connection too
         fake_index.rebuild()
-    assert _deleted_databases() == []
+    assert _deleted_databases(fake_index.root) == []
     assert len(fake_index.search("steel tariffs", k=2)) == 2
 
 
@@ -154,7 +156,7 @@ def test_a_generation_replaced_by_another_process_is_closed_once_reads_end(fake_
             assert len(fake_index.search("steel tariffs", k=2)) == 2  # notices the new generation, reloads
     finally:
         other.close()
-    assert _deleted_databases() == []
+    assert _deleted_databases(fake_index.root) == []
 
 
 def test_a_writer_removes_temporary_files_left_by_a_crashed_save(fake_index):
