@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .errors import InvalidInput, QAError
-from .records import page_label
+from .records import merge_passages, page_label
 from .settings import Settings, host_name
 
 
@@ -214,29 +214,30 @@ def _marks() -> tuple[str, str]:
     return _TTY_MARKS if colour else _PLAIN_MARKS
 
 
-def _passage_pieces(passage, spans) -> list[tuple[str, bool]]:
-    """The passage's text cut at the answer sentences it holds: (text, is_answer) pieces. The spans' article offsets
-    are made relative to the passage's ``start``; the text is never searched."""
-    size = len(passage.text)
-    ranges = sorted((max(s.start - passage.start, 0), min(s.end - passage.start, size))
-                    for s in spans if s.rank == passage.rank and s.doc_id == passage.doc_id)
+def _passage_pieces(card: dict, spans) -> list[tuple[str, bool]]:
+    """The card's text cut at the answer sentences taken from it (from any passage merged into it): (text,
+    is_answer) pieces. The spans' article offsets are made relative to the card's ``start``; the text is never
+    searched."""
+    size, ranks = len(card["text"]), set(card["ranks"])
+    ranges = sorted((max(s.start - card["start"], 0), min(s.end - card["start"], size))
+                    for s in spans if s.rank in ranks and s.doc_id == card["doc_id"])
     pieces, at = [], 0
     for a, b in ranges:
         a = max(a, at)
         if b <= a:
             continue
-        pieces += [(passage.text[at:a], False), (passage.text[a:b], True)]
+        pieces += [(card["text"][at:a], False), (card["text"][a:b], True)]
         at = b
-    pieces.append((passage.text[at:], False))
+    pieces.append((card["text"][at:], False))
     return [(text, marked) for text, marked in pieces if text]
 
 
-def _passage_line(passage, spans, marks: tuple[str, str]) -> str:
-    """The passage on one line, whitespace runs made one space, the answer sentences between ``marks``. Each piece
+def _passage_line(card: dict, spans, marks: tuple[str, str]) -> str:
+    """The card on one line, whitespace runs made one space, the answer sentences between ``marks``. Each piece
     is made terminal-safe on its own, and only then are the marks (our own escapes, on a terminal) put around it."""
     opening, closing = marks
     out = []
-    for text, marked in _passage_pieces(passage, spans):
+    for text, marked in _passage_pieces(card, spans):
         text = re.sub(r"\s+", " ", terminal_safe(text))
         core = text.strip()
         if marked and core:
@@ -246,15 +247,18 @@ def _passage_line(passage, spans, marks: tuple[str, str]) -> str:
     return re.sub(" {2,}", " ", "".join(out)).strip()
 
 
-def _citation(p) -> str:
+def _citation(card: dict) -> str:
     """'[n] title — source, date, p. 3 (doc_id, chars a–b)', the parts an article lacks left out (pages are a
-    PDF's)."""
-    about = ", ".join(part for part in (p.source, p.date, page_label(p.pages)) if part)
-    return f"[{p.rank}] {p.title or p.doc_id}{' — ' + about if about else ''} ({p.doc_id}, chars {p.start}–{p.end})"
+    PDF's); '[1, 3]' for passages of one article that overlap, shown as one."""
+    about = ", ".join(part for part in (card["source"], card["date"], page_label(card["pages"])) if part)
+    ranks = ", ".join(map(str, card["ranks"]))
+    return (f"[{ranks}] {card['title'] or card['doc_id']}{' — ' + about if about else ''} "
+            f"({card['doc_id']}, chars {card['start']}–{card['end']})")
 
 
 def _print_answer(answer) -> None:
-    """The answer, then each cited passage: its citation line and its text with the answer sentences marked."""
+    """The answer, then each cited passage: its citation line and its text with the answer sentences marked.
+    Passages of one article that overlap are printed once, as on the web page (``qa ask --json`` keeps each)."""
     from .llm import mode_note  # numpy's import, paid only when answering
 
     _show(answer.answer)
@@ -265,9 +269,9 @@ def _print_answer(answer) -> None:
         _show("Nearest passages (weak matches):")
     _show()
     marks = _marks()
-    for p in answer.passages:
-        _show(_citation(p))
-        print("    " + _passage_line(p, answer.answer_spans, marks))
+    for card in merge_passages([p.to_dict() for p in answer.passages]):
+        _show(_citation(card))
+        print("    " + _passage_line(card, answer.answer_spans, marks))
         _show()
 
 

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from conftest import RETALIATION_DOC, SEEDS
 from qa.index import NewsIndex
+from qa.records import merge_passages
 from qa.settings import Settings
 from web.app import create_app
-from web.highlight import merge_passages
 from web.models import AddResult, AskResponse, DocumentOut, DocumentSummary, Health, PassageOut, RebuildResult
 
 # The host the tests' requests name: an allowed one (loopback), as a browser on this machine would send.

@@ -9,8 +9,8 @@ from bs4 import BeautifulSoup
 from fastapi.testclient import TestClient
 
 from conftest import RETALIATION_DOC
+from qa.records import merge_passages
 from web.app import create_app
-from web.highlight import merge_passages
 
 BASE = "http://localhost:8000"
 ARTICLE = "Ferry workers struck on Monday. Talks broke down on Sunday. The union wants more pay. Crossings stopped."

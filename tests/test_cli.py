@@ -343,6 +343,36 @@ def test_qa_ask_marks_the_answer_sentences_by_their_offsets(monkeypatch, capsys)
     assert out[6] == "    One a b c. Ferry Red title. Ferry Red title. Tail words here to the end."  # no span of its own
 
 
+_FERRY = "Ferry workers struck on Monday. Talks broke down on Sunday. The union wants more pay. Crossings stopped."
+
+
+class _OverlappingIndex:
+    """Passages 1 and 3 of one article overlap (chars 32–86 and 0–59); passage 2 is another article. The answer
+    sentence is in passage 3."""
+
+    def ask(self, question, k=5, history=()):
+        from qa.records import Answer, AnswerSpan, Passage
+
+        def part(rank, doc_id, start, end):
+            return Passage(rank, doc_id, "Ferry strike", "", rank, start, end, _FERRY[start:end], 1.0 / rank)
+
+        spans = [AnswerSpan(3, "ferry", 0, 31)]
+        return Answer(question, "Ferry workers struck on Monday. [3]", True,
+                      [part(1, "ferry", 32, 86), part(2, "other", 0, 31), part(3, "ferry", 0, 59)], spans)
+
+
+def test_qa_ask_prints_overlapping_passages_of_one_article_once_as_the_page_does(monkeypatch, capsys):
+    from qa import cli as qa_cli
+
+    monkeypatch.setattr(qa_cli, "_index", lambda settings: _OverlappingIndex())
+    assert qa_cli.main(["ask", "when did they strike?"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "[1, 3] Ferry strike (ferry, chars 0–86)"
+    assert out[3] == "    »Ferry workers struck on Monday.« Talks broke down on Sunday. The union wants more pay."
+    assert out[5] == "[2] Ferry strike (other, chars 0–31)"
+    assert len([line for line in out if line.startswith("[")]) == 2
+
+
 def test_qa_ask_on_a_terminal_marks_in_colour_and_prints_no_other_escapes(monkeypatch, capsys):
     from qa import cli as qa_cli
 

@@ -57,42 +57,6 @@ def segments(text: str, base: int = 0, *, passage: tuple[int, int] | None = None
     return out
 
 
-def merge_passages(passages: list[dict]) -> list[dict]:
-    """Passages of one article whose character ranges overlap or touch, as one passage spanning their union (a
-    card on the page), in the order of their best rank. The union's text is put together from the parts' texts by
-    their offsets (each part is ``article[start:end]``, so the union is ``article[min start:max end]`` exactly);
-    ``ranks`` lists the ranks merged (``rank`` is the best), ``weak`` holds only when every part is weak."""
-    by_doc: dict[str, list[dict]] = {}
-    for p in passages:
-        by_doc.setdefault(p["doc_id"], []).append(p)
-    merged = []
-    for parts in by_doc.values():
-        group: list[dict] = []
-        for p in sorted(parts, key=lambda p: (p["start"], p["end"])):
-            if group and p["start"] <= max(q["end"] for q in group):
-                group.append(p)
-            else:
-                if group:
-                    merged.append(_union(group))
-                group = [p]
-        merged.append(_union(group))
-    return sorted(merged, key=lambda p: p["rank"])
-
-
-def _union(group: list[dict]) -> dict:
-    if len(group) == 1:
-        return {**group[0], "ranks": [group[0]["rank"]]}
-    text, start, end = group[0]["text"], group[0]["start"], group[0]["end"]
-    for p in group[1:]:  # sorted by start, each starting at or before ``end``
-        if p["end"] > end:
-            text += p["text"][end - p["start"]:]
-            end = p["end"]
-    best = min(group, key=lambda p: p["rank"])
-    return {**best, "start": start, "end": end, "text": text, "score": max(p["score"] for p in group),
-            "ranks": sorted(p["rank"] for p in group), "weak": all(p.get("weak") for p in group),
-            "pages": sorted({n for p in group for n in (p.get("pages") or [])})}
-
-
 def _ranks(passage: dict) -> set[int]:
     return set(passage.get("ranks") or [passage["rank"]])
 

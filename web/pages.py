@@ -13,10 +13,10 @@ from fastapi.templating import Jinja2Templates
 from qa.errors import QAError
 from qa.index import NewsIndex
 from qa.llm import mode_note
-from qa.records import page_label
+from qa.records import merge_passages, page_label
 from qa.settings import Settings
 
-from .highlight import answer_parts, excerpt, merge_passages, passage_segments
+from .highlight import answer_parts, excerpt, passage_segments
 
 HERE = Path(__file__).resolve().parent
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; form-action 'self'; "
