@@ -62,10 +62,29 @@ def _quiet_stdout() -> None:
         pass
 
 
+_OPEN: list = []  # the indexes this command opened, closed by main() however the command ends
+
+
 def _index(settings: Settings):
     from .index import NewsIndex
 
-    return NewsIndex(settings)
+    return _opened(NewsIndex(settings))
+
+
+def _opened(index):
+    """``index``, closed when the command ends (its database connections released, not left to the process exit:
+    ``qa`` also runs in process, from tests and ``python -m``)."""
+    _OPEN.append(index)
+    return index
+
+
+def _close_opened() -> None:
+    while _OPEN:
+        index = _OPEN.pop()
+        try:
+            index.close()
+        except Exception:  # noqa: BLE001  closing must never hide the command's own outcome
+            pass
 
 
 def _report(report, verb: str) -> None:
@@ -186,8 +205,8 @@ def cmd_doctor(args, settings: Settings) -> None:
     for done in report["repaired"]:
         _show(f"repaired: {done}")
     if not report["problems"]:
-        _show(f"ok: {_plural(report['documents'], 'document')}, {_plural(report['chunks'], 'chunk')}; SQLite, BM25 "
-              f"and vectors agree · {report['path']}")
+        _show(f"ok: {_plural(report['documents'], 'document')}, {_plural(report['chunks'], 'chunk')}; "
+              f"{report['checked']} · {report['path']}")
 
 
 def cmd_docs(args, settings: Settings) -> None:
@@ -655,6 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _show("qa: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _close_opened()
     return 0
 
 

@@ -855,8 +855,10 @@ class NewsIndex:
         missing or stale cache is rebuilt from the vectors in SQLite; an FTS table out of step means a rebuild from
         the stored articles. A damaged database is read article by article, each kept only when its content hash
         still matches, and a new generation is built from what was recovered. Returns what it found and did."""
-        report: dict = {"path": "", "problems": [], "repaired": [], "recovered": None, "lost": None}
+        report: dict = {"path": "", "problems": [], "repaired": [], "recovered": None, "lost": None,
+                        "checked": "SQLite, BM25 and vectors agree"}
         if not self.embedded:
+            report["checked"] = "every chunk belongs to the stored version of its article"
             with self._write_lock, process_lock(self.root / "write.lock"):
                 backend = self.live()
                 report["path"] = backend.location
