@@ -255,7 +255,10 @@ class NewsIndex:
         """Is there a built index at ``settings.index_dir`` (or in the Milvus QA_STORE names)?"""
         if not self.embedded:
             return self._milvus().exists()
-        return self._current_dir() is not None
+        # CURRENT is written only once a generation is complete, so it means an index was built, even when the
+        # generation it names has gone (a damaged index, which live() reports): "no index yet" would have `qa serve`
+        # or `qa index` build a new one over the generations still there.
+        return self._current_dir() is not None or (self.root / CURRENT).exists()
 
     def _current_dir(self) -> Path | None:
         """The live generation's folder, or None when there is no index. CURRENT naming a folder whose database
@@ -272,6 +275,26 @@ class NewsIndex:
             if attempt + 1 < SETTLE_TRIES:
                 time.sleep(SETTLE_SLEEP * (attempt + 1))
         return None
+
+    def _intact_generations(self) -> list[Path]:
+        """Generation folders whose database passes SQLite's quick_check, newest first."""
+        found = [p for p in self.root.glob("gen-*") if p.name[4:].isdigit() and (p / DB_NAME).exists()]
+        return [p for p in sorted(found, key=lambda p: int(p.name[4:]), reverse=True)
+                if integrity_problem(p / DB_NAME, force=True) is None]
+
+    def _gone(self) -> IndexCorrupt | IndexMissing:
+        """Why there is no live generation: none was ever built, or CURRENT names one that has gone."""
+        try:
+            name = (self.root / CURRENT).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return IndexMissing(f"no index in {self.root} yet: run `qa index` first")
+        older = self._intact_generations()
+        return IndexCorrupt(
+            f"the index in {self.root} is damaged (CURRENT names {name or 'nothing'}, which is missing): "
+            + (f"run `qa doctor` to rebuild it from the articles of {older[0].name}, which is still there, or "
+               if older else "run ")
+            + "`qa index --rebuild PATHS` to build it again from the article files"
+        )
 
     def _corrupt(self, gen_dir: Path, why: str) -> IndexCorrupt:
         return IndexCorrupt(
@@ -327,7 +350,7 @@ class NewsIndex:
                 if (gen_dir / DB_NAME).exists():
                     raise
                 time.sleep(SETTLE_SLEEP * (attempt + 1))
-        raise IndexMissing(f"no index in {self.root} yet: run `qa index` first")
+        raise self._gone()
 
     def _live_remote(self) -> Backend:
         backend = self._milvus()
@@ -724,6 +747,8 @@ class NewsIndex:
             return backend.articles()
         gen_dir = self._current_dir()
         if gen_dir is None:
+            if (self.root / CURRENT).exists():
+                raise self._gone()  # never "no articles": a rebuild from them would empty the index
             return []
         why = integrity_problem(gen_dir / DB_NAME)
         if why is not None:
@@ -775,10 +800,11 @@ class NewsIndex:
         return self._rebuild_remote(articles, show_progress, progress)
 
     def _rebuild_locked(self, articles: list[Article], show_progress: bool,
-                        progress: Progress | None = None) -> AddReport:
-        """The embedded rebuild itself, with both write locks held."""
+                        progress: Progress | None = None, *, source: Path | None = None) -> AddReport:
+        """The embedded rebuild itself, with both write locks held. ``source``: the generation the articles come
+        from when it is not the current one (kept, and its vectors reused, until the new one is live)."""
         report = AddReport(added=[a.doc_id for a in articles])
-        old_dir = self._current_dir()
+        old_dir = source if source is not None else self._current_dir()
         self._sweep(None)
         numbers = [int(p.name[4:]) for p in self.root.glob("gen-*") if p.name[4:].isdigit()]
         gen_dir = self.root / f"gen-{max(numbers, default=0) + 1:06d}"
@@ -872,7 +898,20 @@ class NewsIndex:
         with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             gen_dir = self._current_dir()
             if gen_dir is None:
-                raise IndexMissing(f"no index in {self.root} yet: run `qa index` first")
+                gone = self._gone()
+                older = self._intact_generations()
+                if isinstance(gone, IndexMissing) or not older:
+                    raise gone
+                # The generation CURRENT names has gone; an older one is intact (kept by a crash, or restored): its
+                # articles, each kept only when its content hash still matches, become a new generation.
+                report["path"] = str(older[0])
+                report["problems"].append(str(gone).split(": run", 1)[0])
+                articles, lost = _salvage(older[0] / DB_NAME)
+                report["recovered"], report["lost"] = len(articles), lost
+                self._rebuild_locked(articles, show_progress, source=older[0])
+                report["repaired"].append(f"rebuilt the index from the {len(articles)} articles of {older[0].name}, "
+                                          f"an older generation: articles added after it are not in it")
+                return report
             report["path"] = str(gen_dir)
             self._sweep(gen_dir)
             db = gen_dir / DB_NAME

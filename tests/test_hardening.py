@@ -6,6 +6,7 @@ database, a generation removed under a reader) rather than waiting for it."""
 from __future__ import annotations
 
 import errno
+import shutil
 import sqlite3
 import threading
 import time
@@ -17,7 +18,7 @@ from fastapi.testclient import TestClient
 import qa.cli
 import qa.index
 import qa.store
-from qa.errors import IndexCorrupt, IndexMissing, StorageFull
+from qa.errors import IndexCorrupt, StorageFull
 from qa.index import NewsIndex
 from qa.ingest import article_from_text
 from qa.settings import Settings
@@ -282,14 +283,40 @@ def test_an_open_that_finds_the_generation_gone_reads_current_again(tmp_path, mo
     index.close()
 
 
-def test_current_naming_a_generation_that_stays_gone_is_no_index_soon(tmp_path):
+def test_current_naming_a_generation_that_stays_gone_is_a_damaged_index_soon_and_nothing_overwrites_it(tmp_path):
     folder = tmp_path / "index"
     _build(folder).close()
     (folder / "CURRENT").write_text("gen-000042\n")
     began = time.monotonic()
-    with pytest.raises(IndexMissing):
-        _fresh(folder).documents()
+    index = _fresh(folder)
+    with pytest.raises(IndexCorrupt) as gone:
+        index.documents()
     assert time.monotonic() - began < 3
+    message = str(gone.value)
+    assert "gen-000042" in message and "gen-000001" in message and "qa doctor" in message
+    # Not "no index yet": an add or a rebuild from the stored articles would otherwise build over gen-000001.
+    assert index.exists()
+    with pytest.raises(IndexCorrupt):
+        index.add([article_from_text("A new story about ports.", doc_id="new")])
+    with pytest.raises(IndexCorrupt):
+        index.rebuild()
+    assert (folder / "gen-000001" / DB_NAME).exists() and (folder / "CURRENT").read_text() == "gen-000042\n"
+    index.close()
+
+
+def test_qa_doctor_rebuilds_from_an_intact_older_generation_when_current_names_a_gone_one(tmp_path):
+    folder = tmp_path / "index"
+    _build(folder).close()
+    (folder / "CURRENT").write_text("gen-000042\n")
+    report = _fresh(folder).doctor()
+    assert report["recovered"] == 3 and report["lost"] == 0
+    assert "gen-000042" in report["problems"][0] and "gen-000001" in report["repaired"][0]
+    _assert_intact(folder, set(_texts(3)))
+    # With no generation left to read, it says how to build the index again.
+    shutil.rmtree(next(folder.glob("gen-*")))
+    (folder / "CURRENT").write_text("gen-000042\n")
+    with pytest.raises(IndexCorrupt, match=r"qa index --rebuild PATHS"):
+        _fresh(folder).doctor()
 
 
 # --- 6. big adds in batches --------------------------------------------------------------------------------------
