@@ -200,6 +200,15 @@ class Verdict:
         return self.claim.text + "".join(f" [{r}]" for r in self.ranks)
 
 
+def _restates(sentence: str, question: str) -> bool:
+    """Does ``sentence`` say nothing the question did not (every content word and number of it is the question's)?
+    A small model often turns the question into a statement ("The products Canada keeps tariffing after the
+    rollback."): its passage holds those words and the reader finds it on topic, yet it answers nothing."""
+    asked = {_stem(t) for t in query_terms(question)}
+    said = {_stem(t) for t in query_terms(sentence)}
+    return said <= asked and _numbers(sentence, words=True) <= _numbers(question, words=True)
+
+
 class Checker:
     """Checks a written sentence against the passage it cites (see the module's docstring)."""
 
@@ -251,6 +260,9 @@ class Checker:
         """The verdict on ``claim`` against each passage it cites among ``passages`` (by rank); with ``question``
         and the reader, a sentence that does not answer it is dropped too."""
         verdict = Verdict(claim)
+        if question and _restates(claim.text, question):
+            verdict.reason = "it only restates the question"
+            return verdict
         if question and self.reader is not None:
             relevance = float(np.asarray(self.reader.score(question, [claim.text]))[0])
             if relevance < self.config.min_relevance:

@@ -107,6 +107,16 @@ def test_a_supported_sentence_that_does_not_answer_the_question_is_dropped(check
     assert not off.supported and off.reason.startswith("it does not answer the question")
 
 
+def test_a_sentence_that_only_restates_the_question_is_dropped(checker):
+    question = "How many rounds of retaliatory measures has Canada imposed against the U.S.?"
+    echo = checker.check(Claim("Canada has imposed rounds of retaliatory measures against the U.S.", (1,)),
+                         {1: passage()}, question)
+    assert not echo.supported and echo.reason == "it only restates the question"
+    answer = checker.check(Claim("Canada has imposed three rounds of retaliatory measures against the U.S.", (1,)),
+                           {1: passage()}, question)
+    assert answer.supported, answer.reason  # the number is what the question did not say
+
+
 def test_a_sentence_citing_a_passage_not_given_is_dropped(checker):
     assert checker.check(Claim(CHINA, (4,)), {1: passage()}).reason == "it cites a passage it was not given"
 
