@@ -89,8 +89,13 @@ class Claim:
     ranks: tuple[int, ...] = ()
 
 
+# A list item's marker ("1)", "2.", "-", "•") that small models put before a sentence: not part of what it states.
+_ITEM = re.compile(r"^(?:\d{1,2}[.)]|[-*\u2022])\s+")
+_ITEM_ONLY = re.compile(r"\d{1,2}[.)]")
+
+
 def _clean(sentence: str) -> str:
-    return " ".join(sentence.split())
+    return _ITEM.sub("", " ".join(sentence.split()))
 
 
 def _unit_claims(unit: str, ranks: tuple[int, ...]) -> list[Claim]:
@@ -99,7 +104,7 @@ def _unit_claims(unit: str, ranks: tuple[int, ...]) -> list[Claim]:
     out = []
     for s, e in split_sentences(unit):
         text = _clean(unit[s:e])
-        if text and any(ch.isalnum() for ch in text):
+        if text and any(ch.isalnum() for ch in text) and not _ITEM_ONLY.fullmatch(text):
             out.append(Claim(text, ranks))
     return out
 

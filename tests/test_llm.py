@@ -43,6 +43,12 @@ def test_sentences_before_one_marker_are_each_read_with_it():
                                                              Claim("Canada did too.", (2,))]
 
 
+def test_list_markers_are_not_part_of_a_sentence():
+    text = "1. China hit back [1].\n2) Canada did too [2].\n- Both said so [1]."
+    assert claims(text) == [Claim("China hit back.", (1,)), Claim("Canada did too.", (2,)),
+                            Claim("Both said so.", (1,))]
+
+
 def test_streamed_pieces_give_the_same_sentences_as_the_whole_text():
     text = "China hit back with tariffs [1]. Canada imposed three rounds [2] [3]. It said so [1,2]! Then words"
     whole = claims(text)
