@@ -18,6 +18,8 @@ import io
 import json
 import logging
 import os
+import platform
+import re
 import secrets
 import warnings
 from pathlib import Path
@@ -283,6 +285,69 @@ def _atomic_write(path: Path, data: bytes) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def saturating_int8_cpu() -> bool:
+    """Does ONNX Runtime's uint8 × int8 product saturate on this CPU? On x86 without VNNI it does (AVX2's and
+    AVX-512BW's ``vpmaddubsw`` adds pairs of products into 16 bits, with saturation); with AVX-512 VNNI or AVX-VNNI
+    (``vpdpbusd``) it is exact. An x86 CPU whose flags cannot be read counts as saturating; other CPUs do not."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    try:
+        flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE).group(1).split())
+    except (OSError, AttributeError):
+        return True
+    return not flags & {"avx512_vnni", "avx_vnni"}
+
+
+def session(model: Path, options) -> "ort.InferenceSession":
+    """An ONNX Runtime CPU session of ``model`` as ``exact_int8`` gives it. A model converted in memory leaves its
+    parsed copy's freed pages in the heap (about 20 MB for the reader); they are handed back to the system."""
+    loaded = exact_int8(model)
+    made = ort.InferenceSession(loaded, sess_options=options, providers=["CPUExecutionProvider"])
+    if isinstance(loaded, bytes):
+        del loaded
+        _trim_heap()
+    return made
+
+
+def _trim_heap() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def exact_int8(path: Path) -> str | bytes:
+    """The ONNX model at ``path`` to load: as it is, or, on a CPU whose uint8 × int8 products saturate
+    (``saturating_int8_cpu``) and when its matrix products take int8 weights, the same model with those weights
+    stored as uint8 with zero point 128 (``w + 128`` and ``zp + 128``: the very same numbers).
+
+    Why: on such a CPU (AVX2 without VNNI) the seed question "which countries retaliated?" lost China from its
+    answer and three quality tests failed that pass with VNNI. uint8 × uint8 is exact there, so the embeddings and the
+    reader's scores are those of a VNNI CPU, at about 1.2× the reader's time (206 against 168 ms for 24 sentences
+    on one AVX2 core, docs/performance.md)."""
+    if not saturating_int8_cpu():
+        return str(path)
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    changed = False
+    for node in model.graph.node:
+        if node.op_type != "MatMulInteger" or len(node.input) < 4:
+            continue
+        weight, zero = inits.get(node.input[1]), inits.get(node.input[3])
+        if weight is None or zero is None or weight.data_type != onnx.TensorProto.INT8:
+            continue
+        for tensor in (weight, zero):
+            values = numpy_helper.to_array(tensor).astype(np.int16) + 128
+            tensor.CopyFrom(numpy_helper.from_array(values.astype(np.uint8), tensor.name))
+        changed = True
+    return model.SerializeToString() if changed else str(path)
+
+
 def available_cores() -> int:
     """CPU cores this process may run on (respects affinity masks and cgroup-pinned CPU sets)."""
     try:
@@ -334,9 +399,7 @@ class OnnxEmbedder:
         # of every padded width pass through while indexing. Off, 300 BBC chunk texts peak at 416 MB instead of
         # 680 with the same CPU time and the same vectors (docs/reliability.md).
         options.enable_mem_pattern = False
-        self._session = ort.InferenceSession(
-            str(self.onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._session = session(self.onnx_path, options)
 
         inputs = {i.name for i in self._session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - inputs

@@ -49,6 +49,8 @@ class OnnxReader:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
+        from .onnx_backend import session
+
         folder = Path(folder)
         model = folder / MODEL_NAME
         if not model.exists():
@@ -62,7 +64,7 @@ class OnnxReader:
         options.intra_op_num_threads = max(1, threads or 1)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self.session = session(model, options)
         self.batch_size = batch_size
         self.path = model
         self._lock = threading.Lock()

@@ -215,3 +215,40 @@ def test_a_token_budget_bounds_each_batch_and_changes_no_vector(onnx_dir, monkey
     assert cosines(got, plain.encode(texts, batch_size=32)).min() >= 0.9999
     with pytest.raises(ValueError, match="batch_tokens"):
         OnnxEmbedder(onnx_dir / INT8_NAME, TOKENIZER, batch_tokens=100)
+
+
+# --- the same numbers on every CPU ---------------------------------------------------------------------------------
+def test_on_a_saturating_cpu_int8_weights_become_the_same_numbers_as_uint8(monkeypatch):
+    import onnx
+    from onnx import numpy_helper
+
+    from qa import onnx_backend
+    from qa.reader import DEFAULT_DIR, MODEL_NAME
+
+    path = DEFAULT_DIR / MODEL_NAME
+    monkeypatch.setattr(onnx_backend, "saturating_int8_cpu", lambda: False)
+    assert onnx_backend.exact_int8(path) == str(path)  # VNNI: loaded as shipped
+    monkeypatch.setattr(onnx_backend, "saturating_int8_cpu", lambda: True)
+    converted = onnx.load_from_string(onnx_backend.exact_int8(path))
+    original = onnx.load(str(path))
+
+    def weights(model):
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        return [(inits[n.input[1]], inits[n.input[3]]) for n in model.graph.node if n.op_type == "MatMulInteger"]
+
+    pairs = list(zip(weights(original), weights(converted)))
+    assert len(pairs) == 37
+    for (w8, z8), (wu, zu) in pairs:
+        assert w8.dtype == np.int8 and wu.dtype == np.uint8 and zu.dtype == np.uint8
+        assert np.array_equal(w8.astype(np.int16) - z8.astype(np.int16), wu.astype(np.int16) - zu.astype(np.int16))
+
+
+def test_only_x86_without_vnni_counts_as_saturating(monkeypatch):
+    from qa import onnx_backend
+
+    monkeypatch.setattr(onnx_backend.platform, "machine", lambda: "aarch64")
+    assert not onnx_backend.saturating_int8_cpu()
+    monkeypatch.setattr(onnx_backend.platform, "machine", lambda: "x86_64")
+    for flags, saturates in (("fpu avx2 fma", True), ("fpu avx2 avx512f avx512_vnni", False), ("avx2 avx_vnni", False)):
+        monkeypatch.setattr(onnx_backend.Path, "read_text", lambda self, *a, **k: f"processor : 0\nflags\t\t: {flags}\n")
+        assert onnx_backend.saturating_int8_cpu() is saturates
