@@ -66,7 +66,8 @@ def test_what_survives_cites_passages_that_support_it_and_the_rest_is_counted(ll
         by_rank = {p.rank: p for p in answer.passages}
         written_claims = claims(draft)
         checker = llm_index.writer.checker
-        verdicts = [checker.check(c, {p.rank: p for p in llm_index.writer.given(extractive)}) for c in written_claims]
+        given = {p.rank: p for p in llm_index.writer.given(extractive)}
+        verdicts = [checker.check(c, given, extractive.question) for c in written_claims]  # as the app checks
         kept = [v for v in verdicts if v.supported]
         assert answer.sentences_dropped == len(verdicts) - len(kept), draft
         if answer.mode == "llm":
