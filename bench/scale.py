@@ -327,13 +327,14 @@ def _serve_store(args: dict) -> dict:
                  "newest_date", "stamp"):
         setattr(backend, name, timed(name, getattr(backend, name)))
     hybrid_s = []
-    for q, text in zip(queries, questions):
+    asked = list(zip(queries, questions))[: args.get("hybrid") or len(questions)]
+    for q, text in asked:
         t = time.perf_counter()
         hybrid(q, text)
         hybrid_s.append(time.perf_counter() - t)
     for name in list(spent):
         delattr(backend, name)
-    calls_ms = {k: round(v * 1000 / len(queries), 2) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
+    calls_ms = {k: round(v * 1000 / len(asked), 2) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
     # Store ids → synthetic positions, from the rows themselves (article number and chunk number).
     rows = backend.chunk_rows(sorted({i for ids in found for i in ids}), text=False)
     position = {i: int(r["doc_id"][4:]) * CHUNKS_PER_ARTICLE + r["chunk_no"] for i, r in rows.items()}
@@ -419,7 +420,7 @@ def parse_size(label: str) -> int:
 
 
 def run_stores(sizes: list[str], stores: list[str], index_dirs: list[Path], queries_at: dict[str, int],
-               timeout: float) -> list[dict]:
+               timeout: float, hybrid: int | None = None) -> list[dict]:
     """Each store at each size: built by one process (``_build_store``), served by another (``_serve_store``).
     Rows go to bench/out/scale-stores.json as they come, so a run stopped midway keeps what it measured; a build
     that fails or runs past ``timeout`` is recorded with how far it got (its progress log's last line)."""
@@ -460,7 +461,8 @@ def run_stores(sizes: list[str], stores: list[str], index_dirs: list[Path], quer
                            disk_mb=built.data["disk_mb"])
                 served = run_child([PYTHON, "-m", "bench.worker", "scale", json.dumps(
                     {"step": "serve_store", "dir": str(folder), "store": store, "queries": str(work / "queries.npy"),
-                     "truth": str(work / "truth.npy"), "questions": str(work / "questions.json")})], timeout=timeout)
+                     "truth": str(work / "truth.npy"), "questions": str(work / "questions.json"),
+                     "hybrid": hybrid})], timeout=timeout)
                 row.update(served.data)
             except ChildFailed as e:
                 lines = progress.read_text().splitlines() if progress.exists() else []
@@ -506,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stores", default="embedded,milvus")
     parser.add_argument("--sizes", default="100k,1M")
     parser.add_argument("--queries", type=int, help="questions per size (default: 200 at 100k, 100 at 1M)")
+    parser.add_argument("--hybrid", type=int, help="time hybrid retrieval on the first N questions only "
+                                                   "(default: all; the same N on every store)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds a build or a serving run may take")
     parser.add_argument("--seeds-from", metavar="INDEX_DIR", action="append",
                         help="index folder(s) whose chunks seed the synthetic ones (default: the BBC News and "
@@ -525,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         dirs = [index_dir(c) for c in ("bbc", "multihop") if (index_dir(c) / "CURRENT").exists()]
         dirs = dirs or [ensure_index("bbc")]
     queries_at = {s: args.queries for s in sizes} if args.queries else QUERIES_AT
-    results = run_stores(sizes, stores, dirs, queries_at, args.timeout)
+    results = run_stores(sizes, stores, dirs, queries_at, args.timeout, args.hybrid)
     print(stores_table(results))
     return 0
 
