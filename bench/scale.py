@@ -216,9 +216,12 @@ def _build_store(args: dict) -> dict:
     began = time.perf_counter()
 
     def progress(done: int) -> None:
-        log.write(f"{store} {n}: {done} chunks written after {time.perf_counter() - began:.1f} s, "
-                  f"RSS {rss_mb():.0f} MB\n")
+        rss = rss_mb()
+        log.write(f"{store} {n}: {done} chunks written after {time.perf_counter() - began:.1f} s, RSS {rss:.0f} MB\n")
         log.flush()
+        # Stopped here rather than by the kernel's OOM killer, which may pick another process on a shared machine.
+        if args.get("max_rss_mb") and rss > args["max_rss_mb"]:
+            raise MemoryError(f"RSS {rss:.0f} MB over the {args['max_rss_mb']} MB cap after {done} chunks")
 
     meta = NewsIndex(Settings.from_env(index_dir=folder / "index")).expected_meta(DIM)
     if store == "embedded":
@@ -420,7 +423,7 @@ def parse_size(label: str) -> int:
 
 
 def run_stores(sizes: list[str], stores: list[str], index_dirs: list[Path], queries_at: dict[str, int],
-               timeout: float, hybrid: int | None = None) -> list[dict]:
+               timeout: float, hybrid: int | None = None, max_rss_mb: float | None = None) -> list[dict]:
     """Each store at each size: built by one process (``_build_store``), served by another (``_serve_store``).
     Rows go to bench/out/scale-stores.json as they come, so a run stopped midway keeps what it measured; a build
     that fails or runs past ``timeout`` is recorded with how far it got (its progress log's last line)."""
@@ -456,7 +459,8 @@ def run_stores(sizes: list[str], stores: list[str], index_dirs: list[Path], quer
             try:
                 built = run_child([PYTHON, "-m", "bench.worker", "scale", json.dumps(
                     {"step": "build_store", "real": str(work / "real.npy"), "rows": str(work / "rows.json"), "n": n,
-                     "store": store, "dir": str(folder), "progress": str(progress)})], timeout=timeout)
+                     "store": store, "dir": str(folder), "progress": str(progress), "max_rss_mb": max_rss_mb})],
+                    timeout=timeout)
                 row.update(build_s=built.data["build_s"], build_peak_rss_mb=built.peak_rss_mb,
                            disk_mb=built.data["disk_mb"])
                 served = run_child([PYTHON, "-m", "bench.worker", "scale", json.dumps(
@@ -466,7 +470,9 @@ def run_stores(sizes: list[str], stores: list[str], index_dirs: list[Path], quer
                 row.update(served.data)
             except ChildFailed as e:
                 lines = progress.read_text().splitlines() if progress.exists() else []
-                row.update(failed=str(e).splitlines()[0], got_to=lines[-1] if lines else "nothing written")
+                said = [line for line in str(e).splitlines() if line.strip()]
+                row.update(failed=" … ".join(dict.fromkeys([said[0], said[-1]])),
+                           got_to=lines[-1] if lines else "nothing written")
             row["load_after"] = os.getloadavg()[0]
             results.append(row)
             print(json.dumps(row), flush=True)
@@ -511,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hybrid", type=int, help="time hybrid retrieval on the first N questions only "
                                                    "(default: all; the same N on every store)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds a build or a serving run may take")
+    parser.add_argument("--max-rss-mb", type=float, help="stop a build whose process grows past this many MB")
     parser.add_argument("--seeds-from", metavar="INDEX_DIR", action="append",
                         help="index folder(s) whose chunks seed the synthetic ones (default: the BBC News and "
                              "MultiHop-RAG bench indexes, BBC News built if neither is)")
@@ -529,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         dirs = [index_dir(c) for c in ("bbc", "multihop") if (index_dir(c) / "CURRENT").exists()]
         dirs = dirs or [ensure_index("bbc")]
     queries_at = {s: args.queries for s in sizes} if args.queries else QUERIES_AT
-    results = run_stores(sizes, stores, dirs, queries_at, args.timeout, args.hybrid)
+    results = run_stores(sizes, stores, dirs, queries_at, args.timeout, args.hybrid, args.max_rss_mb)
     print(stores_table(results))
     return 0
 
