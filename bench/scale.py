@@ -4,7 +4,11 @@ The vectors are synthesized from real ones: every synthetic vector is a real chu
 MultiHop-RAG, from the indexes ``bench index`` built) plus Gaussian noise, renormalized, at a cosine of about 0.9
 to its source; queries are real questions (MultiHop-RAG) embedded by the model. Uniform random vectors would say
 nothing about IVF recall. Each index is built in one child process and served from its saved file by another, so
-the memory figure is what a serving process holds."""
+the memory figure is what a serving process holds.
+
+`python -m bench.scale` (``main``) puts the same synthetic chunks, each with the text of the real chunk its
+vector comes from, into whole stores (the embedded SQLite + FTS5 + FAISS store and Milvus Lite) through the
+``Backend`` interface, and times dense candidates, their recall@10 and hybrid retrieval on each (docs/scale.md)."""
 
 from __future__ import annotations
 
@@ -504,6 +508,38 @@ def stores_table(results: list[dict]) -> str:
                   "p99 ms", "serving RSS MB", "disk MB", "vector index"], out)
 
 
+HNSW_EFS = (64, 128, 256, 512)  # 64: Milvus Lite's default search list when a search names none
+
+
+def hnsw_sweep(n: int, index_dirs: list[Path], questions: int) -> str:
+    """What Milvus Lite's AUTOINDEX (FAISS ``IndexHNSWFlat``, M 16, efConstruction 200, inner product) gives on the
+    same synthetic vectors and questions with FAISS alone: recall@10 against exact search at each search list size
+    ``ef``, and the time a query takes in one batch (no gRPC, no Python around it)."""
+    import faiss
+
+    from .__main__ import _query_embedder
+
+    real = real_vectors(index_dirs)
+    queries = _query_embedder()(questions)
+    truth = exact_top(real, queries, n)
+    index = faiss.IndexHNSWFlat(DIM, 16, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 200
+    began = time.perf_counter()
+    for _, block in synthetic_blocks(real, n):
+        index.add(block)
+    rows = []
+    build_s = time.perf_counter() - began
+    for ef in HNSW_EFS:
+        index.hnsw.efSearch = ef
+        began = time.perf_counter()
+        _, found = index.search(queries, 10)
+        per_query = (time.perf_counter() - began) / len(queries)
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found.tolist(), truth.tolist())])
+        rows.append([ef, float(recall), per_query * 1000])
+    return (f"FAISS IndexHNSWFlat (M 16, efConstruction 200) on {n:,} synthetic vectors, built in {build_s:.1f} s; "
+            f"{len(queries)} questions:\n\n" + table(["ef", "recall@10", "ms a query (batched)"], rows))
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m bench.scale --stores embedded,milvus --sizes 100k,1M`: the store comparison alone."""
     import argparse
@@ -521,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds-from", metavar="INDEX_DIR", action="append",
                         help="index folder(s) whose chunks seed the synthetic ones (default: the BBC News and "
                              "MultiHop-RAG bench indexes, BBC News built if neither is)")
+    parser.add_argument("--hnsw-sweep", metavar="SIZE",
+                        help="instead: recall@10 of Milvus Lite's HNSW at several ef, with FAISS alone, at SIZE")
     args = parser.parse_args(argv)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
@@ -535,6 +573,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         dirs = [index_dir(c) for c in ("bbc", "multihop") if (index_dir(c) / "CURRENT").exists()]
         dirs = dirs or [ensure_index("bbc")]
+    if args.hnsw_sweep:
+        try:
+            n = parse_size(args.hnsw_sweep)
+        except ValueError as e:
+            parser.error(str(e))
+        print(hnsw_sweep(n, dirs, args.queries or 200))
+        return 0
     queries_at = {s: args.queries for s in sizes} if args.queries else QUERIES_AT
     results = run_stores(sizes, stores, dirs, queries_at, args.timeout, args.hybrid, args.max_rss_mb)
     print(stores_table(results))
