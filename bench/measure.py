@@ -86,6 +86,20 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def tree_rss_mb() -> float:
+    """Resident memory of this process and all its children now (a store's server process counts), in MB."""
+    import psutil
+
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 1e6
+
+
 def report(data: dict) -> None:
     """A child's result: one JSON line on stdout, with its peak memory added."""
     print(json.dumps({**data, "peak_rss_mb": round(peak_rss_mb(), 1)}), flush=True)

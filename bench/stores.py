@@ -22,26 +22,13 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from .corpora import CORPORA  # noqa: E402
-from .measure import OUT, PYTHON, latency_ms, run_child  # noqa: E402
+from .measure import OUT, PYTHON, latency_ms, run_child, tree_rss_mb  # noqa: E402
 
 
 def _disk_mb(path: Path) -> float:
     """The index's files under ``path``, less the exported ONNX model (the same for both stores)."""
     onnx = path / "index" / "onnx"
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and onnx not in f.parents) / 1e6
-
-
-def _rss_mb() -> float:
-    import psutil
-
-    me = psutil.Process()
-    total = me.memory_info().rss
-    for child in me.children(recursive=True):
-        try:
-            total += child.memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 1e6
 
 
 def child(args) -> None:
@@ -79,7 +66,7 @@ def child(args) -> None:
         ask_s.append(time.perf_counter() - t)
     result = {"store": args.store, "corpus": args.corpus, "articles": len(articles), "chunks": report.chunks,
               "embedded": embedded, "build_s": round(build_s, 1), "search_ms": latency_ms(search_s),
-              "ask_ms": latency_ms(ask_s), "rss_mb": round(_rss_mb(), 1),
+              "ask_ms": latency_ms(ask_s), "rss_mb": round(tree_rss_mb(), 1),
               "disk_mb": round(_disk_mb(folder), 1)}
     index.close()
     cache.close()
