@@ -204,11 +204,13 @@ class MilvusBackend(Backend):
         chunks.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["lexical"],
                                      output_field_names=["sparse"]))
         index = c.prepare_index_params()
-        # AUTOINDEX: Milvus chooses (on Milvus Lite 3.x with faiss-cpu: FAISS HNSW per sealed segment, M 16,
-        # searched with ef 64, recall@10 0.88 on docs/scale.md's 100k run; HNSW-like on a server); inner product
-        # on normalized vectors.
+        # AUTOINDEX: Milvus chooses (on Milvus Lite 3.x with faiss-cpu: FAISS HNSW per sealed segment, M 16, which
+        # dense() searches with SEARCH_EF; HNSW-like on a server); inner product on normalized vectors.
         index.add_index("vec", index_type="AUTOINDEX", metric_type="IP")
-        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        # k1 and b as FTS5 uses them (Milvus Lite would take k1 1.5), so the lexical side differs from the embedded
+        # store's only in its IDF formula and per-segment statistics (on the seed questions it changed nothing).
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
+                        params={"bm25_k1": 1.2, "bm25_b": 0.75})
         c.create_collection(self.names["chunks"], schema=chunks, index_params=index, consistency_level=CONSISTENCY)
 
         docs = c.create_schema(auto_id=False)
