@@ -300,7 +300,7 @@ def saturating_int8_cpu() -> bool:
 
 def session(model: Path, options) -> "ort.InferenceSession":
     """An ONNX Runtime CPU session of ``model`` as ``exact_int8`` gives it. A model converted in memory leaves its
-    parsed copy's freed pages in the heap (about 20 MB for the reader); they are handed back to the system."""
+    parsed copy's freed pages in the heap (about 20 of them for the reader); they are handed back to the system."""
     loaded = exact_int8(model)
     made = ort.InferenceSession(loaded, sess_options=options, providers=["CPUExecutionProvider"])
     if isinstance(loaded, bytes):
