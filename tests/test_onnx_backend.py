@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -218,19 +219,32 @@ def test_a_token_budget_bounds_each_batch_and_changes_no_vector(onnx_dir, monkey
 
 
 # --- the same numbers on every CPU ---------------------------------------------------------------------------------
-def test_on_a_saturating_cpu_int8_weights_become_the_same_numbers_as_uint8(monkeypatch):
+def test_on_a_saturating_cpu_int8_weights_become_the_same_numbers_as_uint8(monkeypatch, tmp_path):
     import onnx
     from onnx import numpy_helper
 
     from qa import onnx_backend
     from qa.reader import DEFAULT_DIR, MODEL_NAME
 
-    path = DEFAULT_DIR / MODEL_NAME
+    path = tmp_path / MODEL_NAME
+    shutil.copyfile(DEFAULT_DIR / MODEL_NAME, path)
     monkeypatch.setattr(onnx_backend, "saturating_int8_cpu", lambda: False)
     assert onnx_backend.exact_int8(path) == str(path)  # VNNI: loaded as shipped
     monkeypatch.setattr(onnx_backend, "saturating_int8_cpu", lambda: True)
-    converted = onnx.load_from_string(onnx_backend.exact_int8(path))
+    copy = Path(onnx_backend.exact_int8(path))
+    assert copy.parent == tmp_path and copy != path and onnx_backend.exact_int8(path) == str(copy)  # made once
+    converted = onnx.load(str(copy))
     original = onnx.load(str(path))
+    path.touch()  # another version of the model: a new copy replaces the old one
+    newer = Path(onnx_backend.exact_int8(path))
+    assert newer != copy and newer.exists() and not copy.exists()
+    newer.unlink()
+
+    def read_only(target, data):
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(onnx_backend, "_atomic_write", read_only)  # a folder it may not write: made in memory
+    assert onnx.load_from_string(onnx_backend.exact_int8(path)).SerializeToString() == converted.SerializeToString()
 
     def weights(model):
         inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
