@@ -21,6 +21,8 @@ import os
 import platform
 import re
 import secrets
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -336,17 +338,34 @@ def exact_int8(path: Path) -> str | bytes:
     copy = path.with_name(f"{path.stem}.exact-{stat.st_size}-{stat.st_mtime_ns}.onnx")
     if copy.exists():
         return str(copy)
-    data = _uint8_weights(path)
-    if data is None:
+    # Made in a child process, so this one (a build, say, whose peak memory is measured) never holds the parsed
+    # model: its freed pages would stay in the heap.
+    made = subprocess.run([sys.executable, "-c", "import sys; from qa.onnx_backend import _write_exact; "
+                           "sys.exit(_write_exact(sys.argv[1], sys.argv[2]))", str(path), str(copy)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _package_root()})
+    if made.returncode == 3:  # no int8 weights: loaded as it is
         return str(path)
-    try:
-        _atomic_write(copy, data)
-    except OSError:
-        return data
+    if made.returncode != 0 or not copy.exists():  # e.g. a folder it may not write: in memory
+        return _uint8_weights(path) or str(path)
     for old in path.parent.glob(f"{path.stem}.exact-*.onnx"):
         if old != copy:
             old.unlink(missing_ok=True)  # a copy of an earlier version of the model
     return str(copy)
+
+
+def _package_root() -> str:
+    """The folder holding the ``qa`` package, first on the child's path (it must import this very code)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+def _write_exact(source: str, target: str) -> int:
+    """``exact_int8``'s child: writes ``target`` (atomically); 3 when ``source`` has no int8 weights."""
+    data = _uint8_weights(Path(source))
+    if data is None:
+        return 3
+    _atomic_write(Path(target), data)
+    return 0
 
 
 def _uint8_weights(path: Path) -> bytes | None:
