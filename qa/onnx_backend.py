@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 import warnings
 from pathlib import Path
 
@@ -334,9 +335,9 @@ class OnnxEmbedder:
         # of every padded width pass through while indexing. Off, 300 BBC chunk texts peak at 416 MB instead of
         # 680 with the same CPU time and the same vectors (docs/reliability.md).
         options.enable_mem_pattern = False
-        self._session = ort.InferenceSession(
-            str(self.onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._options = options
+        self._session_lock = threading.Lock()
+        self._session = self._open_session()
 
         inputs = {i.name for i in self._session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - inputs
@@ -349,6 +350,24 @@ class OnnxEmbedder:
         if not isinstance(dim, int):
             dim = self._run([self._tokenizer.encode("")]).shape[1]
         self.dim = int(dim)
+
+    def _open_session(self) -> ort.InferenceSession:
+        return ort.InferenceSession(str(self.onnx_path), sess_options=self._options,
+                                    providers=["CPUExecutionProvider"])
+
+    def release(self) -> None:
+        """Give back the memory ONNX Runtime kept from the batches run so far: its arena keeps the blocks of the
+        largest batches for the life of the session, and across the many batch shapes of a large build it keeps
+        growing. The session is closed here and opened again (same file, same options, so the same vectors) by
+        the next ``encode``."""
+        with self._session_lock:
+            self._session = None
+
+    def _live_session(self) -> ort.InferenceSession:
+        with self._session_lock:
+            if self._session is None:
+                self._session = self._open_session()
+            return self._session
 
     def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
         """Embed ``texts``; returns a float32 array of shape ``(len(texts), dim)`` with unit-length rows.
@@ -408,7 +427,7 @@ class OnnxEmbedder:
         feed = {"input_ids": ids, "attention_mask": mask}
         if self._feeds_token_types:
             feed["token_type_ids"] = types
-        hidden = self._session.run([self._output_name], feed)[0]
+        hidden = self._live_session().run([self._output_name], feed)[0]
         weights = mask.astype(np.float32)
         summed = np.matmul(weights[:, None, :], hidden)[:, 0, :]
         counts = np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
