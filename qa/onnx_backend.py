@@ -284,6 +284,36 @@ def _atomic_write(path: Path, data: bytes) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+# Blocks of at least this many bytes are mapped on their own and unmapped when freed. glibc otherwise raises the
+# threshold to the largest block freed so far (the 12 MB output of a 32 x 256 batch), after which such blocks come
+# from the heap, which keeps them (and what lies between them) after they are freed: a build grew by several MB a
+# batch. Pinned once per process, when the first embedder is made.
+MMAP_THRESHOLD = 1 << 20
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def _pin_mmap_threshold() -> None:
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):  # glibc only; elsewhere the allocator decides
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def _trim_heap() -> None:
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
 def available_cores() -> int:
     """CPU cores this process may run on (respects affinity masks and cgroup-pinned CPU sets)."""
     try:
@@ -337,6 +367,7 @@ class OnnxEmbedder:
         options.enable_mem_pattern = False
         self._options = options
         self._session_lock = threading.Lock()
+        _pin_mmap_threshold()
         self._session = self._open_session()
 
         inputs = {i.name for i in self._session.get_inputs()}
@@ -357,11 +388,12 @@ class OnnxEmbedder:
 
     def release(self) -> None:
         """Give back the memory ONNX Runtime kept from the batches run so far: its arena keeps the blocks of the
-        largest batches for the life of the session, and across the many batch shapes of a large build it keeps
-        growing. The session is closed here and opened again (same file, same options, so the same vectors) by
-        the next ``encode``."""
+        largest batches for the life of the session, and the C heap keeps what freed blocks it can. The session is
+        closed here and opened again (same file, same options, so the same vectors) by the next ``encode``; what
+        the C library holds free is returned to the system."""
         with self._session_lock:
             self._session = None
+        _trim_heap()
 
     def _live_session(self) -> ort.InferenceSession:
         with self._session_lock:
