@@ -23,6 +23,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -287,6 +288,36 @@ def _atomic_write(path: Path, data: bytes) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+# Blocks of at least this many bytes are mapped on their own and unmapped when freed. glibc otherwise raises the
+# threshold to the largest block freed so far (the 12 MB output of a 32 x 256 batch), after which such blocks come
+# from the heap, which keeps them (and what lies between them) after they are freed: a build grew by several MB a
+# batch. Pinned once per process, when the first embedder is made.
+MMAP_THRESHOLD = 1 << 20
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def _pin_mmap_threshold() -> None:
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):  # glibc only; elsewhere the allocator decides
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def _trim_heap() -> None:
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
 def saturating_int8_cpu() -> bool:
     """Does ONNX Runtime's uint8 × int8 product saturate on this CPU? On x86 without VNNI it does (AVX2's and
     AVX-512BW's ``vpmaddubsw`` adds pairs of products into 16 bits, with saturation); with AVX-512 VNNI or AVX-VNNI
@@ -309,15 +340,6 @@ def session(model: Path, options) -> "ort.InferenceSession":
         del loaded
         _trim_heap()
     return made
-
-
-def _trim_heap() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def exact_int8(path: Path) -> str | bytes:
@@ -440,7 +462,10 @@ class OnnxEmbedder:
         # of every padded width pass through while indexing. Off, 300 BBC chunk texts peak at 416 MB instead of
         # 680 with the same CPU time and the same vectors (docs/reliability.md).
         options.enable_mem_pattern = False
-        self._session = session(self.onnx_path, options)
+        self._options = options
+        self._session_lock = threading.Lock()
+        _pin_mmap_threshold()
+        self._session = self._open_session()
 
         inputs = {i.name for i in self._session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - inputs
@@ -453,6 +478,24 @@ class OnnxEmbedder:
         if not isinstance(dim, int):
             dim = self._run([self._tokenizer.encode("")]).shape[1]
         self.dim = int(dim)
+
+    def _open_session(self) -> ort.InferenceSession:
+        return session(self.onnx_path, self._options)
+
+    def release(self) -> None:
+        """Give back the memory ONNX Runtime kept from the batches run so far: its arena keeps the blocks of the
+        largest batches for the life of the session, and the C heap keeps what freed blocks it can. The session is
+        closed here and opened again (same file, same options, so the same vectors) by the next ``encode``; what
+        the C library holds free is returned to the system."""
+        with self._session_lock:
+            self._session = None
+        _trim_heap()
+
+    def _live_session(self) -> ort.InferenceSession:
+        with self._session_lock:
+            if self._session is None:
+                self._session = self._open_session()
+            return self._session
 
     def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
         """Embed ``texts``; returns a float32 array of shape ``(len(texts), dim)`` with unit-length rows.
@@ -512,7 +555,7 @@ class OnnxEmbedder:
         feed = {"input_ids": ids, "attention_mask": mask}
         if self._feeds_token_types:
             feed["token_type_ids"] = types
-        hidden = self._session.run([self._output_name], feed)[0]
+        hidden = self._live_session().run([self._output_name], feed)[0]
         weights = mask.astype(np.float32)
         summed = np.matmul(weights[:, None, :], hidden)[:, 0, :]
         counts = np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)

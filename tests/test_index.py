@@ -137,3 +137,29 @@ def test_rebuild_from_other_articles_replaces_the_index(seed_copy):
     seed_copy.rebuild(only)
     assert [d.doc_id for d in seed_copy.documents()] == ["syrup"]
     assert seed_copy.stats()["chunks"] == 1 and seed_copy.live().vectors.size == 1
+
+
+class ReleasingEmbedder(FakeEmbedder):
+    """The fake embedder with a release() that counts how often the index gives its memory back."""
+
+    def __init__(self):
+        super().__init__()
+        self.released = 0
+
+    def release(self):
+        self.released += 1
+
+
+def test_a_large_batch_gives_the_embedders_memory_back_and_a_small_add_keeps_it(settings):
+    embedder = ReleasingEmbedder()
+    idx = NewsIndex(settings, embedder=embedder)
+    idx.release_after = 8
+    try:
+        long_text = " ".join(f"Paragraph {i} about the harbour council and its budget vote." * 6 for i in range(60))
+        idx.add([article_from_text(long_text, doc_id="long", title="Harbour budget")])
+        assert idx.stats()["chunks"] >= idx.release_after
+        assert embedder.released == 1
+        idx.add([article_from_text("The ferry ran late on Monday.", doc_id="short", title="Ferry")])
+        assert embedder.released == 1
+    finally:
+        idx.close()

@@ -220,6 +220,47 @@ def test_a_token_budget_bounds_each_batch_and_changes_no_vector(onnx_dir, monkey
         OnnxEmbedder(onnx_dir / INT8_NAME, TOKENIZER, batch_tokens=100)
 
 
+def test_release_gives_back_the_session_and_changes_no_vector(onnx_dir):
+    # A large build releases the session after each batch (its arena grows with every batch shape); the session
+    # opened again by the next encode must give the very same vectors, bit for bit, also with the int8 model.
+    texts = [words(n) for n in (300, 5, 120, 40, 250, 8, 60, 200, 3, 90)] * 4
+    embedder = OnnxEmbedder(onnx_dir / INT8_NAME, TOKENIZER, threads=1)
+    first = embedder.encode(texts, batch_size=32)
+    embedder.release()
+    assert embedder._session is None
+    again = embedder.encode(texts, batch_size=32)
+    assert embedder._session is not None
+    assert np.array_equal(first, again)
+
+
+def test_indexing_imports_no_torch(onnx_dir, tmp_path):
+    # `qa index` embeds with ONNX Runtime once the model is exported: torch (hundreds of MB) must stay out of
+    # the build's memory.
+    index_dir = tmp_path / "index"
+    (index_dir / "onnx" / "all-MiniLM-L6-v2").mkdir(parents=True)
+    (index_dir / "onnx" / "all-MiniLM-L6-v2" / INT8_NAME).write_bytes((onnx_dir / INT8_NAME).read_bytes())
+    articles = tmp_path / "articles"
+    articles.mkdir()
+    (articles / "port.txt").write_text("Harbour strike\n\n" + words(150), encoding="utf-8")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from qa.cli import main
+        main(["index", {str(articles)!r}])
+        loaded = sorted(m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules)
+        assert not loaded, loaded
+        print("ok")
+        """
+    )
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=python_path, QA_INDEX_DIR=str(index_dir), QA_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok"), result.stdout
+
+
 # --- the same numbers on every CPU ---------------------------------------------------------------------------------
 def test_on_a_saturating_cpu_int8_weights_become_the_same_numbers_as_uint8(monkeypatch, tmp_path):
     import onnx
