@@ -150,8 +150,10 @@ def test_qa_watch_logs_each_action(tmp_path, model_cache):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     import queue
 
-    lines, incoming = [], queue.Queue()
+    lines, incoming, errors = [], queue.Queue(), []
     threading.Thread(target=lambda: [incoming.put(line) for line in proc.stdout], daemon=True).start()
+    # stderr is read too: a pipe nobody reads fills up (64 KB) and the process blocks on its next write
+    threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True).start()
 
     def wait_for(text, seconds=120):
         deadline = time.monotonic() + seconds
@@ -175,7 +177,7 @@ def test_qa_watch_logs_each_action(tmp_path, model_cache):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(120)  # it stops after the batch under way: on a loaded machine that can take a while
-    assert proc.returncode == 0
+    assert proc.returncode == 0, "".join(errors)[-2000:]
 
 
 def poll(check, seconds=20.0):
