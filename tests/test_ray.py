@@ -175,8 +175,12 @@ def test_a_killed_ray_ingest_then_a_rerun_leaves_every_article_exactly_once(ray_
                                                                               model_cache, seed_index):
     idx = _ray_index(tmp_path, embedder, model_cache)
     # `qa index --ray` joining this cluster, one article per embedding call and per write: five commits to land among.
-    code = ("import sys; import qa.ingest_ray as r; from qa.index import NewsIndex; from qa.cli import main; "
-            "NewsIndex.batch_size = 1; r.EMBED_ARTICLES_PER_CALL = 1; sys.exit(main(sys.argv[1:]))")
+    # Each write is followed by a pause, so the 20 ms poll below sees the index between commits even when the
+    # machine is idle and the five writes would otherwise land within one poll.
+    code = ("import sys, time; import qa.ingest_ray as r; from qa.index import NewsIndex; from qa.cli import main; "
+            "NewsIndex.batch_size = 1; r.EMBED_ARTICLES_PER_CALL = 1; write = NewsIndex.write_prepared; "
+            "NewsIndex.write_prepared = lambda self, *a, **k: (write(self, *a, **k), time.sleep(0.3))[0]; "
+            "sys.exit(main(sys.argv[1:]))")
     address = ray.get_runtime_context().gcs_address
     env = {**os.environ, "QA_INDEX_DIR": str(idx.settings.index_dir),
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}

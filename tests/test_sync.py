@@ -145,9 +145,13 @@ def test_qa_watch_logs_each_action(tmp_path, model_cache):
     import signal
 
     root, folder = _one_article_and_an_empty_index(tmp_path, model_cache)
-    env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_READER": "off"}
+    # PYTHONFAULTHANDLER: a watch that does not stop is made to say where each of its threads is (SIGABRT below)
+    env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_READER": "off", "PYTHONFAULTHANDLER": "1"}
+    # Ctrl-C as in a terminal: a test run started in the background of a non-interactive shell ignores SIGINT, and
+    # a child would inherit that (Python keeps an ignored SIGINT ignored), so the watch is started with the default.
     proc = subprocess.Popen([sys.executable, "-m", "qa.cli", "watch", str(root), "--debounce", "200"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     import queue
 
     lines, incoming, errors = [], queue.Queue(), []
@@ -176,7 +180,13 @@ def test_qa_watch_logs_each_action(tmp_path, model_cache):
         wait_for("removed a: its file is gone")
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(120)  # it stops after the batch under way: on a loaded machine that can take a while
+        try:
+            proc.wait(120)  # it stops after the batch under way: on a loaded machine that can take a while
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(30)
+            time.sleep(0.5)
+            raise AssertionError("qa watch did not stop on SIGINT:\n" + "".join(errors)[-6000:]) from None
     assert proc.returncode == 0, "".join(errors)[-2000:]
 
 
