@@ -262,8 +262,8 @@ class Checker:
         return m.score, m.span, ""
 
     def check(self, claim: Claim, passages: dict[int, Passage], question: str = "") -> Verdict:
-        """The verdict on ``claim`` against each passage it cites among ``passages`` (by rank); with ``question``
-        and the reader, a sentence that does not answer it is dropped too."""
+        """The verdict on ``claim`` against each passage it cites among ``passages`` (by rank); with ``question``,
+        a sentence that only restates it is dropped too, and so, with the reader, is one that does not answer it."""
         verdict = Verdict(claim)
         if question and _restates(claim.text, question):
             verdict.reason = "it only restates the question"
