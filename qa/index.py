@@ -263,7 +263,7 @@ class NewsIndex:
         # CURRENT is written only once a generation is complete, so it means an index was built, even when the
         # generation it names has gone (a damaged index, which live() reports): "no index yet" would have `qa serve`
         # or `qa index` build a new one over the generations still there.
-        return self._current_dir() is not None or (self.root / CURRENT).exists()
+        return (self.root / CURRENT).exists()
 
     def _current_dir(self) -> Path | None:
         """The live generation's folder, or None when there is no index. CURRENT naming a folder whose database
@@ -287,13 +287,14 @@ class NewsIndex:
         return [p for p in sorted(found, key=lambda p: int(p.name[4:]), reverse=True)
                 if integrity_problem(p / DB_NAME, force=True) is None]
 
-    def _gone(self) -> IndexCorrupt | IndexMissing:
-        """Why there is no live generation: none was ever built, or CURRENT names one that has gone."""
+    def _gone(self, older: list[Path] | None = None) -> IndexCorrupt | IndexMissing:
+        """Why there is no live generation: none was ever built, or CURRENT names one that has gone (``older``: the
+        intact generations, when the caller has them already)."""
         try:
             name = (self.root / CURRENT).read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return IndexMissing(f"no index in {self.root} yet: run `qa index` first")
-        older = self._intact_generations()
+        older = self._intact_generations() if older is None else older
         return IndexCorrupt(
             f"the index in {self.root} is damaged (CURRENT names {name or 'nothing'}, which is missing): "
             + (f"run `qa doctor` to rebuild it from the articles of {older[0].name}, which is still there, or "
@@ -906,8 +907,8 @@ class NewsIndex:
         with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             gen_dir = self._current_dir()
             if gen_dir is None:
-                gone = self._gone()
                 older = self._intact_generations()
+                gone = self._gone(older)
                 if isinstance(gone, IndexMissing) or not older:
                     raise gone
                 # The generation CURRENT names has gone; an older one is intact (kept by a crash, or restored): its
