@@ -129,13 +129,47 @@ def chunk_article(article: Article, chunker: Chunker, salt: str) -> tuple[Upsert
     add and the Ray ingest (qa/ingest_ray.py) both prepare articles with it, so both store the same chunks."""
     prefix = chunker.title_prefix(article.title)
     chunks = chunker.chunk(article.text, article.title)
-    meta_text = " ".join(x for x in (article.source, readable_date(article.date) if article.date else "",
-                                     article.author) if x)
+    meta_text = _meta_text(article)
     embed_texts = [chunker.embedding_text(prefix, c.text) for c in chunks]
     hashes = [hashlib.sha1((salt + t).encode("utf-8")).hexdigest() for t in embed_texts]
     upsert = Upsert(article, content_hash(article), [(c.chunk_no, c.start, c.end) for c in chunks],
                     [(article.title, meta_text, c.text) for c in chunks], hashes, np.zeros(0))
     return upsert, embed_texts
+
+
+def _meta_text(article: Article) -> str:
+    """What BM25 reads of an article besides its title and text: source, date in words, author."""
+    return " ".join(x for x in (article.source, readable_date(article.date) if article.date else "",
+                                article.author) if x)
+
+
+def _built_with(meta: dict, wanted: dict) -> bool:
+    """Was the store whose meta this is built with these settings (and this format)?"""
+    return meta.get("format_version") == FORMAT_VERSION and all(meta.get(k) == v for k, v in wanted.items())
+
+
+def stored_upserts(articles: list[Article], store: Store) -> dict[str, Upsert]:
+    """Doc id → the upsert of each of these articles whose content hash matches its stored copy in ``store``,
+    made from the stored chunk rows and vectors: what ``chunk_article`` and the embedder would give again when
+    ``store`` was built with the same model, precision and chunker (the caller checks that). Text is cut from the
+    article by the stored offsets, so citations stay exact; an article whose rows do not fit its text is left out
+    (it is chunked again)."""
+    stored = store.stored_chunks([a.doc_id for a in articles])
+    found: dict[str, Upsert] = {}
+    for article in articles:
+        digest, rows = stored.get(article.doc_id, (None, []))
+        if not rows or digest != content_hash(article):
+            continue
+        size = len(article.text)
+        if any(not 0 <= start < end <= size for _, start, end, _, _ in rows):
+            continue
+        meta_text = _meta_text(article)
+        found[article.doc_id] = Upsert(
+            article, digest, [(no, start, end) for no, start, end, _, _ in rows],
+            [(article.title, meta_text, article.text[start:end]) for _, start, end, _, _ in rows],
+            [h for *_, h, _ in rows],
+            np.frombuffer(b"".join(v for *_, v in rows), dtype=np.float32).reshape(len(rows), -1))
+    return found
 
 
 # The generation this process reads from: the embedded backend's view of it (gen_dir, store, vectors, generation,
@@ -574,19 +608,26 @@ class NewsIndex:
 
     # --- writes --------------------------------------------------------------------------------------------------
     def _prepare(self, articles: list[Article], cache: Backend | Store | None, show_progress: bool,
-                 progress: Progress | None = None) -> tuple[list[Upsert], int]:
+                 progress: Progress | None = None, *, same_settings: bool = False) -> tuple[list[Upsert], int]:
         """Chunk and embed (the slow part, done before any lock is taken). Vectors of chunks whose embedded text
         is unchanged are taken from the cache instead of being computed again. ``progress(done, total)`` hears
-        how many of the passages to embed are done."""
+        how many of the passages to embed are done. ``same_settings``: the cache is a store built with these
+        settings, so an article stored there unchanged keeps its chunks as they are (a rebuild then spends no
+        Python time chunking it, time that readers answering meanwhile would wait for)."""
         chunker = self.chunker
         salt = embed_salt(self.settings)
+        kept = stored_upserts(articles, cache) if same_settings and isinstance(cache, Store) else {}
         prepared: list[Upsert] = []
         texts: list[str] = []
         for article in articles:
+            if article.doc_id in kept:
+                prepared.append(kept[article.doc_id])
+                continue
             upsert, embed_texts = chunk_article(article, chunker, salt)
             prepared.append(upsert)
             texts.extend(embed_texts)
-        all_hashes = [h for p in prepared for h in p.hashes]
+        fresh = [p for p in prepared if p.article.doc_id not in kept]
+        all_hashes = [h for p in fresh for h in p.hashes]
         cached = cache.vectors_by_hash(all_hashes) if cache is not None and all_hashes else {}
         missing = sorted({h: t for h, t in zip(all_hashes, texts) if h not in cached}.items())
         if missing:
@@ -606,7 +647,7 @@ class NewsIndex:
             release = getattr(self.embedder, "release", None)
             if release is not None and len(missing) >= self.release_after:
                 release()
-        for p in prepared:
+        for p in fresh:
             p.vectors = np.frombuffer(b"".join(cached[h] for h in p.hashes), dtype=np.float32).reshape(len(p.hashes), -1)
         return prepared, len(missing)
 
@@ -829,14 +870,17 @@ class NewsIndex:
                 report.dropped = sorted(d for (d,) in old_store.db.execute("SELECT doc_id FROM documents")
                                         if d not in kept)
             dim = self._dim()
+            wanted = self.expected_meta(dim)
+            same_settings = old_store is not None and _built_with(old_store.meta(), wanted)
             store = Store(gen_dir / DB_NAME)
-            store.create(self.expected_meta(dim))
+            store.create(wanted)
             fresh_backend = SqliteFaissBackend(gen_dir, store, VectorIndex(dim), 0, {})
             added_at = dict(old_store.db.execute("SELECT doc_id, added_at FROM documents")) if old_store else {}
             # In batches, so only one batch's chunks and vectors are held at a time; the generation stays private
             # (and is deleted on failure) until CURRENT names it below.
             for batch in _batches(articles, self.batch_size) or [[]]:
-                prepared, embedded = self._prepare(batch, old_store, show_progress, _after(progress, report))
+                prepared, embedded = self._prepare(batch, old_store, show_progress, _after(progress, report),
+                                                   same_settings=same_settings)
                 self._write(fresh_backend, prepared, [], report, added_at, save_cache=False)
                 report.embedded += embedded
             fresh_backend.vectors.save(gen_dir, store.generation())

@@ -269,6 +269,22 @@ class Store:
                 found[h] = blob
         return found
 
+    def stored_chunks(self, doc_ids: list[str]) -> dict[str, tuple[str, list[tuple]]]:
+        """Document id → its content hash and its chunk rows ``(chunk_no, start, end, embed_hash, vector)`` in
+        chunk order, for these documents (those with chunks). A rebuild with unchanged settings takes an unchanged
+        article's chunks from here instead of chunking it again."""
+        found: dict[str, tuple[str, list[tuple]]] = {}
+        for i in range(0, len(doc_ids), 500):
+            part = doc_ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for doc_id, digest, *row in self.db.execute(
+                "SELECT d.doc_id, d.content_hash, c.chunk_no, c.start, c.end, c.embed_hash, c.vector "
+                f"FROM documents d JOIN chunks c USING (doc_id) WHERE d.doc_id IN ({marks}) "
+                "ORDER BY d.doc_id, c.chunk_no", part
+            ):
+                found.setdefault(doc_id, (digest, []))[1].append(tuple(row))
+        return found
+
     def chunk_ids(self) -> np.ndarray:
         """Every chunk id (read from an index, not the table: no vectors are read), to check a FAISS cache by."""
         rows = self.db.execute("SELECT id FROM chunks").fetchall()

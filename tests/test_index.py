@@ -1,5 +1,7 @@
 """The core engine with the real model: cited passages, incremental updates, removal by every route, mismatches."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -129,6 +131,39 @@ def seed_index_dir_settings(folder, **change):
 def test_rebuild_reuses_the_vectors_of_unchanged_chunks(seed_copy):
     report = seed_copy.rebuild()
     assert report.embedded == 0 and len(report.added) == 5
+    assert seed_copy.search("which countries retaliated?", k=1)[0].doc_id == RETALIATION_DOC
+
+
+def _stored_chunks(index) -> dict[str, list[tuple]]:
+    """Doc id → its chunk rows (chunk_no, start, end, embed hash, vector, BM25 title, meta and body)."""
+    rows: dict[str, list[tuple]] = {}
+    for doc_id, *row in index.live().store.db.execute(
+        "SELECT c.doc_id, c.chunk_no, c.start, c.end, c.embed_hash, c.vector, f.title, f.meta, f.body "
+        "FROM chunks c JOIN chunks_fts f ON f.rowid = c.id ORDER BY c.doc_id, c.chunk_no"
+    ):
+        rows.setdefault(doc_id, []).append(tuple(row))
+    return rows
+
+
+def test_a_rebuild_with_the_same_settings_keeps_unchanged_articles_chunks_without_chunking_them(seed_copy,
+                                                                                             monkeypatch):
+    import qa.index
+
+    before = _stored_chunks(seed_copy)
+    chunked = []
+    real = qa.index.chunk_article
+    monkeypatch.setattr(qa.index, "chunk_article", lambda a, *rest: chunked.append(a.doc_id) or real(a, *rest))
+    first, *rest = seed_copy.stored_articles()
+    edited = replace(first, text=first.text + " Ottawa answered with duties on orange juice.")
+    seed_copy.rebuild([edited, *rest])
+
+    after = _stored_chunks(seed_copy)
+    assert chunked == [first.doc_id]
+    assert {d: after[d] for d in after if d != first.doc_id} == {d: before[d] for d in before if d != first.doc_id}
+    assert after[first.doc_id] != before[first.doc_id]
+    for article in [edited, *rest]:
+        for _, start, end, *_, body in after[article.doc_id]:
+            assert article.text[start:end] == body
     assert seed_copy.search("which countries retaliated?", k=1)[0].doc_id == RETALIATION_DOC
 
 
