@@ -128,10 +128,12 @@ class Server:
         self.log.close()
 
 
-def ours(folder: Path, port: int, threads: int | None = None) -> Server:
+def ours(folder: Path, port: int, threads: int | None = None, reader: str | None = None) -> Server:
     env = {"QA_INDEX_DIR": str(folder), "HF_HUB_OFFLINE": "1", "QA_API_TOKEN": ""}
     if threads:
         env["QA_THREADS"] = str(threads)
+    if reader:
+        env["QA_READER"] = reader
     return Server([PYTHON, "-m", "qa.cli", "serve", "--port", str(port)], env, port, "/health")
 
 
@@ -193,16 +195,27 @@ def _post(url: str, body: dict, timeout: float = 600) -> dict:
 
 def run_during_writes(results: dict, seconds: int = 15) -> str:
     """`/ask` with one client on a copy of the BBC index: alone, during a full rebuild (POST /index/rebuild) and
-    while articles are added one by one over the API (each embedded as it arrives)."""
+    while articles are added one by one over the API (each embedded as it arrives); with the reader off and on
+    (``QA_READER``), each in a server of its own on a fresh copy."""
     source = ensure_index("bbc")
-    folder = OUT / "index-bbc-during-writes"
-    shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(source, folder, symlinks=True)
     questions = CORPORA["bbc"].queries(200)
     script = ask_script("writes", questions, 100_000)
     extra = json.loads(CORPORA["multihop"].path.read_text())[:400] if CORPORA["multihop"].available() else []
     rows = []
-    with ours(folder, free_port()) as server:
+    for reader in ("off", "on"):
+        rows += _during_writes(source, reader, questions, script, extra, results, seconds)
+    return table(["reader", "while the server is also doing", "its duration s", "/ask requests", "p50 ms", "p99 ms",
+                  "errors"], rows)
+
+
+def _during_writes(source: Path, reader: str, questions: list[str], script: Path, extra: list[dict],
+                   results: dict, seconds: int) -> list[list]:
+    """The three phases of ``run_during_writes`` on one server (``QA_READER=reader``)."""
+    folder = OUT / "index-bbc-during-writes"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(source, folder, symlinks=True)
+    rows = []
+    with ours(folder, free_port(), reader=reader) as server:
         for q in questions:  # every question asked once, so each phase below runs warm
             _post(server.url + "/ask", {"question": q})
         alone = wrk(server.url, script, clients=1, seconds=seconds)
@@ -244,8 +257,7 @@ def run_during_writes(results: dict, seconds: int = 15) -> str:
             rows.append([f"POST /documents, MultiHop-RAG articles one at a time ({added['n']} added while "
                          f"measuring)", f"{seconds}", during_adds["requests"], during_adds["p50"],
                          during_adds["p99"], during_adds["errors"]])
-        results["during_writes"] = {"alone": alone, "rebuild": during, "rebuild_report": report,
-                                    "rebuild_s": done.get("seconds")}
+        results[f"during_writes_reader_{reader}"] = {"alone": alone, "rebuild": during, "rebuild_report": report,
+                                                     "rebuild_s": done.get("seconds")}
     shutil.rmtree(folder, ignore_errors=True)
-    return table(["while the server is also doing", "its duration s", "/ask requests", "p50 ms", "p99 ms",
-                  "errors"], rows)
+    return [[f"reader {reader}", *row] for row in rows]

@@ -313,7 +313,9 @@ def rank(pool: Pool, config: RetrievalConfig) -> list[dict]:
         score = _cued(score, row, pool.sources, pool.dates, config, pool.period) + config.part_weight * best_part.get(cid, 0.0)
         row["score"] = score
         ranked.append(row)
-    ranked.sort(key=lambda r: (-r["score"], r["id"]))
+    # Ties go by article and chunk number, not by chunk id: ids differ from store to store (Milvus derives them
+    # from content hashes), and the same index must rank alike on every store.
+    ranked.sort(key=lambda r: (-r["score"], r["doc_id"], r["chunk_no"]))
     return ranked
 
 

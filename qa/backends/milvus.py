@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import unicodedata
@@ -55,6 +56,10 @@ SEARCH_EF = 256
 TEXT_PART_CHARS = 16_000  # 4 bytes a character at most: a part stays under a VARCHAR's 65,535 bytes
 VARCHAR_MAX = 65_535
 IN_BATCH = 500  # ids per ``in [...]`` filter
+# How deep each word's own BM25 list is read when the words are searched one by one (``lexical``): a chunk missing
+# from a word's list loses that word's score, so the lists go deeper than the sum's top few. The depth retrieval
+# reads the summed list to anyway (RetrievalConfig.lexical_depth).
+WORD_DEPTH = 1000
 # Rows written since the last flush above which ``settle`` flushes: searches over that many unsealed rows are slow
 # (on Milvus Lite, BBC News' 5,906 chunks: about 4 s a question before the flush, 0.7 s after; the flush 2.4 s).
 SETTLE_ROWS = 1000
@@ -82,6 +87,15 @@ def analyzed(text: str) -> str:
 
 _CHUNK_FIELDS = ["id", "doc_id", "chunk_no", "char_start", "char_end", "title", "date", "source", "content_hash"]
 
+
+
+def fts5_idf_factor(rows: int, holding: int) -> float:
+    """FTS5's IDF of a word held by ``holding`` of ``rows`` rows over Milvus' for the same counts. FTS5 (the
+    embedded store) uses log((N - n + 0.5) / (n + 0.5)), floored at 1e-6, so a word in half the chunks all but
+    drops out; Milvus uses log(1 + (N - n + 0.5) / (n + 0.5)), which keeps it. On the 17 chunks of the seed
+    articles that difference alone set 8 of 64 seed questions' top passages apart from the embedded store's."""
+    ratio = (rows - holding + 0.5) / (holding + 0.5)
+    return max(math.log(ratio), 1e-6) / math.log1p(ratio)
 
 
 def _quiet() -> None:
@@ -153,6 +167,7 @@ class MilvusBackend(Backend):
         self._loaded = False
         self._cache_lock = threading.Lock()
         self._doc_cache: tuple[object, list[str], str] | None = None  # (stamp, sources, newest date)
+        self._term_cache: tuple[object, int, dict[str, int]] = (None, 0, {})  # (stamp, rows, term → rows with it)
 
     # --- lifecycle -------------------------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -198,7 +213,7 @@ class MilvusBackend(Backend):
         chunks.add_field("source_key", DataType.VARCHAR, max_length=VARCHAR_MAX)
         chunks.add_field("body", DataType.VARCHAR, max_length=VARCHAR_MAX)
         chunks.add_field("lexical", DataType.VARCHAR, max_length=VARCHAR_MAX, enable_analyzer=True,
-                         analyzer_params=ANALYZER)
+                         enable_match=True, analyzer_params=ANALYZER)
         chunks.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         chunks.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
         chunks.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["lexical"],
@@ -244,7 +259,7 @@ class MilvusBackend(Backend):
                             consistency_level=CONSISTENCY)
         self._loaded = False
         self._load()
-        stored = {**meta, "created_at": utc_now()}
+        stored = {**meta, "created_at": utc_now(), "term_counts": True}
         c.upsert(self.names["meta"], [{"key": "settings", "value": json.dumps(stored), "pad": _PAD},
                                       {"key": "stamp", "value": uuid.uuid4().hex, "pad": _PAD}])
         self.meta = stored
@@ -426,17 +441,47 @@ class MilvusBackend(Backend):
     def lexical(self, query: str, limit: int, weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
                 scope=None) -> list[tuple[int, float]]:
         """Milvus' BM25 over title, metadata and body together (one field, so ``weights`` do not apply), for the
-        question's content words. Milvus Lite reports BM25 as a negative distance, a server as a positive score:
-        the magnitude is the score either way."""
-        words = analyzed(" ".join(query_terms(query)[:64]))
+        question's content words, with FTS5's IDF (``fts5_idf_factors``): each word is searched on its own (one
+        call, one query per word) and its scores are scaled by FTS5's IDF over Milvus' before they are summed, so
+        the lexical side ranks as the embedded store's does. An index created before Milvus counted words
+        (``term_counts`` absent from its settings) is searched with Milvus' own IDF, all words in one query.
+        Milvus Lite reports BM25 as a negative distance, a server as a positive score: the magnitude is the score
+        either way."""
+        words = list(dict.fromkeys(analyzed(" ".join(query_terms(query)[:64])).split()))
         if not words or limit <= 0:
             return []
+        factors = self._idf_factors(words) if self.meta.get("term_counts") else None
+        if factors == {}:
+            return []  # no chunk holds any of the words
+        depth = int(limit) if factors is None else max(int(limit), WORD_DEPTH)
         hits = self.client.search(
-            self.names["chunks"], data=[words], anns_field="sparse", limit=min(int(limit), 16_384),
-            filter=self._scope_expr(scope), output_fields=["chunk_no"], search_params={"metric_type": "BM25"},
-            consistency_level=CONSISTENCY)
-        found = [(int(h["id"]), abs(float(h["distance"]))) for h in hits[0]]
-        return sorted(found, key=lambda kv: -kv[1])
+            self.names["chunks"], data=list(factors) if factors is not None else [" ".join(words)],
+            anns_field="sparse", limit=min(depth, 16_384), filter=self._scope_expr(scope),
+            output_fields=["chunk_no"], search_params={"metric_type": "BM25"}, consistency_level=CONSISTENCY)
+        scores: dict[int, float] = {}
+        for factor, found in zip(factors.values() if factors is not None else [1.0], hits):
+            for h in found:
+                scores[int(h["id"])] = scores.get(int(h["id"]), 0.0) + factor * abs(float(h["distance"]))
+        return sorted(scores.items(), key=lambda kv: -kv[1])[:limit]
+
+    def _idf_factors(self, words: list[str]) -> dict[str, float]:
+        """Word → FTS5's IDF over Milvus', from the rows of the collection and the rows holding the word (counted
+        with TEXT_MATCH on the analyzed field, the same rows Milvus' BM25 counts; cached until the next write).
+        Words no row holds are left out."""
+        stamp = self.stamp()
+        with self._cache_lock:
+            cached_stamp, rows, counts = self._term_cache
+            if cached_stamp != stamp:
+                rows, counts = None, {}
+        if rows is None:
+            rows = int(self._query("chunks", "", ["count(*)"])[0]["count(*)"])
+        for word in words:
+            if word not in counts:
+                counts[word] = int(self._query("chunks", f"TEXT_MATCH(lexical, {_lit(word)})",
+                                               ["count(*)"])[0]["count(*)"])
+        with self._cache_lock:
+            self._term_cache = (stamp, rows, counts)
+        return {w: fts5_idf_factor(rows, counts[w]) for w in words if counts[w]}
 
     def cosines(self, query_vector: np.ndarray, ids: list[int]) -> dict[int, float]:
         q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
@@ -596,4 +641,5 @@ class MilvusBackend(Backend):
 
     def describe(self) -> str:
         kind = "Milvus Lite" if self.url.startswith("milvus://") else "Milvus"
-        return f"{kind} (AUTOINDEX, inner product; BM25 function; consistency {CONSISTENCY})"
+        idf = "FTS5's IDF" if self.meta.get("term_counts") else "Milvus' IDF"
+        return f"{kind} (AUTOINDEX, inner product; BM25 function, {idf}; consistency {CONSISTENCY})"
