@@ -60,6 +60,9 @@ IN_BATCH = 500  # ids per ``in [...]`` filter
 # from a word's list loses that word's score, so the lists go deeper than the sum's top few. The depth retrieval
 # reads the summed list to anyway (RetrievalConfig.lexical_depth).
 WORD_DEPTH = 1000
+# A word whose FTS5 IDF is within this fraction of Milvus' is scored with Milvus' (searched with the other such
+# words in one query, which costs Milvus Lite far less than one query a word): its score moves by less than that.
+IDF_TOLERANCE = 0.01
 # Rows written since the last flush above which ``settle`` flushes: searches over that many unsealed rows are slow
 # (on Milvus Lite, BBC News' 5,906 chunks: about 4 s a question before the flush, 0.7 s after; the flush 2.4 s).
 SETTLE_ROWS = 1000
@@ -441,25 +444,32 @@ class MilvusBackend(Backend):
     def lexical(self, query: str, limit: int, weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
                 scope=None) -> list[tuple[int, float]]:
         """Milvus' BM25 over title, metadata and body together (one field, so ``weights`` do not apply), for the
-        question's content words, with FTS5's IDF (``fts5_idf_factors``): each word is searched on its own (one
-        call, one query per word) and its scores are scaled by FTS5's IDF over Milvus' before they are summed, so
-        the lexical side ranks as the embedded store's does. An index created before Milvus counted words
+        question's content words, with FTS5's IDF (``fts5_idf_factor``): each word whose two IDFs differ is
+        searched on its own (all in one call, one query per word) and its scores are scaled by FTS5's IDF over
+        Milvus' before they are summed, so the lexical side ranks as the embedded store's does. An index created before Milvus counted words
         (``term_counts`` absent from its settings) is searched with Milvus' own IDF, all words in one query.
         Milvus Lite reports BM25 as a negative distance, a server as a positive score: the magnitude is the score
         either way."""
         words = list(dict.fromkeys(analyzed(" ".join(query_terms(query)[:64])).split()))
         if not words or limit <= 0:
             return []
-        factors = self._idf_factors(words) if self.meta.get("term_counts") else None
-        if factors == {}:
-            return []  # no chunk holds any of the words
-        depth = int(limit) if factors is None else max(int(limit), WORD_DEPTH)
+        if self.meta.get("term_counts"):
+            factors = self._idf_factors(words)
+            if not factors:
+                return []  # no chunk holds any of the words
+            # Words whose two IDFs agree (rare ones: all but words in more than a few percent of the chunks) are
+            # searched together, as one query; each other word is a query of its own, scaled.
+            same = [w for w, f in factors.items() if f >= 1 - IDF_TOLERANCE]
+            queries = ([(" ".join(same), 1.0)] if same else []) + [(w, f) for w, f in factors.items() if w not in same]
+        else:
+            queries = [(" ".join(words), 1.0)]
+        depth = int(limit) if len(queries) == 1 else max(int(limit), WORD_DEPTH)
         hits = self.client.search(
-            self.names["chunks"], data=list(factors) if factors is not None else [" ".join(words)],
-            anns_field="sparse", limit=min(depth, 16_384), filter=self._scope_expr(scope),
-            output_fields=["chunk_no"], search_params={"metric_type": "BM25"}, consistency_level=CONSISTENCY)
+            self.names["chunks"], data=[q for q, _ in queries], anns_field="sparse", limit=min(depth, 16_384),
+            filter=self._scope_expr(scope), output_fields=["chunk_no"], search_params={"metric_type": "BM25"},
+            consistency_level=CONSISTENCY)
         scores: dict[int, float] = {}
-        for factor, found in zip(factors.values() if factors is not None else [1.0], hits):
+        for (_, factor), found in zip(queries, hits):
             for h in found:
                 scores[int(h["id"])] = scores.get(int(h["id"]), 0.0) + factor * abs(float(h["distance"]))
         return sorted(scores.items(), key=lambda kv: -kv[1])[:limit]
