@@ -293,6 +293,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
 # from the heap, which keeps them (and what lies between them) after they are freed: a build grew by several MB a
 # batch. Pinned once per process, when the first embedder is made.
 MMAP_THRESHOLD = 1 << 20
+# A batch of at least this many padded word pieces (rows x longest row) gives ONNX Runtime's arena back its free
+# memory when it ends (arena shrinkage), so one batch's activations do not stay reserved while the next, of another
+# shape, allocates its own: 400 BBC chunk texts embedded as `qa index` does peaked at 393 MB instead of 408 with the
+# same vectors and time (`python -m bench.embed_memory`-style runs, docs/reliability.md). Smaller batches (a
+# question, a reader's sentences) skip it: there it cost 5-10 % of their time and saves nothing.
+SHRINK_TOKENS = 2048
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 
 
@@ -463,6 +469,8 @@ class OnnxEmbedder:
         # 680 with the same CPU time and the same vectors (docs/reliability.md).
         options.enable_mem_pattern = False
         self._options = options
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._session_lock = threading.Lock()
         _pin_mmap_threshold()
         self._session = self._open_session()
@@ -555,7 +563,8 @@ class OnnxEmbedder:
         feed = {"input_ids": ids, "attention_mask": mask}
         if self._feeds_token_types:
             feed["token_type_ids"] = types
-        hidden = self._live_session().run([self._output_name], feed)[0]
+        options = self._shrink if ids.size >= SHRINK_TOKENS else None
+        hidden = self._live_session().run([self._output_name], feed, options)[0]
         weights = mask.astype(np.float32)
         summed = np.matmul(weights[:, None, :], hidden)[:, 0, :]
         counts = np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -231,6 +232,24 @@ def test_release_gives_back_the_session_and_changes_no_vector(onnx_dir):
     again = embedder.encode(texts, batch_size=32)
     assert embedder._session is not None
     assert np.array_equal(first, again)
+
+
+def test_large_batches_shrink_the_arena_after_running_and_change_no_vector(onnx_dir, monkeypatch):
+    # A build's batches give ONNX Runtime's arena back its free memory after each run; a question's small batch
+    # does not (it would only cost time). The vectors are the same bit for bit either way, with the int8 model.
+    import qa.onnx_backend as backend
+
+    texts = [words(n) for n in (300, 5, 120, 40, 250, 8, 60, 200, 3, 90)] * 4
+    embedder = OnnxEmbedder(onnx_dir / INT8_NAME, TOKENIZER, threads=1)
+    options = []
+    run = embedder._live_session().run
+    monkeypatch.setattr(embedder, "_live_session", lambda: SimpleNamespace(
+        run=lambda names, feed, opts=None: options.append((feed["input_ids"].size, opts)) or run(names, feed, opts)))
+    shrunk = embedder.encode(texts, batch_size=32)
+    assert {opts is embedder._shrink for size, opts in options} == {True, False}
+    assert all((opts is not None) == (size >= backend.SHRINK_TOKENS) for size, opts in options)
+    monkeypatch.setattr(backend, "SHRINK_TOKENS", 10**9)
+    assert np.array_equal(shrunk, embedder.encode(texts, batch_size=32))
 
 
 def test_indexing_imports_no_torch(onnx_dir, tmp_path):
