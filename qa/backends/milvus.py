@@ -97,6 +97,7 @@ def fts5_idf_factor(rows: int, holding: int) -> float:
     embedded store) uses log((N - n + 0.5) / (n + 0.5)), floored at 1e-6, so a word in half the chunks all but
     drops out; Milvus uses log(1 + (N - n + 0.5) / (n + 0.5)), which keeps it. On the 17 chunks of the seed
     articles that difference alone set 8 of 64 seed questions' top passages apart from the embedded store's."""
+    holding = min(holding, rows)  # counted a moment apart: a write in between may have added rows
     ratio = (rows - holding + 0.5) / (holding + 0.5)
     return max(math.log(ratio), 1e-6) / math.log1p(ratio)
 
@@ -170,7 +171,8 @@ class MilvusBackend(Backend):
         self._loaded = False
         self._cache_lock = threading.Lock()
         self._doc_cache: tuple[object, list[str], str] | None = None  # (stamp, sources, newest date)
-        self._term_cache: tuple[object, int, dict[str, int]] = (None, 0, {})  # (stamp, rows, term → rows with it)
+        # (write stamp, rows, word → rows holding it), for ``_idf_factors``
+        self._term_cache: tuple[object, int | None, dict[str, int]] = (None, None, {})
 
     # --- lifecycle -------------------------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -446,10 +448,10 @@ class MilvusBackend(Backend):
         """Milvus' BM25 over title, metadata and body together (one field, so ``weights`` do not apply), for the
         question's content words, with FTS5's IDF (``fts5_idf_factor``): each word whose two IDFs differ is
         searched on its own (all in one call, one query per word) and its scores are scaled by FTS5's IDF over
-        Milvus' before they are summed, so the lexical side ranks as the embedded store's does. An index created before Milvus counted words
-        (``term_counts`` absent from its settings) is searched with Milvus' own IDF, all words in one query.
-        Milvus Lite reports BM25 as a negative distance, a server as a positive score: the magnitude is the score
-        either way."""
+        Milvus' before they are summed, so the lexical side ranks as the embedded store's does. An index created
+        before Milvus counted words (``term_counts`` absent from its settings) is searched with Milvus' own IDF,
+        all words in one query. Milvus Lite reports BM25 as a negative distance, a server as a positive score: the
+        magnitude is the score either way."""
         words = list(dict.fromkeys(analyzed(" ".join(query_terms(query)[:64])).split()))
         if not words or limit <= 0:
             return []
@@ -481,10 +483,8 @@ class MilvusBackend(Backend):
         stamp = self.stamp()
         with self._cache_lock:
             cached_stamp, rows, counts = self._term_cache
-            if cached_stamp != stamp:
-                rows, counts = None, {}
-        if rows is None:
-            rows = int(self._query("chunks", "", ["count(*)"])[0]["count(*)"])
+        if rows is None or cached_stamp != stamp:
+            rows, counts = int(self._query("chunks", "", ["count(*)"])[0]["count(*)"]), {}
         for word in words:
             if word not in counts:
                 counts[word] = int(self._query("chunks", f"TEXT_MATCH(lexical, {_lit(word)})",
