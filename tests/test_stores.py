@@ -89,13 +89,3 @@ def test_milvus_bm25_scores_words_with_the_embedded_stores_idf(both, question):
     assert [c for c, _ in ours] == [c for c, _ in theirs]
     for (_, a), (_, b) in zip(ours, theirs):
         assert a == pytest.approx(b, rel=0.06)  # k1 1.5 (Lite) against 1.2 (FTS5); the IDF is the same
-
-
-def test_a_milvus_index_made_before_words_were_counted_is_searched_with_milvus_idf(both, monkeypatch):
-    _, milvus = both
-    backend = milvus.live()
-    counted = _lexical(milvus, "Which countries retaliated against the tariffs?")
-    monkeypatch.delitem(backend.meta, "term_counts")
-    plain = _lexical(milvus, "Which countries retaliated against the tariffs?")
-    assert "Milvus' IDF" in backend.describe()
-    assert plain and counted and plain != counted
