@@ -89,3 +89,20 @@ def test_milvus_bm25_scores_words_with_the_embedded_stores_idf(both, question):
     assert [c for c, _ in ours] == [c for c, _ in theirs]
     for (_, a), (_, b) in zip(ours, theirs):
         assert a == pytest.approx(b, rel=0.06)  # k1 1.5 (Lite) against 1.2 (FTS5); the IDF is the same
+
+
+def test_milvus_counts_a_words_chunks_by_its_bm25_list_up_to_the_word_depth(both, monkeypatch):
+    import qa.backends.milvus as milvus_backend
+    from qa.backends.milvus import analyzed, fts5_idf_factor
+
+    _, milvus = both
+    backend = milvus.live()
+    word = analyzed("tariffs")
+    holding = len([t for t in backend.all_chunk_texts() if word in analyzed(t).split()])
+    rows = backend.counts()[1]
+    assert 3 < holding < rows
+    backend._term_cache = (None, None, {})
+    assert backend._idf_factors([word]) == {word: fts5_idf_factor(rows, holding)}  # exact below the depth
+    monkeypatch.setattr(milvus_backend, "WORD_DEPTH", 3)
+    backend._term_cache = (None, None, {})
+    assert backend._idf_factors([word]) == {word: fts5_idf_factor(rows, 3)}  # beyond it: counted as the depth
