@@ -77,6 +77,10 @@ class Report:
         old = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
         self.blocks = {m.group(1): m.group(2) for m in
                        re.finditer(r"<!-- bench:(\w+) -->\n(.*?)\n<!-- /bench:\1 -->", old, flags=re.S)}
+        # Paragraphs written by hand after a block, up to the next section or kept block: they stay with it.
+        self.after = {m.group(1): m.group(2).strip() for m in
+                      re.finditer(r"<!-- /bench:(\w+) -->\n(.*?)(?=\n## |\n<!-- keep:|\Z)", old, flags=re.S)
+                      if m.group(2).strip()}
         self.static = {}
         for name in ("notes",):
             m = re.search(rf"<!-- keep:{name} -->\n(.*?)\n<!-- /keep:{name} -->", old, flags=re.S)
@@ -103,6 +107,8 @@ class Report:
                 continue
             heading, text = HEADINGS[name]
             parts += [f"## {heading}", "", text, "", _block(name, self.blocks[name]), ""]
+            if name in self.after:
+                parts += [self.after[name], ""]
         if "notes" in self.static:
             parts += ["<!-- keep:notes -->", self.static["notes"], "<!-- /keep:notes -->", ""]
         self.path.parent.mkdir(parents=True, exist_ok=True)
