@@ -618,6 +618,7 @@ class NewsIndex:
         salt = embed_salt(self.settings)
         kept = stored_upserts(articles, cache) if same_settings and isinstance(cache, Store) else {}
         prepared: list[Upsert] = []
+        fresh: list[Upsert] = []  # the chunked ones, whose vectors are looked up or embedded below
         texts: list[str] = []
         for article in articles:
             if article.doc_id in kept:
@@ -625,8 +626,8 @@ class NewsIndex:
                 continue
             upsert, embed_texts = chunk_article(article, chunker, salt)
             prepared.append(upsert)
+            fresh.append(upsert)
             texts.extend(embed_texts)
-        fresh = [p for p in prepared if p.article.doc_id not in kept]
         all_hashes = [h for p in fresh for h in p.hashes]
         cached = cache.vectors_by_hash(all_hashes) if cache is not None and all_hashes else {}
         missing = sorted({h: t for h, t in zip(all_hashes, texts) if h not in cached}.items())
