@@ -21,6 +21,9 @@ from .records import DocumentInfo
 
 FORMAT_VERSION = 1
 DB_NAME = "qa.sqlite3"
+# A BM25 search filtered to at most this many chunks asks FTS5 for each of them; a wider filter ranks every match
+# and keeps the admitted ones (measured crossover on MultiHop-RAG: docs/performance.md, "Filtered questions").
+SCOPED_LOOKUP_CHUNKS = 16
 
 # A PDF's page start offsets (a JSON list), for citing pages. An index built before this table existed gets it with
 # its next write (Store.writer); until then readers find no pages.
@@ -302,25 +305,29 @@ class Store:
             yield ids, mat
 
     def lexical_search(self, match: str, limit: int, weights: tuple[float, float, float],
-                       scope=None) -> list[tuple[int, float]]:
-        """BM25 over chunks (FTS5). Returns ``(chunk id, score)`` best first, score higher is better. With a
-        ``scope`` (qa.scope.Scope) only chunks of the articles it admits are ranked, so a narrow filter still gets
-        its ``limit`` matches."""
-        if not match:
+                       admitted: frozenset[int] | None = None) -> list[tuple[int, float]]:
+        """BM25 over chunks (FTS5). Returns ``(chunk id, score)`` best first, score higher is better. With
+        ``admitted`` (the chunk ids a filter lets through) only those chunks are ranked, so a narrow filter still
+        gets its ``limit`` matches; scores are the same as unfiltered (BM25 counts over the whole collection)."""
+        if not match or admitted is not None and not admitted:
             return []
-        if scope:
-            where, params = scope.where("d")
-            rows = self.db.execute(
-                "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN "
-                f"(SELECT c.id FROM chunks c JOIN documents d USING (doc_id) WHERE {where}) ORDER BY s LIMIT ?",
-                (*weights, match, *params, limit),
-            ).fetchall()
+        sql = "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ?"
+        if admitted is None:
+            rows = self.db.execute(sql + " ORDER BY s LIMIT ?", (*weights, match, limit)).fetchall()
+        elif len(admitted) <= SCOPED_LOOKUP_CHUNKS:
+            # FTS5 evaluates the whole query again for each rowid asked for: fine for a few chunks, seconds for
+            # thousands (MultiHop-RAG, 7,433 chunks: 6.3 s for a filter admitting 6,983 of them).
+            ids = sorted(admitted)
+            rows = self.db.execute(sql + f" AND rowid IN ({','.join('?' * len(ids))}) ORDER BY s LIMIT ?",
+                                   (*weights, match, *ids, limit)).fetchall()
         else:
-            rows = self.db.execute(
-                "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s "
-                "LIMIT ?",
-                (*weights, match, limit),
-            ).fetchall()
+            # Otherwise rank every match, as an unfiltered search does anyway, and keep the admitted ones.
+            rows = []
+            for rowid, score in self.db.execute(sql + " ORDER BY s", (*weights, match)):
+                if rowid in admitted:
+                    rows.append((rowid, score))
+                    if len(rows) >= limit:
+                        break
         return [(rowid, -score) for rowid, score in rows]
 
     def scoped_chunk_ids(self, scope) -> list[int]:

@@ -118,6 +118,25 @@ def test_a_narrow_filter_still_returns_k_passages_with_exact_citations(dated, mo
         assert text[p.start:p.end] == p.text
 
 
+@pytest.mark.parametrize("lookup_limit", [10_000, 0])  # FTS5 asked chunk by chunk; every match ranked, then kept
+def test_filtered_bm25_ranks_exactly_the_admitted_chunks_of_the_unfiltered_list(dated, monkeypatch, lookup_limit):
+    import qa.store
+
+    monkeypatch.setattr(qa.store, "SCOPED_LOOKUP_CHUNKS", lookup_limit)
+    live = dated.live()
+    everything = live.lexical("ferry workers strike over pay in the port", 1000)
+    for scope in (Scope.of(since="2025-04-01"), Scope.of(sources=["Coastal Post"]), Scope.of(doc_ids=["budget"])):
+        admitted = live.admitted(scope)
+        expected = [(i, s) for i, s in everything if i in admitted]
+        got = live.lexical("ferry workers strike over pay in the port", 1000, scope=scope)
+        assert sorted(got) == sorted(expected)  # the same chunks with the same (whole-collection) scores
+        assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+        top = live.lexical("ferry workers strike over pay in the port", 2, scope=scope)
+        assert [s for _, s in top] == [s for _, s in got[:2]]  # a limit takes the best (ties in either order)
+    assert live.admitted(Scope.of(sources=["Nobody's Gazette"])) == frozenset()
+    assert live.lexical("ferry", 10, scope=Scope.of(sources=["Nobody's Gazette"])) == []
+
+
 def test_a_named_period_is_preferred_and_reported(dated):
     answer = dated.ask("Why did ferry workers strike last week?", k=3)
     assert answer.passages[0].doc_id == "ferry-may"

@@ -5,6 +5,7 @@ FAISS cache (``qa.vectors``). Generations themselves (``CURRENT``, atomic rebuil
 from __future__ import annotations
 
 import json
+import threading
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator
@@ -20,6 +21,8 @@ from .base import Backend, Upsert
 # A filter admitting at most this many chunks is searched exactly (cosines of their stored vectors); a wider one
 # over-fetches from FAISS first and falls back to the exact search when too few of the hits pass the filter.
 EXACT_SCOPE_CHUNKS = 2000
+# Filters whose chunk ids are kept (per write): a page of questions asked with the same filter and its periods.
+SCOPES_KEPT = 8
 
 
 def _exact_dense(store: Store, dim: int, query_vector: np.ndarray, ids: list[int], n: int) -> dict[int, float]:
@@ -45,6 +48,10 @@ class SqliteFaissBackend(Backend):
         self.vectors = vectors
         self.generation = generation
         self.meta = meta
+        # The chunk ids of the last few filters asked: one question reads them up to five times (dense, BM25, the
+        # BM25 of each part), and a wide filter's ids cost more than the search itself to read again.
+        self._scopes: dict[tuple, frozenset[int]] = {}
+        self._scopes_lock = threading.Lock()
 
     @property
     def location(self) -> str:
@@ -132,12 +139,12 @@ class SqliteFaissBackend(Backend):
         vectors, store = self.vectors, self.store
         if not scope:
             return dict(vectors.search(query_vector, n))
-        allowed = store.scoped_chunk_ids(scope)
-        if not allowed:
+        admitted = self.admitted(scope)
+        if not admitted:
             return {}
+        allowed = sorted(admitted)
         wanted = min(n, len(allowed))
         if len(allowed) > EXACT_SCOPE_CHUNKS and vectors.size:
-            admitted = set(allowed)
             fetch = min(vectors.size, n * max(2, 2 * -(-vectors.size // len(allowed))))
             hits = [(i, s) for i, s in vectors.search(query_vector, fetch) if i in admitted]
             if len(hits) >= wanted:
@@ -147,7 +154,20 @@ class SqliteFaissBackend(Backend):
     def lexical(self, query: str, limit: int, weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
                 scope=None) -> list[tuple[int, float]]:
         """FTS5's BM25 over title, metadata and body, the question's words quoted (never parsed as FTS5 syntax)."""
-        return self.store.lexical_search(fts_query(query), limit, weights, scope)
+        return self.store.lexical_search(fts_query(query), limit, weights, self.admitted(scope) if scope else None)
+
+    def admitted(self, scope) -> frozenset[int]:
+        """The ids of the chunks of the articles ``scope`` admits, kept for the last few filters until the index
+        changes."""
+        key = (self.stamp(), scope)
+        with self._scopes_lock:
+            found = self._scopes.get(key)
+        if found is None:
+            found = frozenset(self.store.scoped_chunk_ids(scope))
+            with self._scopes_lock:
+                kept = [(k, v) for k, v in self._scopes.items() if k[0] == key[0]][-(SCOPES_KEPT - 1):]
+                self._scopes = {**dict(kept), key: found}
+        return found
 
     def cosines(self, query_vector: np.ndarray, ids: list[int]) -> dict[int, float]:
         out: dict[int, float] = {}
