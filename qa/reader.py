@@ -73,9 +73,12 @@ class OnnxReader:
         """Raw scores, one per sentence; batches are formed from sentences of similar length."""
         if not sentences:
             return np.zeros(0, dtype=np.float32)
-        encodings = self.tokenizer.encode_batch([(question, s) for s in sentences])
+        return self.encoded_logits(self.tokenizer.encode_batch([(question, s) for s in sentences]))
+
+    def encoded_logits(self, encodings) -> np.ndarray:
+        """Raw scores of tokenized pairs (any questions), in batches of similar length."""
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
-        out = np.zeros(len(sentences), dtype=np.float32)
+        out = np.zeros(len(encodings), dtype=np.float32)
         for b in range(0, len(order), self.batch_size):
             idx = order[b:b + self.batch_size]
             ids, mask, types = pad([encodings[i] for i in idx])

@@ -64,34 +64,39 @@ def best_threshold(questions: list[Question], scores: list[np.ndarray]) -> float
     return float(max(grid, key=lambda t: (answerability(questions, scores, t)["accuracy"], -abs(t - 0.5))))
 
 
-def _wikiqa_filtered(data_dir: Path) -> list[Question]:
-    """The filtered test set of Yang et al. (2015), as in ``WikiQA-test-filtered.ref``: questions with both a
-    correct and an incorrect candidate sentence (237)."""
-    return [q for q in wikiqa_questions(data_dir, "test") if q.positives and len(q.positives) < len(q.sentences)]
+def _wikiqa_filtered(data_dir: Path, split: str = "test") -> list[Question]:
+    """The filtered protocol of Yang et al. (2015), as in ``WikiQA-test-filtered.ref``: questions with both a
+    correct and an incorrect candidate sentence (237 in test)."""
+    return [q for q in wikiqa_questions(data_dir, split) if q.positives and len(q.positives) < len(q.sentences)]
 
 
-def run_reader_eval(reader, data_dir: Path, *, threshold: float) -> "Report":
-    """The tables of ``qa eval reader``: SQuAD 2.0 held-out articles (dev and test), WikiQA and TrecQA tests."""
+def run_reader_eval(reader, data_dir: Path, *, threshold: float, split: str = "test") -> "Report":
+    """The tables of ``qa eval reader``: SQuAD 2.0 held-out articles, WikiQA (filtered) and TrecQA (clean).
+    ``split="test"`` reports the test sets (with SQuAD 2.0's dev articles beside them, for the threshold);
+    ``split="dev"`` only the dev sets, the ones settings and models are chosen on."""
     from .evaluation import Report, markdown_table
 
     began = time.perf_counter()
     data_dir = Path(data_dir)
-    report = Report("The reader alone: answer-sentence selection")
+    report = Report(f"The reader alone: answer-sentence selection ({split} sets)")
     v2 = data_dir / "squad-v2" / "dev-v2.0.json"
     rows = []
-    for split in ("dev", "test"):
-        questions = squad_questions(v2, articles=squad2_titles(v2, split))
+    for part in ("dev", "test") if split == "test" else ("dev",):
+        questions = squad_questions(v2, articles=squad2_titles(v2, part))
         scores = score_questions(reader, questions)
         a = answerability(questions, scores, threshold)
-        rows.append([f"SQuAD 2.0 held-out articles ({split})", a["answerable"], a["unanswerable"],
+        rows.append([f"SQuAD 2.0 held-out articles ({part})", a["answerable"], a["unanswerable"],
                      a["top sentence right"], a["accuracy"], a["answerable kept"], a["unanswerable declined"],
-                     best_threshold(questions, scores) if split == "dev" else "–"])
+                     best_threshold(questions, scores) if part == "dev" else "–"])
     report.tables.append(markdown_table(
         ["data", "answerable", "unanswerable", "top sentence right", "answerable vs not: accuracy",
          "answerable kept", "unanswerable declined", "best threshold"], rows))
+    ranked = ((("WikiQA test (filtered)", _wikiqa_filtered(data_dir, "test")),
+               ("TrecQA clean test", trecqa_questions(data_dir, "clean-test"))) if split == "test" else
+              (("WikiQA dev (filtered)", _wikiqa_filtered(data_dir, "dev")),
+               ("TrecQA clean dev", trecqa_questions(data_dir, "clean-dev"))))
     rank_rows = []
-    for name, questions in (("WikiQA test (filtered)", _wikiqa_filtered(data_dir)),
-                            ("TrecQA clean test", trecqa_questions(data_dir, "clean-test"))):
+    for name, questions in ranked:
         m = ranking_metrics(questions, score_questions(reader, questions))
         rank_rows.append([name, m["questions"], m["MAP"], m["MRR"]])
     report.tables.append(markdown_table(["data", "questions", "MAP", "MRR"], rank_rows))

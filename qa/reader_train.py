@@ -29,6 +29,8 @@ from .reader_data import build_training_set
 # sentence is cut from its end (only_second), the question is never cut.
 MAX_LENGTH = 96
 SEED = 13
+# BERT's pooler: the model pools by mean instead, so an export leaves it out and nothing needs it.
+UNUSED = "encoder.pooler."
 
 
 class TrainConfig:
@@ -36,9 +38,12 @@ class TrainConfig:
 
     def __init__(self, squad1_questions: int = 18_000, batch_size: int = 32, learning_rate: float = 4e-5,
                  warmup: float = 0.06, max_length: int = MAX_LENGTH, seed: int = SEED, squad1_skip: int = 0,
-                 hard: int = 1, easy: int = 1, init_from: str | None = None, layers: int = 6):
+                 hard: int = 1, easy: int = 1, init_from: str | None = None, layers: int = 6,
+                 teacher: str | None = None, distill: float = 0.5):
         self.squad1_questions = squad1_questions
         self.layers = layers  # a student keeps the first layers of the encoder (MiniLM-L6 has 6)
+        self.teacher = teacher  # a reader (int8 ONNX) whose probabilities the student also learns from
+        self.distill = distill  # the teacher's share of each pair's target: (1 - d) * label + d * teacher
         self.squad1_skip = squad1_skip
         self.hard = hard
         self.easy = easy
@@ -95,6 +100,64 @@ def build_module(torch, transformer_dir: Path, layers: int = 6):
     return CrossEncoder()
 
 
+def onnx_state_dict(torch, model_file: Path) -> dict:
+    """The weights of an exported reader (``reader_int8.onnx``) as a state dict of ``build_module``'s model, int8
+    weights turned back into floats (``(q - zero point) * scale``). This lets a student start from the shipped
+    reader when the checkpoint it was exported from is not at hand; the int8 rounding comes along with it.
+
+    Biases, layer norms and embeddings keep their parameter names in the export; each linear layer's weight is
+    named after the MatMul that reads it, so it is found by that node's output (``/encoder/encoder/layer.0/
+    attention/self/query/MatMul_output_0...`` → ``encoder.encoder.layer.0.attention.self.query.weight``)."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(model_file))
+    arrays = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+
+    def dequantized(base: str) -> np.ndarray:
+        q = arrays[base + "_quantized"].astype(np.float32)
+        return (q - arrays[base + "_zero_point"].astype(np.float32)) * arrays[base + "_scale"].astype(np.float32)
+
+    state = {name: torch.from_numpy(a.copy()) for name, a in arrays.items()
+             if not name.startswith("onnx::") and not name.endswith(("_quantized", "_scale", "_zero_point"))}
+    for base in {n[: -len("_quantized")] for n in arrays if n.endswith("_quantized")}:
+        if base.startswith("encoder.embeddings."):  # embedding tables: per-tensor int8, same layout as torch
+            state[base] = torch.from_numpy(dequantized(base))
+    for node in proto.graph.node:
+        if node.op_type != "MatMulInteger" or not node.input[1].endswith("_quantized"):
+            continue
+        base = node.input[1][: -len("_quantized")]
+        if base.startswith("head."):
+            name = "head.weight"
+        else:  # "/encoder/encoder/layer.0/attention/self/query/MatMul_output_0_output_quantized"
+            name = node.output[0].strip("/").split("/MatMul")[0].replace("/", ".") + ".weight"
+        state[name] = torch.from_numpy(dequantized(base).T.copy())  # ONNX multiplies by W^T: [in, out]
+    return state
+
+
+def teacher_probabilities(teacher: Path, pairs, cache: Path, chunk: int = 2048) -> np.ndarray:
+    """The teacher reader's probability for every training pair, computed once and kept in ``cache`` (saved
+    after every ``chunk`` pairs, so a stopped run goes on from there)."""
+    from .reader import OnnxReader
+
+    done = np.load(cache) if cache.exists() else np.zeros(0, dtype=np.float32)
+    if len(done) >= len(pairs):
+        return done[: len(pairs)]
+    reader = OnnxReader(teacher.parent if teacher.suffix == ".onnx" else teacher, threads=os.cpu_count() or 1,
+                        batch_size=32)
+    began = time.time()
+    parts = [done]
+    for at in range(len(done), len(pairs), chunk):
+        part = pairs[at:at + chunk]
+        encodings = reader.tokenizer.encode_batch([(p.question, p.sentence) for p in part])
+        parts.append(1.0 / (1.0 + np.exp(-reader.encoded_logits(encodings))))
+        np.save(cache.with_suffix(".tmp.npy"), np.concatenate(parts))
+        os.replace(cache.with_suffix(".tmp.npy"), cache)
+        n = sum(len(x) for x in parts)
+        print(f"teacher: {n}/{len(pairs)} pairs, {(n - len(done)) / (time.time() - began):.0f} pairs/s", flush=True)
+    return np.concatenate(parts)
+
+
 def _batches(encodings, labels, batch_size: int, rng: random.Random):
     """Batches of similar length (sorted within windows of 50 batches, then shuffled) so padding stays small."""
     order = list(range(len(encodings)))
@@ -131,7 +194,12 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, threads: int = 
                                squad1_skip=config.squad1_skip, hard=config.hard, easy=config.easy)
     tok = load_pair_tokenizer(transformer_dir / "tokenizer.json", config.max_length)
     encodings = tok.encode_batch([(p.question, p.sentence) for p in pairs])
-    labels = [p.label for p in pairs]
+    labels = [float(p.label) for p in pairs]
+    if config.teacher:
+        # Distillation: each target mixes the true label with the teacher's probability, so the student learns
+        # how sure the teacher is (which near-misses are nearly right), not only which sentence is right.
+        taught = teacher_probabilities(Path(config.teacher), pairs, out_dir / "teacher.npy")
+        labels = [(1 - config.distill) * y + config.distill * float(t) for y, t in zip(labels, taught)]
     batches = _batches(encodings, labels, config.batch_size, random.Random(config.seed))
     total = len(batches) if max_steps is None else min(max_steps, len(batches))
 
@@ -139,8 +207,12 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, threads: int = 
     if config.init_from:
         # A student of fewer layers takes the teacher's first layers and its head; nothing it has may be missing.
         own = model.state_dict()
-        start = torch.load(config.init_from, weights_only=False)["model"]
-        model.load_state_dict({k: v for k, v in start.items() if k in own})
+        start = (onnx_state_dict(torch, Path(config.init_from)) if str(config.init_from).endswith(".onnx")
+                 else torch.load(config.init_from, weights_only=False)["model"])
+        missing = [k for k in own if k not in start and not k.startswith(UNUSED)]
+        if missing:
+            raise ValueError(f"{config.init_from} lacks {len(missing)} weights the model needs, e.g. {missing[0]}")
+        model.load_state_dict({k: start.get(k, v) for k, v in own.items()})
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
     warm = max(1, int(config.warmup * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -256,8 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--hard", type=int, default=1, help="lexical hard negatives per question")
     t.add_argument("--easy", type=int, default=1, help="random negatives per question")
     t.add_argument("--lr", type=float, default=TrainConfig().learning_rate)
-    t.add_argument("--init-from", default=None, help="start from this stage checkpoint's weights")
+    t.add_argument("--init-from", default=None,
+                   help="start from these weights: a stage's checkpoint.pt or an exported reader_int8.onnx")
     t.add_argument("--layers", type=int, default=6, help="encoder layers kept (a student: fewer)")
+    t.add_argument("--teacher", default=None, help="a reader (reader_int8.onnx) whose probabilities are learnt too")
+    t.add_argument("--distill", type=float, default=TrainConfig().distill,
+                   help="the teacher's share of each target (with --teacher)")
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--threads", type=int, default=2)
     e = sub.add_parser("export", help="int8 ONNX from the checkpoint")
@@ -267,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         config = TrainConfig(squad1_questions=args.questions, squad1_skip=args.skip, hard=args.hard,
                              easy=args.easy, learning_rate=args.lr, init_from=args.init_from,
-                             layers=args.layers)
+                             layers=args.layers, teacher=args.teacher, distill=args.distill)
         train(args.data, args.out, config, threads=args.threads, max_steps=args.max_steps)
     else:
         print(export(args.out, args.to))

@@ -198,3 +198,27 @@ def test_a_follow_up_whose_best_sentence_was_the_previous_answer_also_gets_a_new
     assert "Managers said talks would resume in March." in got.text and "The union demanded" in got.text
     alone = compose_read("And what else?", _found([_passage(1, 0, len(ARTICLE))]), reader)
     assert "March" not in alone.text
+
+
+def test_a_student_can_start_from_the_shipped_int8_file_whose_weights_read_back_as_the_same_model(reader):
+    """``qa.reader_train.onnx_state_dict``: the int8 weights turned back into floats give a torch model that scores
+    like the shipped file (up to int8 rounding), so a smaller student can start from the reader itself."""
+    torch = pytest.importorskip("torch")
+    from qa.reader import pad
+    from qa.reader_train import UNUSED, _model_dir, build_module, onnx_state_dict
+
+    state = onnx_state_dict(torch, DEFAULT_DIR / MODEL_NAME)
+    model = build_module(torch, _model_dir(), 6)
+    own = model.state_dict()
+    assert not [k for k in own if k not in state and not k.startswith(UNUSED)]
+    assert all(state[k].shape == v.shape for k, v in own.items() if k in state)
+    model.load_state_dict({k: state.get(k, v) for k, v in own.items()})
+    model.eval()
+    question = "What did the union demand?"
+    sentences = [s + "." for s in ARTICLE.split("\n")[2].split(". ") if s]
+    ids, mask, types = pad(reader.tokenizer.encode_batch([(question, s) for s in sentences]))
+    with torch.no_grad():
+        got = model(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types)).numpy()
+    expected = reader.logits(question, sentences)
+    assert np.abs(got - expected).max() < 0.5
+    assert int(np.argmax(got)) == int(np.argmax(expected)) == 1
