@@ -480,9 +480,9 @@ def cmd_eval(args, settings: Settings) -> None:
         from .reader import load_reader
         from .reader_eval import run_reader_eval
 
-        reader = load_reader(settings.with_(reader=True))
         if (args.split or "test") not in ("dev", "test"):
             raise InvalidInput("qa eval reader --split takes dev or test")
+        reader = load_reader(settings.with_(reader=True))
         report = run_reader_eval(reader, path, threshold=answering.reader_threshold, split=args.split or "test")
     elif args.dataset == "beir":
         report = evaluation.run_beir(settings, path, split=args.split or "test", limit=args.limit, cache=cache,

@@ -166,5 +166,6 @@ def test_qa_eval_refuses_bad_input_with_one_line(tmp_path, capsys):
                  "--quiet"]) == 2
     assert main(["--index-dir", str(tmp_path), "eval", "questions", str(tmp_path / "q.jsonl"), "--quiet"]) == 2
     assert main(["--index-dir", str(tmp_path), "eval", "multihop", str(tmp_path), "--limit", "-1", "--quiet"]) == 2
+    assert main(["--index-dir", str(tmp_path), "eval", "reader", str(tmp_path), "--split", "train", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 4 and all(line.startswith("qa: error: ") for line in err)
+    assert len(err) == 5 and all(line.startswith("qa: error: ") for line in err)
