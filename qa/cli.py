@@ -640,8 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="the data set's folder (a question file for `questions`)")
     p.add_argument("--articles", help="folder of articles the questions are about (questions only)")
     p.add_argument("--split", help="beir: the qrels file (default test); multihop: dev (the seeded 30%% held out "
-                                   "for tuning), test (the rest) or all (default); questions: dev, test or all; reader: dev (the "
-                                   "sets settings are chosen on) or test (default)")
+                                   "for tuning), test (the rest) or all (default); questions: dev, test or all; "
+                                   "reader: dev (the sets settings are chosen on) or test (default)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N queries")
     p.add_argument("--cache", help="embedding cache file (default: INDEX_DIR/eval-cache/embeddings.sqlite3)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
