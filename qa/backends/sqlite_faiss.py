@@ -142,14 +142,13 @@ class SqliteFaissBackend(Backend):
         admitted = self.admitted(scope)
         if not admitted:
             return {}
-        allowed = sorted(admitted)
-        wanted = min(n, len(allowed))
-        if len(allowed) > EXACT_SCOPE_CHUNKS and vectors.size:
-            fetch = min(vectors.size, n * max(2, 2 * -(-vectors.size // len(allowed))))
+        wanted = min(n, len(admitted))
+        if len(admitted) > EXACT_SCOPE_CHUNKS and vectors.size:
+            fetch = min(vectors.size, n * max(2, 2 * -(-vectors.size // len(admitted))))
             hits = [(i, s) for i, s in vectors.search(query_vector, fetch) if i in admitted]
             if len(hits) >= wanted:
                 return dict(hits[:n])
-        return _exact_dense(store, vectors.dim, query_vector, allowed, n)
+        return _exact_dense(store, vectors.dim, query_vector, sorted(admitted), n)
 
     def lexical(self, query: str, limit: int, weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
                 scope=None) -> list[tuple[int, float]]:
