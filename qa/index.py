@@ -440,7 +440,8 @@ class NewsIndex:
             self._check(meta, gen_dir)
 
         try:
-            return open_backend(self.settings.store, gen_dir=gen_dir, check=check)
+            return open_backend(self.settings.store, gen_dir=gen_dir, check=check,
+                                bm25_memory=self.settings.bm25_memory)
         except sqlite3.DatabaseError as e:
             if isinstance(e, sqlite3.OperationalError):
                 raise
@@ -541,6 +542,13 @@ class NewsIndex:
                 f"{embedder.dim}: run `qa index --rebuild`"
             )
         return embedder
+
+    def warm(self) -> None:
+        """Load what answering needs before the first question (a server starting): the index, the BM25
+        postings it holds in memory, the model."""
+        with self._rw.read():
+            self.live().warm()
+        self.embedder.encode(["warm up"])
 
     def _retrieve(self, query: str, k: int, *, query_vector: np.ndarray | None = None,
                   config: RetrievalConfig | None = None, scope: Scope | None = None,

@@ -29,9 +29,13 @@ def query_terms(text: str) -> list[str]:
     return list(seen)
 
 
-def fts_query(text: str, max_terms: int = 64) -> str:
+# A question's words searched, at most (a pasted paragraph is a question too; its first words are searched).
+MAX_QUERY_TERMS = 64
+
+
+def fts_query(text: str) -> str:
     """An FTS5 MATCH expression: the quoted content words joined by OR ('' when nothing is left)."""
-    terms = query_terms(text)[:max_terms]
+    terms = query_terms(text)[:MAX_QUERY_TERMS]
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 

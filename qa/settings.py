@@ -108,6 +108,16 @@ def _positive(name: str, value: str, kind):
     return number
 
 
+def _count(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, 0 or more, not {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{name} must be a whole number, 0 or more, not {value!r}")
+    return number
+
+
 def _default_reader_dir() -> Path:
     from .reader import DEFAULT_DIR
 
@@ -122,7 +132,7 @@ class Settings:
     ``QA_SEEDS_DIR``, ``QA_MAX_TOKENS``, ``QA_TITLE_TOKENS``, ``QA_OVERLAP_SENTENCES``, ``QA_MAX_QUESTION_CHARS``,
     ``QA_MAX_ARTICLE_BYTES``, ``QA_THREADS``, ``QA_EMBED_ARENA``, ``QA_EMBED_BATCH_TOKENS``, ``QA_READER``,
     ``QA_READER_DIR``, ``QA_ALLOWED_HOSTS``, ``QA_RATE_LIMIT``, ``QA_STORE``, ``QA_LLM_URL``, ``QA_LLM_MODEL``,
-    ``QA_LLM_API_KEY``, ``QA_LLM_TIMEOUT``, ``QA_LLM_MAX_TOKENS``, ``QA_LLM_PASSAGES``.
+    ``QA_LLM_API_KEY``, ``QA_LLM_TIMEOUT``, ``QA_LLM_MAX_TOKENS``, ``QA_LLM_PASSAGES``, ``QA_BM25_MEMORY``.
     """
 
     index_dir: Path = Path("index")
@@ -162,6 +172,10 @@ class Settings:
     # Where articles, chunks and vectors are stored (qa/backends): "embedded" (SQLite + FAISS in index_dir, the
     # default), "milvus:///path/to/file.db" (Milvus Lite) or "http://host:19530" (a Milvus server).
     store: str = "embedded"
+    # The embedded index holds BM25 postings in memory (qa/bm25.py: FTS5's scores, about a tenth of FTS5's time on
+    # MultiHop-RAG, docs/performance.md) up to this many chunks, about 1.3 KB each; a larger index, or 0, searches
+    # FTS5 itself.
+    bm25_memory: int = 200_000
     # An OpenAI-compatible server (llama.cpp's, Ollama's, vLLM's: the URL ending in /v1) that writes the answer from
     # the retrieved passages; each sentence it writes is checked against the passage it cites (qa/llm.py). None,
     # the default: answers are the extractive ones and nothing is sent anywhere.
@@ -195,6 +209,7 @@ class Settings:
             "reader": _switch("QA_READER", _env("QA_READER", "on")),
             "reader_dir": Path(_env("QA_READER_DIR", str(_default_reader_dir()))),
             "store": _env("QA_STORE", "embedded"),
+            "bm25_memory": _count("QA_BM25_MEMORY", _env("QA_BM25_MEMORY", "200000")),
             "llm_url": _llm_url(os.environ.get("QA_LLM_URL", "")),
             "llm_model": os.environ.get("QA_LLM_MODEL", "").strip(),
             "llm_api_key": os.environ.get("QA_LLM_API_KEY", "").strip() or None,

@@ -24,6 +24,8 @@ DB_NAME = "qa.sqlite3"
 # A BM25 search filtered to at most this many chunks asks FTS5 for each of them; a wider filter ranks every match
 # and keeps the admitted ones (measured crossover on MultiHop-RAG: docs/performance.md, "Filtered questions").
 SCOPED_LOOKUP_CHUNKS = 16
+# How chunks_fts splits text into tokens (qa.bm25 tokenizes questions and new chunks with it too).
+FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 
 # A PDF's page start offsets (a JSON list), for citing pages. An index built before this table existed gets it with
 # its next write (Store.writer); until then readers find no pages.
@@ -60,9 +62,9 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id, chunk_no);
 CREATE INDEX IF NOT EXISTS chunks_by_hash ON chunks(embed_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    title, meta, body, tokenize = 'porter unicode61 remove_diacritics 2'
+    title, meta, body, tokenize = '%s'
 );
-""" + _PAGES_SCHEMA
+""" % FTS_TOKENIZER + _PAGES_SCHEMA
 
 
 def utc_now() -> str:
@@ -154,6 +156,11 @@ class Store:
     def transaction(self):
         """``with store.transaction() as tx:`` — BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
         return _Transaction(self.writer)
+
+    def read_transaction(self):
+        """``with store.read_transaction() as db:`` — this thread's reads inside it see one state of the database
+        (WAL: writers go on meanwhile)."""
+        return _Transaction(self.db, "BEGIN")
 
     def close(self) -> None:
         """Close every connection this store opened, in any thread; using the store afterwards raises StoreClosed
@@ -330,6 +337,15 @@ class Store:
                         break
         return [(rowid, -score) for rowid, score in rows]
 
+    def fts_rows(self, ids: list[int]) -> list[tuple[int, str, str, str]]:
+        """``(rowid, title, meta, body)`` of these chunks as FTS5 holds them, rowids ascending."""
+        rows = []
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            rows += self.db.execute(f"SELECT rowid, title, meta, body FROM chunks_fts WHERE rowid IN "
+                                    f"({','.join('?' * len(part))})", part).fetchall()
+        return sorted(rows)
+
     def scoped_chunk_ids(self, scope) -> list[int]:
         """The ids of the chunks of every article ``scope`` (qa.scope.Scope) admits."""
         where, params = scope.where("d")
@@ -370,11 +386,12 @@ class Store:
 
 
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE"):
         self.conn = conn
+        self.begin = begin
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(self.begin)
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -118,12 +118,16 @@ def test_a_narrow_filter_still_returns_k_passages_with_exact_citations(dated, mo
         assert text[p.start:p.end] == p.text
 
 
-@pytest.mark.parametrize("lookup_limit", [10_000, 0])  # FTS5 asked chunk by chunk; every match ranked, then kept
-def test_filtered_bm25_ranks_exactly_the_admitted_chunks_of_the_unfiltered_list(dated, monkeypatch, lookup_limit):
+# FTS5 asked chunk by chunk; every match ranked, then kept; BM25 from memory (qa/bm25.py)
+@pytest.mark.parametrize("lookup_limit, in_memory", [(10_000, False), (0, False), (0, True)])
+def test_filtered_bm25_ranks_exactly_the_admitted_chunks_of_the_unfiltered_list(dated, monkeypatch, lookup_limit,
+                                                                                in_memory):
     import qa.store
 
     monkeypatch.setattr(qa.store, "SCOPED_LOOKUP_CHUNKS", lookup_limit)
     live = dated.live()
+    if not in_memory:
+        monkeypatch.setattr(live.bm25, "max_chunks", 0)
     everything = live.lexical("ferry workers strike over pay in the port", 1000)
     for scope in (Scope.of(since="2025-04-01"), Scope.of(sources=["Coastal Post"]), Scope.of(doc_ids=["budget"])):
         admitted = live.admitted(scope)

@@ -46,8 +46,7 @@ def create_app(settings: Settings | None = None, index: NewsIndex | None = None,
         """Open the index and load the model before the first question, so that one is fast too."""
         try:
             if index.exists():
-                index.live()
-                index.embedder.encode(["warm up"])
+                index.warm()
         except QAError as e:
             log.warning("the index cannot be opened yet: %s", e)
 

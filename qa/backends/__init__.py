@@ -33,10 +33,11 @@ def is_embedded(url: str) -> bool:
     return check_store(url) == EMBEDDED
 
 
-def open_backend(url: str, *, gen_dir: Path | None = None, check: Callable[[dict], None] | None = None) -> Backend:
+def open_backend(url: str, *, gen_dir: Path | None = None, check: Callable[[dict], None] | None = None,
+                 bm25_memory: int = 0) -> Backend:
     """The backend ``url`` names. The embedded one is opened on the generation folder ``gen_dir`` (``NewsIndex``
     chooses it and checks its database first), ``check(meta)`` called on its stored settings before the FAISS cache
-    is loaded; a Milvus one connects to the file or server (its collections need not exist yet:
+    is loaded, its BM25 held in memory up to ``bm25_memory`` chunks; a Milvus one connects to the file or server (its collections need not exist yet:
     ``MilvusBackend.exists``)."""
     url = check_store(url)
     if url == EMBEDDED:
@@ -55,7 +56,7 @@ def open_backend(url: str, *, gen_dir: Path | None = None, check: Callable[[dict
         except BaseException:
             store.close()
             raise
-        return SqliteFaissBackend(Path(gen_dir), store, vectors, int(meta.get("generation", 0)), meta)
+        return SqliteFaissBackend(Path(gen_dir), store, vectors, int(meta.get("generation", 0)), meta, bm25_memory)
     from .milvus import MilvusBackend
 
     return MilvusBackend(url)

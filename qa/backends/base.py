@@ -52,6 +52,9 @@ class Backend(ABC):
     def settle(self) -> None:
         """After a bulk write (a rebuild, a large add): make the store fast to search again. A no-op by default."""
 
+    def warm(self) -> None:
+        """Before the first question (a server starting): load what searching needs. A no-op by default."""
+
     # --- candidates ------------------------------------------------------------------------------------------------
     @abstractmethod
     def dense(self, query_vector: np.ndarray, n: int, scope=None) -> dict[int, float]:

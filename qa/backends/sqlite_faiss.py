@@ -12,9 +12,10 @@ from typing import Callable, ContextManager, Iterator
 
 import numpy as np
 
+from ..bm25 import MemoryBM25
 from ..lexical import fts_query
 from ..records import Article, DocumentInfo
-from ..store import Store, utc_now
+from ..store import FTS_TOKENIZER, Store, utc_now
 from ..vectors import VectorIndex, faiss_path
 from .base import Backend, Upsert
 
@@ -42,7 +43,8 @@ def _exact_dense(store: Store, dim: int, query_vector: np.ndarray, ids: list[int
 class SqliteFaissBackend(Backend):
     """One generation of the embedded index: its folder, SQLite store, in-memory FAISS index and settings."""
 
-    def __init__(self, gen_dir: Path, store: Store, vectors: VectorIndex, generation: int, meta: dict):
+    def __init__(self, gen_dir: Path, store: Store, vectors: VectorIndex, generation: int, meta: dict,
+                 bm25_memory: int = 0):
         self.gen_dir = gen_dir
         self.store = store
         self.vectors = vectors
@@ -52,6 +54,8 @@ class SqliteFaissBackend(Backend):
         # BM25 of each part), and a wide filter's ids cost more than the search itself to read again.
         self._scopes: dict[tuple, frozenset[int]] = {}
         self._scopes_lock = threading.Lock()
+        # BM25 from memory, the same scores as FTS5's (qa/bm25.py), for an index of at most ``bm25_memory`` chunks.
+        self.bm25 = MemoryBM25(store, bm25_memory, FTS_TOKENIZER)
 
     @property
     def location(self) -> str:
@@ -152,8 +156,17 @@ class SqliteFaissBackend(Backend):
 
     def lexical(self, query: str, limit: int, weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
                 scope=None) -> list[tuple[int, float]]:
-        """FTS5's BM25 over title, metadata and body, the question's words quoted (never parsed as FTS5 syntax)."""
-        return self.store.lexical_search(fts_query(query), limit, weights, self.admitted(scope) if scope else None)
+        """FTS5's BM25 over title, metadata and body, the question's words quoted (never parsed as FTS5 syntax):
+        scored in memory when the index's postings are held there, by FTS5 itself otherwise."""
+        admitted = self.admitted(scope) if scope else None
+        found = self.bm25.search(query, limit, weights, self.stamp(), admitted)
+        if found is not None:
+            return found
+        return self.store.lexical_search(fts_query(query), limit, weights, admitted)
+
+    def warm(self) -> None:
+        """Read the BM25 postings into memory now (unless the index is over ``QA_BM25_MEMORY`` chunks)."""
+        self.bm25.warm(self.stamp())
 
     def admitted(self, scope) -> frozenset[int]:
         """The ids of the chunks of the articles ``scope`` admits, kept for the last few filters until the index
