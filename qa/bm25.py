@@ -164,9 +164,9 @@ def query_tokens(text: str, tokenizer: str) -> list[str] | None:
     return tokens
 
 
-def _frequencies(per_column: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def _frequencies(per_column: np.ndarray, weights: np.ndarray, integral: bool) -> np.ndarray:
     """Each row's frequency of a phrase: FTS5 adds the column's weight once per occurrence, column by column."""
-    if all(float(w).is_integer() for w in weights):
+    if integral:
         return per_column @ weights  # sums of integers: exact, whatever the order
     freq = np.zeros(len(per_column))
     for c, w in enumerate(weights):
@@ -204,6 +204,7 @@ class Snapshot:
             return []
         norm = self._norm()
         w = np.asarray(weights, dtype=np.float64)
+        integral = all(float(x).is_integer() for x in weights)
         score = np.zeros(len(self.ids))
         for token in tokens:
             found = self.postings.get(token)
@@ -218,7 +219,7 @@ class Snapshot:
             idf = math.log((rows - len(pos) + 0.5) / (len(pos) + 0.5))
             if idf <= 0.0:
                 idf = 1e-6
-            freq = _frequencies(per_column, w)
+            freq = _frequencies(per_column, w, integral)
             score[pos] += idf * ((freq * (K1 + 1.0)) / (freq + norm[pos]))
         hit = score > 0  # every term a chunk holds adds more than 0 (idf is at least 1e-6)
         if admitted is not None:

@@ -109,11 +109,18 @@ class Retrieved:
 
 
 # --- what the question names: publishers known to the index -------------------------------------------------------
-_SOURCES: "weakref.WeakKeyDictionary[Backend, tuple[object, list[tuple[re.Pattern, str]]]]" = weakref.WeakKeyDictionary()
+_SOURCES: "weakref.WeakKeyDictionary[Backend, tuple[object, list[tuple[str, re.Pattern, str]]]]" = \
+    weakref.WeakKeyDictionary()
+_WORDS = re.compile(r"\w+")
 
 
-def _source_patterns(store: Backend) -> list[tuple[re.Pattern, str]]:
-    """``(pattern, source)`` for every publisher in the index, cached until the index changes."""
+def _first_word(text: str) -> str:
+    found = _WORDS.search(text.casefold())
+    return found.group(0) if found else ""
+
+
+def _source_patterns(store: Backend) -> list[tuple[str, re.Pattern, str]]:
+    """``(first word, pattern, source)`` for every publisher in the index, cached until the index changes."""
     generation = store.stamp()
     cached = _SOURCES.get(store)
     if cached is not None and cached[0] == generation:
@@ -122,7 +129,8 @@ def _source_patterns(store: Backend) -> list[tuple[re.Pattern, str]]:
     patterns = []
     for name in names:
         for alias in source_aliases(name):
-            patterns.append((re.compile(r"(?<!\w)" + re.escape(alias) + r"(?!\w)", re.IGNORECASE), name))
+            patterns.append((_first_word(alias),
+                             re.compile(r"(?<!\w)" + re.escape(alias) + r"(?!\w)", re.IGNORECASE), name))
     _SOURCES[store] = (generation, patterns)
     return patterns
 
@@ -131,7 +139,12 @@ def named_sources(store: Backend, question: str) -> set[str]:
     """The publishers in the index that the question names ("according to TechCrunch"). The name's last word must
     be written with a capital, since many names are also ordinary words ("Fortune", "Wired", "the age of")."""
     found = set()
-    for pattern, name in _source_patterns(store):
+    # A name is looked for only when its first word is in the question (case folded: a superset of what the
+    # case-blind pattern matches): a MultiHop-RAG question against its 100-odd names took 0.36 ms, most of it here.
+    words = set(_WORDS.findall(question.casefold()))
+    for first, pattern, name in _source_patterns(store):
+        if first and first not in words or name in found:
+            continue
         for m in pattern.finditer(question):
             last = m.group(0).split()[-1]
             if last[:1].isupper() or last[:1].isdigit():
@@ -166,7 +179,6 @@ def question_period(store: Backend, question: str, scope: Scope | None = None) -
 
 
 # --- scoring --------------------------------------------------------------------------------------------------------
-_WORDS = re.compile(r"\w+")
 
 
 @lru_cache(maxsize=8192)

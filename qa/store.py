@@ -160,7 +160,7 @@ class Store:
     def read_transaction(self):
         """``with store.read_transaction() as db:`` — this thread's reads inside it see one state of the database
         (WAL: writers go on meanwhile)."""
-        return _Transaction(self.db, "BEGIN")
+        return _ReadTransaction(self.db)
 
     def close(self) -> None:
         """Close every connection this store opened, in any thread; using the store afterwards raises StoreClosed
@@ -408,6 +408,21 @@ class _Transaction:
 
     def _rollback(self) -> None:
         if self.conn.in_transaction:  # SQLite rolls back by itself after some errors (SQLITE_FULL may)
+            self.conn.execute("ROLLBACK")
+
+
+class _ReadTransaction:
+    """A read-only transaction: it writes nothing, so it ends without a COMMIT that a full disk could fail."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
 
 

@@ -7,6 +7,7 @@ tests/data/seed_questions.jsonl --articles seeds` prints them."""
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from qa.evaluation import _holds, load_questions
 from qa.lexical import date_cues, source_aliases
@@ -139,6 +140,41 @@ def test_publishers_named_in_a_question_are_matched_as_names_not_words(fake_inde
     store = fake_index.live()
     assert named_sources(store, "What did Fortune and the Verge report?") == {"Fortune", "The Verge"}
     assert named_sources(store, "Is good fortune in the age of AI wired?") == set()
+
+
+class _Publishers:
+    """A store as named_sources sees one: its publishers, at one write stamp."""
+
+    def __init__(self, names):
+        self.names = names
+
+    def stamp(self):
+        return 0
+
+    def sources(self):
+        return self.names
+
+
+PUBLISHERS = _Publishers(["Fortune", "The Verge", "The Age", "TechCrunch", "Sky News", "BBC News",
+                          "The Independent - Life and Style", "Cnbc | World Business News Leader", "Straße Zeitung"])
+PIECES = ["Fortune", "fortune", "the Verge", "THE VERGE", "The Age", "age", "TechCrunch's", "Sky", "ſky News", "news",
+          "BBC", "The Independent", "Independent", "CNBC", "Cnbc", "STRASSE Zeitung", "Straße Zeitung", "what", "and",
+          ",", "?", "(The", "Age)", "2023"]
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(question=st.lists(st.sampled_from(PIECES), min_size=1, max_size=8).map(" ".join))
+def test_looking_only_for_names_whose_first_word_is_there_finds_what_every_pattern_finds(question):
+    import re
+
+    expected = set()
+    for name in PUBLISHERS.sources():
+        for alias in source_aliases(name):
+            for m in re.finditer(r"(?<!\w)" + re.escape(alias) + r"(?!\w)", question, re.IGNORECASE):
+                last = m.group(0).split()[-1]
+                if last[:1].isupper() or last[:1].isdigit():
+                    expected.add(name)
+    assert named_sources(PUBLISHERS, question) == expected
 
 
 def test_a_question_naming_a_publisher_and_a_day_ranks_that_article_first(fake_index):
