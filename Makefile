@@ -27,6 +27,16 @@ $(LLM_STAMP): $(STAMP)
 	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(BIN)/pip install -q -e '.[test,bench,llm]'
 	touch $(LLM_STAMP)
 
+# For the tests only (tests/test_milvus_server.py): a Milvus server on a loopback port, reached over gRPC as
+# `QA_STORE=http://127.0.0.1:PORT` is. Milvus Lite 2.5's C++ server serves a TCP address as well as a socket; it sits
+# in a venv of its own, since the main one holds Milvus Lite 3 (the in-process engine of `milvus://`).
+MILVUS_SERVER_VENV := .venv-milvus-server
+MILVUS_SERVER := $(MILVUS_SERVER_VENV)/.installed
+$(MILVUS_SERVER):
+	test -x $(MILVUS_SERVER_VENV)/bin/python || $(PY) -m venv $(MILVUS_SERVER_VENV)
+	$(MILVUS_SERVER_VENV)/bin/pip install -q 'milvus-lite==2.5.1'
+	touch $(MILVUS_SERVER)
+
 index: $(STAMP)
 	test -f "$${QA_INDEX_DIR:-index}/CURRENT" || $(BIN)/qa index
 
@@ -36,7 +46,7 @@ serve: index
 ask: index
 	$(BIN)/qa ask "$(Q)"
 
-test: $(STAMP) $(LLM_STAMP)
+test: $(STAMP) $(LLM_STAMP) $(MILVUS_SERVER)
 	$(BIN)/python -m pytest -q
 
 # The reader's int8 ONNX weights (models/reader/), reproduced from ../shared/data: train in two stages (about 1.5 hours on two

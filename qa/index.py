@@ -687,10 +687,15 @@ class NewsIndex:
             # both looked before locking would each build a generation of their own articles, and the later
             # build would drop the earlier one's.
             if not self.exists():
-                report = self._build_locked(list(articles), show_progress, progress)
+                if self.embedded:
+                    report = self._build_locked(list(articles), show_progress, progress)
+                    report.created = True
+                    report.seconds = round(time.perf_counter() - began, 3)
+                    return report
+                # Milvus: the write locks are this machine's, and writers on others may be creating it too: the
+                # collections are made where missing, never dropped, and the articles added as to any index.
+                self._create_remote()
                 report.created = True
-                report.seconds = round(time.perf_counter() - began, 3)
-                return report
             live = self.live()
             if self.embedded:
                 self._sweep(live.gen_dir)
@@ -731,7 +736,10 @@ class NewsIndex:
         not written again; the others are counted added or updated in ``report``."""
         with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             if not self.exists():
-                self._build_locked([], False)
+                if self.embedded:
+                    self._build_locked([], False)
+                else:
+                    self._create_remote()
                 report.created = True
             live = self.live()
             if self.embedded:
@@ -912,6 +920,10 @@ class NewsIndex:
             if old_dir is not None:
                 shutil.rmtree(old_dir, ignore_errors=True)
         return report
+
+    def _create_remote(self) -> None:
+        """Create the Milvus collections where missing (another writer's stay as they are)."""
+        self._milvus().create({**self.expected_meta(self._dim()), "format_version": FORMAT_VERSION}, replace=False)
 
     def _rebuild_remote(self, articles: list[Article], show_progress: bool,
                         progress: Progress | None = None) -> AddReport:

@@ -195,11 +195,14 @@ class MilvusBackend(Backend):
                 self.client.load_collection(name)
             self._loaded = True
 
-    def create(self, meta: dict) -> None:
-        """Drop whatever collections this prefix has and create empty ones for vectors of ``meta['dim']``."""
+    def create(self, meta: dict, *, replace: bool = True) -> None:
+        """Drop whatever collections this prefix has and create empty ones for vectors of ``meta['dim']``.
+        ``replace=False`` (a first write, which other writers may be making at the same moment on other machines):
+        drop nothing, create only the collections missing, and keep the settings another writer stored first."""
         from pymilvus import DataType, Function, FunctionType
 
-        self.drop()
+        if replace:
+            self.drop()
         c = self.client
         dim = int(meta["dim"])
 
@@ -231,7 +234,7 @@ class MilvusBackend(Backend):
         # store's only in its IDF formula and per-segment statistics (on the seed questions it changed nothing).
         index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
                         params={"bm25_k1": 1.2, "bm25_b": 0.75})
-        c.create_collection(self.names["chunks"], schema=chunks, index_params=index, consistency_level=CONSISTENCY)
+        self._create_collection("chunks", chunks, index)
 
         docs = c.create_schema(auto_id=False)
         docs.add_field("doc_id", DataType.VARCHAR, is_primary=True, max_length=1024)
@@ -243,8 +246,7 @@ class MilvusBackend(Backend):
         for name in ("chunks", "chars", "parts"):
             docs.add_field(name, DataType.INT64)
         docs.add_field("pad", DataType.FLOAT_VECTOR, dim=len(_PAD))
-        c.create_collection(self.names["documents"], schema=docs, index_params=self._pad_index(),
-                            consistency_level=CONSISTENCY)
+        self._create_collection("documents", docs, self._pad_index())
 
         texts = c.create_schema(auto_id=False)
         texts.add_field("key", DataType.VARCHAR, is_primary=True, max_length=2048)
@@ -253,21 +255,35 @@ class MilvusBackend(Backend):
         texts.add_field("part", DataType.INT64)
         texts.add_field("text", DataType.VARCHAR, max_length=VARCHAR_MAX)
         texts.add_field("pad", DataType.FLOAT_VECTOR, dim=len(_PAD))
-        c.create_collection(self.names["texts"], schema=texts, index_params=self._pad_index(),
-                            consistency_level=CONSISTENCY)
+        self._create_collection("texts", texts, self._pad_index())
 
         meta_schema = c.create_schema(auto_id=False)
         meta_schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=256)
         meta_schema.add_field("value", DataType.VARCHAR, max_length=VARCHAR_MAX)
         meta_schema.add_field("pad", DataType.FLOAT_VECTOR, dim=len(_PAD))
-        c.create_collection(self.names["meta"], schema=meta_schema, index_params=self._pad_index(),
-                            consistency_level=CONSISTENCY)
+        self._create_collection("meta", meta_schema, self._pad_index())
         self._loaded = False
         self._load()
+        if not replace:
+            found = self._meta_value("settings")
+            if found is not None:  # another writer created the index first: its settings stand
+                self.meta = json.loads(found)
+                return
         stored = {**meta, "created_at": utc_now()}
         c.upsert(self.names["meta"], [{"key": "settings", "value": json.dumps(stored), "pad": _PAD},
                                       {"key": "stamp", "value": uuid.uuid4().hex, "pad": _PAD}])
         self.meta = stored
+
+    def _create_collection(self, key: str, schema, index) -> None:
+        """Create one collection unless it is there; a writer that created it at the same moment is no error."""
+        name = self.names[key]
+        if self.client.has_collection(name):
+            return
+        try:
+            self.client.create_collection(name, schema=schema, index_params=index, consistency_level=CONSISTENCY)
+        except Exception:
+            if not self.client.has_collection(name):
+                raise
 
     def _pad_index(self):
         index = self.client.prepare_index_params()
@@ -540,8 +556,13 @@ class MilvusBackend(Backend):
     def vectors_by_hash(self, hashes: list[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
         for part in batched(sorted(set(hashes)), IN_BATCH):
-            for row in self._query("chunks", _in("embed_hash", part), ["embed_hash", "vec"]):
-                found[row["embed_hash"]] = np.asarray(row["vec"], dtype=np.float32).tobytes()
+            # The matching rows first, then the vectors of those alone: a first write asks an empty collection,
+            # and Milvus Lite 2.5's server fails a vector read there ("Growing segment loss raw data").
+            matched = {int(r["id"]): r["embed_hash"] for r in self._query("chunks", _in("embed_hash", part),
+                                                                          ["id", "embed_hash"])}
+            for ids in batched(sorted(matched), IN_BATCH):
+                for row in self._query("chunks", _in("id", ids), ["id", "vec"]):
+                    found[matched[int(row["id"])]] = np.asarray(row["vec"], dtype=np.float32).tobytes()
         return found
 
     # --- documents -------------------------------------------------------------------------------------------------
