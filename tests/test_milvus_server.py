@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,45 +45,82 @@ def _article(n: int) -> str:
     return f"Report {n}: {WORDS[n % len(WORDS)]} news\n\n" + " ".join(sentences)
 
 
+def _qa_index(tmp_path, node: str, url: str, model_cache: Path, folder: Path, setup: str = "pass") -> subprocess.Popen:
+    """`qa index FOLDER` in a process of its own, as node ``node`` (its own index folder) writing into ``url``;
+    ``setup`` is Python run first (smaller batches, a pause after each write)."""
+    node_dir = tmp_path / node
+    if not (node_dir / "onnx").exists():
+        shutil.copytree(model_cache / "onnx", node_dir / "onnx")
+    env = {**os.environ, "QA_STORE": url, "QA_INDEX_DIR": str(node_dir), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+    code = f"import sys, time; from qa.index import NewsIndex; from qa.cli import main; {setup}; " \
+           "sys.exit(main(sys.argv[1:]))"
+    return subprocess.Popen([sys.executable, "-c", code, "index", str(folder)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _assert_each_article_once(tmp_path, reader: NewsIndex, folder: Path, embedder) -> None:
+    """The server holds every article of ``folder`` once, chunked as an embedded index of them chunks them, with
+    exact citations."""
+    reference = NewsIndex(Settings.from_env(index_dir=tmp_path / "reference"), embedder=embedder)
+    reference.rebuild(collect([folder], max_bytes=10**7).articles)
+    docs = [d.doc_id for d in reader.documents()]
+    assert sorted(docs) == sorted(d.doc_id for d in reference.documents())  # every article, each once
+    for doc_id in docs:
+        assert reader.live().chunk_spans(doc_id) == reference.live().chunk_spans(doc_id)
+    assert reader.stats()["chunks"] == reference.stats()["chunks"]
+    for p in reader.search("ferry strike over wheat", k=10):
+        assert reader.document(p.doc_id)["text"][p.start:p.end] == p.text
+    reference.close()
+
+
 def test_several_qa_index_processes_writing_into_one_server_at_once_store_every_article_exactly_once(
         tmp_path, server, model_cache, embedder):
     # Three overlapping folders of one collection of 24 articles, indexed at the same moment by three `qa index`
     # processes, each writing two articles per batch, into a server none of them has written to before.
-    folders = {name: tmp_path / "articles" / name for name in "abc"}
     union = tmp_path / "articles" / "all"
     union.mkdir(parents=True)
+    folders = {name: tmp_path / "articles" / name for name in "abc"}
     for n in range(24):
         (union / f"report{n:02d}.txt").write_text(_article(n), encoding="utf-8")
         for name in "abc"[: 1 + n % 3]:
             folders[name].mkdir(parents=True, exist_ok=True)
             (folders[name] / f"report{n:02d}.txt").write_text(_article(n), encoding="utf-8")
-    code = ("import sys; from qa.index import NewsIndex; from qa.cli import main; NewsIndex.batch_size = 2; "
-            "sys.exit(main(sys.argv[1:]))")
-    procs = []
-    for name, folder in folders.items():
-        node = tmp_path / f"node-{name}"
-        shutil.copytree(model_cache / "onnx", node / "onnx")
-        env = {**os.environ, "QA_STORE": server, "QA_INDEX_DIR": str(node), "HF_HUB_OFFLINE": "1",
-               "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
-        procs.append(subprocess.Popen([sys.executable, "-c", code, "index", str(folder)], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    procs = [_qa_index(tmp_path, f"node-{name}", server, model_cache, folder, "NewsIndex.batch_size = 2")
+             for name, folder in folders.items()]
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out
-
     reader = _node(tmp_path, "reader", server, model_cache, embedder)
-    docs = [d.doc_id for d in reader.documents()]
-    assert sorted(docs) == [f"report{n:02d}" for n in range(24)]  # every article, each once
-    # Chunked as one embedded index of the same articles chunks them, every chunk once, citations exact.
-    reference = NewsIndex(Settings.from_env(index_dir=tmp_path / "reference"), embedder=embedder)
-    reference.rebuild(collect([union], max_bytes=10**7).articles)
-    live = reader.live()
-    for doc_id in docs:
-        assert live.chunk_spans(doc_id) == reference.live().chunk_spans(doc_id)
-    assert reader.stats()["chunks"] == reference.stats()["chunks"]
-    for p in reader.search("ferry strike over wheat", k=10):
-        assert reader.document(p.doc_id)["text"][p.start:p.end] == p.text
-    reference.close()
+    assert reader.stats()["documents"] == 24
+    _assert_each_article_once(tmp_path, reader, union, embedder)
+    reader.close()
+
+
+def test_a_qa_index_killed_between_its_writes_then_run_again_leaves_every_article_exactly_once(
+        tmp_path, server, model_cache, embedder):
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    for n in range(12):
+        (folder / f"report{n:02d}.txt").write_text(_article(n), encoding="utf-8")
+    # One article a write, a pause after each, so the poll below sees the server between writes.
+    setup = ("NewsIndex.batch_size = 1; write = NewsIndex._write; "
+             "NewsIndex._write = lambda self, *a, **k: (write(self, *a, **k), time.sleep(0.3))[0]")
+    reader = _node(tmp_path, "reader", server, model_cache, embedder)
+    proc = _qa_index(tmp_path, "writer", server, model_cache, folder, setup)
+    held, deadline = 0, time.monotonic() + 180
+    try:
+        while proc.poll() is None and time.monotonic() < deadline and held == 0:
+            held = reader.stats()["documents"] if reader.exists() else 0
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert 1 <= held < 12  # SIGKILLed between writes, after the first
+    again = _qa_index(tmp_path, "writer", server, model_cache, folder)
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0 and "unchanged" in out, out
+    _assert_each_article_once(tmp_path, reader, folder, embedder)
     reader.close()
 
 
