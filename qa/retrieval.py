@@ -180,7 +180,6 @@ def question_period(store: Backend, question: str, scope: Scope | None = None) -
 
 # --- scoring --------------------------------------------------------------------------------------------------------
 
-
 @lru_cache(maxsize=8192)
 def _shingles(text: str, n: int = 5) -> frozenset[int]:
     words = _WORDS.findall(text.lower())
