@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,21 @@ def fake_index(settings) -> NewsIndex:
     idx = NewsIndex(settings, embedder=FakeEmbedder())
     yield idx
     idx.close()
+
+
+def kill_after_first_write(proc, index: NewsIndex, timeout: float = 180.0) -> int:
+    """Watch ``index`` until the writing process ``proc`` has stored an article, then SIGKILL it; returns how many
+    articles were stored then (0 when it ended or the time ran out first). The writer should pause after each
+    write, so the 20 ms poll sees the index between its writes."""
+    held, deadline = 0, time.monotonic() + timeout
+    try:
+        while proc.poll() is None and time.monotonic() < deadline and held == 0:
+            held = index.stats()["documents"] if index.exists() else 0
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    return held
 
 
 # --- the storage backends (QA_STORE): tests that matter run on each --------------------------------------------------

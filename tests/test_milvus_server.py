@@ -9,12 +9,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, RETALIATION_DOC, SEEDS
+from conftest import REPO, RETALIATION_DOC, SEEDS, kill_after_first_write
 from milvus_server import milvus_server
 from qa.errors import NotFound
 from qa.index import NewsIndex
@@ -108,14 +107,7 @@ def test_a_qa_index_killed_between_its_writes_then_run_again_leaves_every_articl
              "NewsIndex._write = lambda self, *a, **k: (write(self, *a, **k), time.sleep(0.3))[0]")
     reader = _node(tmp_path, "reader", server, model_cache, embedder)
     proc = _qa_index(tmp_path, "writer", server, model_cache, folder, setup)
-    held, deadline = 0, time.monotonic() + 180
-    try:
-        while proc.poll() is None and time.monotonic() < deadline and held == 0:
-            held = reader.stats()["documents"] if reader.exists() else 0
-            time.sleep(0.02)
-    finally:
-        proc.kill()
-        proc.wait()
+    held = kill_after_first_write(proc, reader)
     assert 1 <= held < 12  # SIGKILLed between writes, after the first
     again = _qa_index(tmp_path, "writer", server, model_cache, folder)
     out, _ = again.communicate(timeout=300)

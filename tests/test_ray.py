@@ -7,13 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import ray
 
-from conftest import REPO, RETALIATION_DOC, SEEDS, STORES, store_settings
+from conftest import REPO, RETALIATION_DOC, SEEDS, STORES, kill_after_first_write, store_settings
 from qa.cli import main
 from qa.index import NewsIndex
 from qa.ingest_ray import index_with_ray, worker_env
@@ -186,14 +185,7 @@ def test_a_killed_ray_ingest_then_a_rerun_leaves_every_article_exactly_once(ray_
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
     proc = subprocess.Popen([sys.executable, "-c", code, "index", str(SEEDS), "--ray", address, "--workers", "1"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    held, deadline = 0, time.monotonic() + 180
-    try:
-        while proc.poll() is None and time.monotonic() < deadline and held == 0:
-            held = idx.stats()["documents"] if idx.exists() else 0
-            time.sleep(0.02)
-    finally:
-        proc.kill()
-        proc.wait()
+    held = kill_after_first_write(proc, idx)
     assert 1 <= held < 5  # killed between commits, after the first
 
     _, _, report = index_with_ray(idx, [SEEDS], workers=1)
