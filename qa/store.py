@@ -386,12 +386,11 @@ class Store:
 
 
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE"):
+    def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
-        self.begin = begin
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute(self.begin)
+        self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:

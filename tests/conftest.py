@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -107,6 +108,13 @@ def fake_index(settings) -> NewsIndex:
     idx = NewsIndex(settings, embedder=FakeEmbedder())
     yield idx
     idx.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def kill_after_first_write(proc, index: NewsIndex, timeout: float = 180.0) -> int:

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO, free_port
+
 VENV = REPO / ".venv-milvus-server"
 
 
@@ -26,18 +27,12 @@ def server_binary() -> Path:
     return found[-1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def milvus_server(folder: Path, timeout: float = 60.0) -> Iterator[str]:
     """Start a server keeping its data in ``folder``; yields its ``http://127.0.0.1:PORT`` URL, stops it after."""
     binary = server_binary()
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [str(binary.parent),
                                                                         os.environ.get("LD_LIBRARY_PATH")]))}
     log = open(folder / "server.log", "wb")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, RETALIATION_DOC, SEEDS
+from conftest import REPO, RETALIATION_DOC, SEEDS, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -51,17 +50,11 @@ def browser():
         chromium.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def qa_serve(folder: Path, **env_extra: str) -> Iterator[str]:
     """`qa serve` on a free loopback port over the index in ``folder`` (environment ``env_extra`` added, no API
     token); yields its base URL once /health answers, and stops it after."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "QA_INDEX_DIR": str(folder), "QA_SEEDS_DIR": str(SEEDS), "HF_HUB_OFFLINE": "1", **env_extra}
     env.pop("QA_API_TOKEN", None)
     log_path = folder.parent / "serve.log"
