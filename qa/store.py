@@ -386,11 +386,13 @@ class Store:
 
 
 class _Transaction:
+    BEGIN = "BEGIN IMMEDIATE"
+
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(self.BEGIN)
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -410,19 +412,13 @@ class _Transaction:
             self.conn.execute("ROLLBACK")
 
 
-class _ReadTransaction:
+class _ReadTransaction(_Transaction):
     """A read-only transaction: it writes nothing, so it ends without a COMMIT that a full disk could fail."""
 
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN")
-        return self.conn
+    BEGIN = "BEGIN"
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
+        self._rollback()
 
 
 def fsync_dir(path: Path) -> None:
