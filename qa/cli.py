@@ -477,13 +477,15 @@ def cmd_eval(args, settings: Settings) -> None:
     progress = not args.quiet
     path = Path(args.path)
     if args.dataset == "reader":
+        from .embedding import load_embedder
         from .reader import load_reader
         from .reader_eval import run_reader_eval
 
         if (args.split or "test") not in ("dev", "test"):
             raise InvalidInput("qa eval reader --split takes dev or test")
         reader = load_reader(settings.with_(reader=True))
-        report = run_reader_eval(reader, path, threshold=answering.reader_threshold, split=args.split or "test")
+        report = run_reader_eval(reader, path, threshold=answering.reader_threshold, split=args.split or "test",
+                                 embedder=load_embedder(settings), config=answering)
     elif args.dataset == "beir":
         report = evaluation.run_beir(settings, path, split=args.split or "test", limit=args.limit, cache=cache,
                                      config=config, ablation=args.ablation, progress=progress, answering=answering)

@@ -599,7 +599,7 @@ class NewsIndex:
         reader = self.reader
         if reader is not None:
             composed = answering.compose_read(question, found, reader, self.answering, query=query,
-                                              said=answering.previous_answer(list(history)))
+                                              said=answering.previous_answer(list(history)), embedder=self.embedder)
         else:
             composed = answering.compose(query, found, self.embedder, self.answering)
         passages = composed.passages if composed.passages is not None else found.passages

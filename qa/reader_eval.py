@@ -37,6 +37,21 @@ def score_questions(reader, questions: list[Question]) -> list[np.ndarray]:
     return [reader.score(q.question, q.sentences) for q in questions]
 
 
+def with_cosines(questions: list[Question], scores: list[np.ndarray], embedder, config) -> list[np.ndarray]:
+    """The sentence scores answers choose by (``qa.answer``): the reader's probability plus ``read_dense_weight`` ×
+    the embedding cosine with the question for its best ``read_dense_depth`` sentences."""
+    from .answer import read_dense_picks
+
+    mixed = []
+    for q, s in zip(questions, scores):
+        picks = read_dense_picks(s, config.read_dense_depth)
+        vectors = embedder.encode([q.question] + [q.sentences[i] for i in picks])
+        out = np.asarray(s, dtype=np.float64).copy()
+        out[picks] += config.read_dense_weight * (vectors[1:] @ vectors[0])
+        mixed.append(out)
+    return mixed
+
+
 def ranking_metrics(questions: list[Question], scores: list[np.ndarray]) -> dict[str, float]:
     """MAP and MRR over the questions that have a correct sentence."""
     rows = [average_precision(s, q.positives) for q, s in zip(questions, scores) if q.positives]
@@ -70,14 +85,17 @@ def _wikiqa_filtered(data_dir: Path, split: str = "test") -> list[Question]:
     return [q for q in wikiqa_questions(data_dir, split) if q.positives and len(q.positives) < len(q.sentences)]
 
 
-def run_reader_eval(reader, data_dir: Path, *, threshold: float, split: str = "test") -> "Report":
+def run_reader_eval(reader, data_dir: Path, *, threshold: float, split: str = "test", embedder=None,
+                    config=None) -> "Report":
     """The tables of ``qa eval reader``: SQuAD 2.0 held-out articles, WikiQA (filtered) and TrecQA (clean).
     ``split="test"`` reports the test sets (with SQuAD 2.0's dev articles beside them, for the threshold);
-    ``split="dev"`` only the dev sets, the ones settings and models are chosen on."""
+    ``split="dev"`` only the dev sets, the ones settings and models are chosen on. With ``embedder`` and ``config``
+    (an ``AnswerConfig``), sentence choice is also measured as answers make it (``with_cosines``)."""
     from .evaluation import Report, markdown_table
 
     began = time.perf_counter()
     data_dir = Path(data_dir)
+    mixing = embedder is not None and config is not None
     report = Report(f"The reader alone: answer-sentence selection ({split} sets)")
     v2 = data_dir / "squad-v2" / "dev-v2.0.json"
     rows = []
@@ -85,20 +103,32 @@ def run_reader_eval(reader, data_dir: Path, *, threshold: float, split: str = "t
         questions = squad_questions(v2, articles=squad2_titles(v2, part))
         scores = score_questions(reader, questions)
         a = answerability(questions, scores, threshold)
+        mixed = [answerability(questions, with_cosines(questions, scores, embedder, config), threshold)[
+            "top sentence right"]] if mixing else []
         rows.append([f"SQuAD 2.0 held-out articles ({part})", a["answerable"], a["unanswerable"],
-                     a["top sentence right"], a["accuracy"], a["answerable kept"], a["unanswerable declined"],
+                     a["top sentence right"], *mixed, a["accuracy"], a["answerable kept"], a["unanswerable declined"],
                      best_threshold(questions, scores) if part == "dev" else "–"])
+    plus = " + cosine"
     report.tables.append(markdown_table(
-        ["data", "answerable", "unanswerable", "top sentence right", "answerable vs not: accuracy",
-         "answerable kept", "unanswerable declined", "best threshold"], rows))
+        ["data", "answerable", "unanswerable", "top sentence right", *([f"top sentence right{plus}"] * mixing),
+         "answerable vs not: accuracy", "answerable kept", "unanswerable declined", "best threshold"], rows))
     ranked = ((("WikiQA test (filtered)", _wikiqa_filtered(data_dir, "test")),
                ("TrecQA clean test", trecqa_questions(data_dir, "clean-test"))) if split == "test" else
               (("WikiQA dev (filtered)", _wikiqa_filtered(data_dir, "dev")),
                ("TrecQA clean dev", trecqa_questions(data_dir, "clean-dev"))))
     rank_rows = []
     for name, questions in ranked:
-        m = ranking_metrics(questions, score_questions(reader, questions))
-        rank_rows.append([name, m["questions"], m["MAP"], m["MRR"]])
-    report.tables.append(markdown_table(["data", "questions", "MAP", "MRR"], rank_rows))
-    report.notes.append(f"threshold {threshold}; total {time.perf_counter() - began:.1f} s.")
+        scores = score_questions(reader, questions)
+        m = ranking_metrics(questions, scores)
+        row = [name, m["questions"], m["MAP"], m["MRR"]]
+        if mixing:
+            mm = ranking_metrics(questions, with_cosines(questions, scores, embedder, config))
+            row += [mm["MAP"], mm["MRR"]]
+        rank_rows.append(row)
+    report.tables.append(markdown_table(
+        ["data", "questions", "MAP", "MRR", *([f"MAP{plus}", f"MRR{plus}"] * mixing)], rank_rows))
+    report.notes.append(f"threshold {threshold}; total {time.perf_counter() - began:.1f} s."
+                        + (f" '{plus}': the embedding's cosine with the question, weight {config.read_dense_weight},"
+                           f" over the reader's best {config.read_dense_depth} sentences (as answers choose)."
+                           if mixing else ""))
     return report
