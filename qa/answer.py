@@ -70,12 +70,12 @@ class AnswerConfig:
     # question and of its passage's retrieval prior (1 / rank). The model alone under-rates paraphrases.
     read_lexical_weight: float = 0.0
     read_rank_weight: float = 0.2
-    # ... plus this share of the sentence's cosine with the question under the embedding model (trained on
-    # paraphrases; the reader learnt from SQuAD's questions worded like their answers), for the reader's best few
-    # sentences only: embedding a sentence costs about 6 ms on two cores, and deeper than four lifted no dev figure by
-    # more than 0.007. Chosen on the reader's dev sets {0.3, 0.5, 0.8} x {3, 4, 6, 8, all} (docs/quality.md): 0.5 and 4 lift
-    # WikiQA dev MAP 0.720 -> 0.748, TrecQA clean dev 0.813 -> 0.832, the SQuAD 2.0 dev articles' top sentence
-    # 0.907 -> 0.919, seed dev answer sentences 0.375 -> 0.438. 0 turns it off.
+    # The first answer sentence is chosen with this share of its cosine with the question under the embedding
+    # model added (trained on paraphrases; the reader learnt from SQuAD's questions worded like their answers), among
+    # the reader's best few sentences only: embedding a sentence costs about 6 ms on two cores, and deeper than four
+    # lifted no dev figure by more than 0.007. Chosen on the reader's dev sets {0.3, 0.5, 0.8} x {3, 4, 6, 8, all}
+    # (docs/quality.md): 0.5 and 4 lift WikiQA dev MAP 0.720 -> 0.743, TrecQA clean dev 0.813 -> 0.832, the SQuAD
+    # 2.0 dev articles' top sentence 0.907 -> 0.918, seed dev answer sentences 0.375 -> 0.438. 0 turns it off.
     read_dense_weight: float = 0.5
     read_dense_depth: int = 4
     # Also require the retrieval similarity gate of the reader-less path (min_similarity, similarity_slope): the
@@ -334,8 +334,8 @@ def read_dense_picks(reads, depth: int) -> list[int]:
 
 def _add_dense(pool: list[Candidate], asked: str, query: str, query_vector: np.ndarray, embedder,
                config: AnswerConfig) -> None:
-    """Add ``read_dense_weight`` × cosine with the question to the score of the reader's best few sentences. A
-    follow-up read as asked is compared as asked, not with the earlier turn its search leaned on."""
+    """The cosine with the question (``Candidate.dense``) of the reader's best few sentences. A follow-up read as
+    asked is compared as asked, not with the earlier turn its search leaned on."""
     best = [pool[i] for i in read_dense_picks([c.read for c in pool], config.read_dense_depth)]
     texts = [c.text for c in best]
     if asked != query:
@@ -344,7 +344,6 @@ def _add_dense(pool: list[Candidate], asked: str, query: str, query_vector: np.n
     question_vector = vectors.pop() if asked != query else query_vector
     for c, vec in zip(best, vectors):
         c.dense = float(np.dot(vec, question_vector))
-        c.score += config.read_dense_weight * c.dense
 
 
 def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConfig(), *,
@@ -377,7 +376,9 @@ def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConf
     # Only an answer pays for the embeddings (they choose among sentences, not whether to answer).
     if embedder is not None and config.read_dense_weight and config.read_dense_depth:
         _add_dense(pool, asked, query or question, found.query_vector, embedder, config)
-    best = max(pool, key=lambda c: (c.score, -c.rank))
+    # The cosine chooses the first answer sentence only: further sentences (the items of a list answer) are
+    # measured against the best one as before, so the few sentences with a cosine do not crowd out the rest.
+    best = max(pool, key=lambda c: (c.score + config.read_dense_weight * (c.dense or 0.0), -c.rank))
     many = bool(_LIST_CUE.search(question))
     limit = config.max_sentences if many else 2
     keep, ratio = (config.reader_list_keep, config.reader_list_keep_ratio) if many else \
@@ -386,7 +387,7 @@ def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConf
     ranked = sorted(pool, key=lambda c: (-c.score, c.rank, c.start))
     # Each further sentence of a list answer must name something the question asks about (a shared term), so
     # the list is made of items rather than of the best sentence's neighbours.
-    chosen = [best] + [c for c in ranked[1:] if c.read >= floor and c.score >= ratio * best.score
+    chosen = [best] + [c for c in ranked if c is not best and c.read >= floor and c.score >= ratio * best.score
                        and (c.lexical > 0 or not many)]
     chosen = chosen[:limit]
     if said and all(c.text in said for c in chosen):
