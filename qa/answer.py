@@ -353,8 +353,8 @@ def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConf
     sentence; the articles don't say when no sentence reaches ``config.reader_threshold`` or the question fails
     the retrieval similarity gate. ``said`` is the previous turn's answer: a follow-up whose chosen sentences are
     all in it also gets the best sentence not said before (one the reader does not rule out), so a follow-up
-    always brings something new, and repeats the previous answer only beside it. With ``embedder``, the reader's
-    best ``config.read_dense_depth`` sentences also score their cosine with the question as asked."""
+    always brings something new, and repeats the previous answer only beside it. With ``embedder``, the first answer
+    sentence is chosen with the cosine of the reader's best ``config.read_dense_depth`` with the question added."""
     passages = found.passages
     asked = reader_question(question, query or question)
     pool = _reader_pool(asked, passages, config)

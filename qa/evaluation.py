@@ -350,8 +350,7 @@ class EvalIndex:
         if read and self.index.reader is not None:
             from .answer import compose_read
 
-            found.passages = compose_read(query, found, self.index.reader, self.index.answering,
-                                          embedder=self.embedder).passages
+            found.passages = compose_read(query, found, self.index.reader, self.index.answering).passages
         return found
 
     def close(self) -> None:
@@ -453,8 +452,7 @@ def abstention(run: EvalIndex, items: list[tuple[str, bool]], k: int = 5) -> dic
     for (question, should), vec in zip(items, vectors):
         found = run.search(question, vec, k, index.retrieval)
         if index.reader is not None:
-            decision = answering.compose_read(question, found, index.reader, index.answering,
-                                                embedder=run.embedder)
+            decision = answering.compose_read(question, found, index.reader, index.answering)
         else:
             decision = answering.compose(question, found, run.embedder, index.answering)
         if should:

@@ -38,8 +38,9 @@ def score_questions(reader, questions: list[Question]) -> list[np.ndarray]:
 
 
 def with_cosines(questions: list[Question], scores: list[np.ndarray], embedder, config) -> list[np.ndarray]:
-    """The sentence scores answers choose by (``qa.answer``): the reader's probability plus ``read_dense_weight`` ×
-    the embedding cosine with the question for its best ``read_dense_depth`` sentences."""
+    """The scores an answer's first sentence is chosen by (``qa.answer.compose_read``, less the passage-rank
+    share): the reader's probability plus ``read_dense_weight`` × the embedding cosine with the question for its
+    best ``read_dense_depth`` sentences."""
     from .answer import read_dense_picks
 
     mixed = []
@@ -129,6 +130,7 @@ def run_reader_eval(reader, data_dir: Path, *, threshold: float, split: str = "t
         ["data", "questions", "MAP", "MRR", *([f"MAP{plus}", f"MRR{plus}"] * mixing)], rank_rows))
     report.notes.append(f"threshold {threshold}; total {time.perf_counter() - began:.1f} s."
                         + (f" '{plus}': the embedding's cosine with the question, weight {config.read_dense_weight},"
-                           f" over the reader's best {config.read_dense_depth} sentences (as answers choose)."
+                           f" over the reader's best {config.read_dense_depth} sentences (as an answer's first"
+                           " sentence is chosen)."
                            if mixing else ""))
     return report
