@@ -41,8 +41,8 @@ def _passage(rank, start, end, score=1.0, doc_id="strike", title="Ferry workers 
                    text=ARTICLE[start:end], score=score)
 
 
-def _found(passages):
-    return Retrieved(passages, np.zeros(4, dtype=np.float32), 0.9, [0.9] * len(passages))
+def _found(passages, question_vector=(0.0, 0.0)):
+    return Retrieved(passages, np.array(question_vector, dtype=np.float32), 0.9, [0.9] * len(passages))
 
 
 def test_the_reader_chooses_the_sentence_that_answers_and_cites_it_by_offsets():
@@ -111,9 +111,11 @@ def test_sentences_read_are_bounded():
     assert len(reader.read[0][1]) == 10
 
 
+QUESTION_VECTOR = (1.0, 0.0)
+
 
 class MeaningEmbedder:
-    """A fake embedding model for plumbing: unit vectors whose cosine with the question the test chooses."""
+    """A fake embedding model for plumbing: unit vectors whose cosine with ``QUESTION_VECTOR`` the test chooses."""
 
     def __init__(self, cosines: dict[str, float]):
         self.cosines = cosines
@@ -125,10 +127,6 @@ class MeaningEmbedder:
                         dtype=np.float32)
 
 
-def _found_with_question_vector(passages):
-    return Retrieved(passages, np.array([1.0, 0.0], dtype=np.float32), 0.9, [0.9] * len(passages))
-
-
 def test_between_sentences_the_reader_rates_alike_the_one_closer_in_meaning_answers():
     reader = KeywordReader({})
     reader.score = lambda q, sentences: np.array(
@@ -137,9 +135,9 @@ def test_between_sentences_the_reader_rates_alike_the_one_closer_in_meaning_answ
     embedder = MeaningEmbedder({march: 0.8, "The union demanded a 9 per cent raise and a cap on overtime.": 0.2})
     question = "When do negotiations restart?"
     passages = [_passage(1, 0, len(ARTICLE))]
-    alone = compose_read(question, _found_with_question_vector(passages), reader)
+    alone = compose_read(question, _found(passages, QUESTION_VECTOR), reader)
     assert alone.text == "The union demanded a 9 per cent raise and a cap on overtime. [1]"
-    got = compose_read(question, _found_with_question_vector([_passage(1, 0, len(ARTICLE))]), reader,
+    got = compose_read(question, _found([_passage(1, 0, len(ARTICLE))], QUESTION_VECTOR), reader,
                        AnswerConfig(read_dense_depth=2), embedder=embedder)
     assert got.text == f"{march} [1]"
     # Only the reader's best two were embedded; the question's own vector came with the search.
@@ -148,11 +146,11 @@ def test_between_sentences_the_reader_rates_alike_the_one_closer_in_meaning_answ
 
 def test_a_declined_question_costs_no_embedding_and_a_follow_up_is_compared_as_asked():
     embedder = MeaningEmbedder({})
-    compose_read("Who won the Super Bowl?", _found_with_question_vector([_passage(1, 0, len(ARTICLE))]),
+    compose_read("Who won the Super Bowl?", _found([_passage(1, 0, len(ARTICLE))], QUESTION_VECTOR),
                  KeywordReader({}), embedder=embedder)
     assert embedder.encoded == []
     reader = KeywordReader({"What did the union demand?": "raise"})
-    compose_read("What did the union demand?", _found_with_question_vector([_passage(1, 0, len(ARTICLE))]), reader,
+    compose_read("What did the union demand?", _found([_passage(1, 0, len(ARTICLE))], QUESTION_VECTOR), reader,
                  AnswerConfig(read_dense_depth=1), query="How many were stranded? What did the union demand?",
                  embedder=embedder)
     assert embedder.encoded[-1] == "What did the union demand?"
