@@ -290,6 +290,8 @@ class MemoryBM25:
         self._lock = threading.Lock()
         self._building = False
         self._declined = None  # the stamp at which the index was found too large (or a read failed)
+        self._build: threading.Timer | None = None
+        self._closed = False
 
     def search(self, query: str, limit: int, weights: tuple[float, float, float], stamp,
                admitted: frozenset[int] | None = None) -> list[tuple[int, float]] | None:
@@ -362,11 +364,27 @@ class MemoryBM25:
             rows = self.store.fts_rows(ids[~np.isin(ids, snapshot.ids)].tolist())
         return snapshot.caught_up(stamp, ids, lambda _new: tokenize_rows(rows, self.tokenizer))
 
+    def close(self) -> None:
+        """Stop reading: a pending background read never starts and a running one is waited for, so the store can
+        close its connections next (closing one in the middle of another thread's read crashes CPython's sqlite3)."""
+        with self._lock:
+            self._closed = True
+            build, self._build = self._build, None
+        if build is not None:
+            build.cancel()
+            if build.is_alive() and build is not threading.current_thread():
+                build.join()
+
     def _start_build(self, delay: float) -> None:
+        """Read a fresh snapshot in a background thread after ``delay`` seconds; called under ``self._lock``."""
+        if self._closed:
+            return
         self._building = True
 
         def build() -> None:
             try:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("the index was closed before its BM25 was read")
                 fresh = self._read()
             except Exception as e:  # a closed store (generation replaced), a failed read: FTS5 keeps answering
                 log.debug("in-memory BM25 not read: %s", e)
@@ -377,6 +395,6 @@ class MemoryBM25:
                 self._building = False
                 self._snapshot = fresh  # when a write landed meanwhile, the next search catches it up
 
-        timer = threading.Timer(delay, build)
+        timer = self._build = threading.Timer(delay, build)
         timer.daemon = True  # never keeps a finished command alive
         timer.start()

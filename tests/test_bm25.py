@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -94,6 +95,31 @@ def test_many_deletions_read_the_postings_again(seed_copy, monkeypatch):
         time.sleep(0.05)
     assert live.bm25._snapshot.dead == 0
     assert dict(memory(live, "tariffs")) == dict(fts5(live, "tariffs"))
+
+
+def test_closing_the_index_waits_for_a_background_read(seed_copy, monkeypatch):
+    """Closing a connection in the middle of another thread's read crashed the process (CPython's sqlite3): the
+    read is waited for instead, and ends as it would have."""
+    monkeypatch.setattr(bm25, "DEAD_SHARE_REBUILD", 0.0)
+    started, read = threading.Event(), []
+    real_read = bm25.read_postings
+
+    def slow_read(*args):
+        started.set()
+        time.sleep(0.3)  # long enough for close() to run in the middle of it
+        found = real_read(*args)
+        read.append(len(found[1]))
+        return found
+
+    monkeypatch.setattr(bm25, "read_postings", slow_read)
+    live = seed_copy.live()
+    memory(live, "tariffs")  # the first read, in this thread
+    started.clear(), read.clear()
+    seed_copy.remove(seed_copy.documents()[0].doc_id)
+    memory(live, "tariffs")  # the deletion is caught up and a fresh read starts in the background
+    assert started.wait(30)
+    seed_copy.close()
+    assert read == [live.bm25._snapshot.ids.size]  # done, and its snapshot kept
 
 
 def test_a_write_by_another_process_is_caught_up(seed_copy, embedder):

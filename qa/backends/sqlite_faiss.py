@@ -253,4 +253,5 @@ class SqliteFaissBackend(Backend):
         return self.vectors.describe()
 
     def close(self) -> None:
+        self.bm25.close()  # first: its background read uses a connection the store is about to close
         self.store.close()
