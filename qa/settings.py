@@ -186,6 +186,9 @@ class Settings:
     llm_timeout: float = 30.0
     llm_max_tokens: int = 256  # the longest answer the model may write, in its tokens
     llm_passages: int = 3  # the best passages the model reads (those the extractive answer cites are added)
+    # Seconds a stopping server (Ctrl-C, SIGTERM) waits for the background writes it has accepted (202) to finish:
+    # a client told "accepted" expects its article stored. Past them, those not finished are lost, and logged.
+    shutdown_wait: float = 300.0
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -216,6 +219,7 @@ class Settings:
             "llm_timeout": _positive("QA_LLM_TIMEOUT", _env("QA_LLM_TIMEOUT", "30"), float),
             "llm_max_tokens": _positive("QA_LLM_MAX_TOKENS", _env("QA_LLM_MAX_TOKENS", "256"), int),
             "llm_passages": _positive("QA_LLM_PASSAGES", _env("QA_LLM_PASSAGES", "3"), int),
+            "shutdown_wait": _positive("QA_SHUTDOWN_WAIT", _env("QA_SHUTDOWN_WAIT", "300"), float),
         }
         env.update(overrides)
         settings = cls(**env)

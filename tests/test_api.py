@@ -19,6 +19,7 @@ from qa.index import NewsIndex
 from qa.records import merge_passages
 from qa.settings import Settings
 from web.app import create_app
+from web.jobs import Jobs
 from web.models import AddResult, AskResponse, DocumentOut, DocumentSummary, Health, PassageOut, RebuildResult
 
 # The host the tests' requests name: an allowed one (loopback), as a browser on this machine would send.
@@ -741,6 +742,38 @@ def test_a_failed_job_reports_the_error_the_request_would_have_given(writer):
     assert job["result"] == {"detail": sync.json()["detail"]} and job["detail"] == sync.json()["detail"]
     # Errors in the request itself are answered at once, as without background.
     assert is_error(writer.post("/documents?background=1", json={"title": "no text"}), 422)
+
+
+def test_a_stopping_server_first_finishes_the_writes_it_accepted(seed_copy):
+    add = seed_copy.add
+
+    def slow_add(articles, **kwargs):  # still embedding when the server is told to stop
+        time.sleep(0.5)
+        return add(articles, **kwargs)
+
+    seed_copy.add = slow_add
+    with TestClient(create_app(seed_copy.settings, index=seed_copy), base_url=BASE) as client:
+        for n in range(2):
+            reply = client.post("/documents?background=1", json={"text": f"{ZORBLAX} Item {n}.", "doc_id": f"z{n}"})
+            assert reply.status_code == 202
+    # The app has stopped: both articles accepted before are stored.
+    assert {"z0", "z1"} <= {d.doc_id for d in seed_copy.documents()}
+
+
+def test_draining_the_jobs_waits_at_most_the_time_given():
+    release = threading.Event()
+    jobs = Jobs()
+    job = jobs.submit("add", lambda progress: (release.wait(30), (201, {}))[1])
+    assert jobs.drain(0.1) == 1 and jobs.unfinished == 1
+    release.set()
+    assert jobs.drain(30) == 0 and jobs.get(job.id).state == "done"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon"])
+def test_a_bad_shutdown_wait_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv("QA_SHUTDOWN_WAIT", value)
+    with pytest.raises(ValueError, match="QA_SHUTDOWN_WAIT must be a positive number"):
+        Settings.from_env()
 
 
 def test_an_unknown_job_is_a_json_404(reader):

@@ -500,3 +500,25 @@ def test_progress_only_when_stderr_is_a_terminal(monkeypatch, capsys, tmp_path, 
         assert qa_cli.main(["--index-dir", index_dir, *argv]) == 0
     assert seen and set(seen) == {tty}
     assert capsys.readouterr().err == ""  # the fake embedder draws no bar; nothing else is written
+
+
+def test_qa_serve_stopped_by_sigterm_first_stores_the_articles_it_accepted(seed_env, cli):
+    """SIGTERM (systemd, docker stop, kill) right after two background adds were answered 202: the server finishes
+    them before it exits, and says so."""
+    import urllib.request
+
+    from test_browser import qa_serve
+
+    folder = Path(seed_env["QA_INDEX_DIR"])
+    harbour = " ".join(f"The harbour board voted on item {n} of the budget on Tuesday." for n in range(150))
+    with qa_serve(folder, QA_READER="off") as base:
+        for n in range(2):
+            request = urllib.request.Request(f"{base}/documents?background=1", method="POST",
+                                             data=json.dumps({"text": harbour, "doc_id": f"harbour{n}"}).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                assert reply.status == 202
+    code, out, err = cli("docs", "--json")
+    assert code == 0, err
+    assert {"harbour0", "harbour1"} <= {d["doc_id"] for d in json.loads(out)["documents"]}
+    assert "finishing 2 accepted background write(s)" in (folder.parent / "serve.log").read_text()

@@ -57,6 +57,17 @@ def create_app(settings: Settings | None = None, index: NewsIndex | None = None,
             log.info("no index yet: indexing %s before serving", watch.watcher.folder)
             watch.ready.wait()
 
+    def finish_jobs(jobs: Jobs) -> None:
+        """The background writes already accepted (202) are done before the server stops, within
+        QA_SHUTDOWN_WAIT seconds: their clients were told the article would be stored."""
+        if jobs.unfinished:
+            log.warning("finishing %d accepted background write(s) before stopping (at most %g s, QA_SHUTDOWN_WAIT)",
+                        jobs.unfinished, settings.shutdown_wait)
+            left = jobs.drain(settings.shutdown_wait)
+            if left:
+                log.warning("stopped with %d accepted background write(s) unfinished after %g s: add them again",
+                            left, settings.shutdown_wait)
+
     @asynccontextmanager
     async def lifespan(_app):
         if watch is not None:
@@ -67,6 +78,7 @@ def create_app(settings: Settings | None = None, index: NewsIndex | None = None,
         finally:
             if watch is not None and not await run_in_threadpool(watch.stop):
                 log.warning("the watch of %s did not stop in time", watch.watcher.folder)
+            await run_in_threadpool(finish_jobs, _app.state.jobs)
 
     app = FastAPI(
         title="News QA",

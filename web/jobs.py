@@ -62,11 +62,14 @@ class Jobs:
         self._lock = threading.Lock()
         self._queue: queue.Queue[Job] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._unfinished = 0  # accepted and not yet ended (queued or running)
+        self._ended = threading.Condition(self._lock)
 
     def submit(self, kind: str, work: Work) -> Job:
         job = Job(id=uuid.uuid4().hex, kind=kind, work=work)
         with self._lock:
             self._jobs[job.id] = job
+            self._unfinished += 1
             finished = [j for j in self._jobs.values() if j.state in ("done", "failed")]
             for old in finished[:max(0, len(self._jobs) - self.keep)]:
                 del self._jobs[old.id]
@@ -75,6 +78,19 @@ class Jobs:
                 self._worker.start()
         self._queue.put(job)
         return job
+
+    @property
+    def unfinished(self) -> int:
+        """Jobs accepted and not yet ended."""
+        with self._lock:
+            return self._unfinished
+
+    def drain(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for every accepted job to end (a stopping server); returns how many
+        have not."""
+        with self._ended:
+            self._ended.wait_for(lambda: self._unfinished == 0, timeout)
+            return self._unfinished
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -99,3 +115,6 @@ class Jobs:
                 job.state = "failed"
             finally:
                 job.work = None
+                with self._ended:
+                    self._unfinished -= 1
+                    self._ended.notify_all()
