@@ -54,11 +54,17 @@ def _vocab_tables(conn: sqlite3.Connection, schema: str, table: str) -> tuple[st
     return row, instance
 
 
-def read_postings(conn: sqlite3.Connection, schema: str, table: str, ids: np.ndarray
+class ReadStopped(Exception):
+    """A background read of the postings given up because its index is closing."""
+
+
+def read_postings(conn: sqlite3.Connection, schema: str, table: str, ids: np.ndarray,
+                  stop: Callable[[], bool] = lambda: False
                   ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
     """Every word's postings in the FTS5 table ``schema.table`` (columns ``COLUMNS``), whose rows are ``ids``
     (ascending): word → (positions in ``ids`` as int32, occurrences per column as an (n, 3) uint16 array), and
-    each row's length in tokens. The caller holds one read transaction, so the two reads agree."""
+    each row's length in tokens. The caller holds one read transaction, so the two reads agree. ``stop`` is asked
+    before each statement: True gives up (ReadStopped), so a closing index waits for one batch at most."""
     row_table, instance_table = _vocab_tables(conn, schema, table)
     vocab = conn.execute(f"SELECT term, cnt FROM {row_table}").fetchall()
     terms = [t for t, _ in vocab]
@@ -67,6 +73,8 @@ def read_postings(conn: sqlite3.Connection, schema: str, table: str, ids: np.nda
     parts = []
     first = 0
     while first < len(terms):
+        if stop():
+            raise ReadStopped(f"{schema}.{table}")
         # Term ranges holding about READ_BATCH_INSTANCES occurrences, each read as one string: a Python tuple per
         # occurrence would take most of the time (1.6 s against 0.5 s for MultiHop-RAG's 1.4 million).
         last, held = first, int(counts[first])
@@ -350,7 +358,7 @@ class MemoryBM25:
             stamp = self.store.generation()
             ids = self.store.chunk_ids()
             ids.sort()
-            postings, lengths = read_postings(db, "main", "chunks_fts", ids)
+            postings, lengths = read_postings(db, "main", "chunks_fts", ids, stop=lambda: self._closed)
         return Snapshot(stamp, ids, lengths, np.ones(len(ids), dtype=bool), postings)
 
     def _catch_up(self, snapshot: Snapshot) -> Snapshot | None:
@@ -365,8 +373,9 @@ class MemoryBM25:
         return snapshot.caught_up(stamp, ids, lambda _new: tokenize_rows(rows, self.tokenizer))
 
     def close(self) -> None:
-        """Stop reading: a pending background read never starts and a running one is waited for, so the store can
-        close its connections next (closing one in the middle of another thread's read crashes CPython's sqlite3)."""
+        """Stop reading: a pending background read never starts, and a running one gives up at its next batch
+        and is waited for, so the store can close its connections next (closing one in the middle of another
+        thread's read crashes CPython's sqlite3)."""
         with self._lock:
             self._closed = True
             build, self._build = self._build, None
@@ -384,7 +393,7 @@ class MemoryBM25:
         def build() -> None:
             try:
                 if self._closed:
-                    raise sqlite3.ProgrammingError("the index was closed before its BM25 was read")
+                    raise ReadStopped("the index closed before its BM25 was read")
                 fresh = self._read()
             except Exception as e:  # a closed store (generation replaced), a failed read: FTS5 keeps answering
                 log.debug("in-memory BM25 not read: %s", e)

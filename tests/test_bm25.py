@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
@@ -97,29 +98,40 @@ def test_many_deletions_read_the_postings_again(seed_copy, monkeypatch):
     assert dict(memory(live, "tariffs")) == dict(fts5(live, "tariffs"))
 
 
-def test_closing_the_index_waits_for_a_background_read(seed_copy, monkeypatch):
+def test_closing_the_index_stops_a_background_read_and_waits_for_it(seed_copy, monkeypatch):
     """Closing a connection in the middle of another thread's read crashed the process (CPython's sqlite3): the
-    read is waited for instead, and ends as it would have."""
+    read is told to stop at its next statement, and close() returns only once it has."""
     monkeypatch.setattr(bm25, "DEAD_SHARE_REBUILD", 0.0)
-    started, read = threading.Event(), []
+    started, ended = threading.Event(), []
     real_read = bm25.read_postings
 
-    def slow_read(*args):
+    def slow_read(*args, **kwargs):
         started.set()
         time.sleep(0.3)  # long enough for close() to run in the middle of it
-        found = real_read(*args)
-        read.append(len(found[1]))
-        return found
+        try:
+            return real_read(*args, **kwargs)
+        finally:
+            ended.append(time.monotonic())
 
     monkeypatch.setattr(bm25, "read_postings", slow_read)
     live = seed_copy.live()
     memory(live, "tariffs")  # the first read, in this thread
-    started.clear(), read.clear()
+    started.clear(), ended.clear()
     seed_copy.remove(seed_copy.documents()[0].doc_id)
     memory(live, "tariffs")  # the deletion is caught up and a fresh read starts in the background
     assert started.wait(30)
     seed_copy.close()
-    assert read == [live.bm25._snapshot.ids.size]  # done, and its snapshot kept
+    closed = time.monotonic()
+    assert ended and ended[0] <= closed
+
+
+def test_a_read_told_to_stop_gives_up_before_its_next_statement(seed_index):
+    store = seed_index.live().store
+    with store.read_transaction() as db:
+        ids = np.sort(np.asarray(store.chunk_ids(), dtype=np.int64))
+        with pytest.raises(bm25.ReadStopped):
+            bm25.read_postings(db, "main", "chunks_fts", ids, stop=lambda: True)
+        assert len(bm25.read_postings(db, "main", "chunks_fts", ids)[1]) == len(ids)
 
 
 def test_a_write_by_another_process_is_caught_up(seed_copy, embedder):
