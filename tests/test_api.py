@@ -349,6 +349,22 @@ def test_a_document_has_its_verbatim_text_and_chunk_offsets(reader):
     assert all(0 <= c["start"] < c["end"] <= len(doc["text"]) for c in doc["chunks"])
 
 
+def test_offsets_count_code_points_even_after_characters_beyond_the_basic_plane(writer):
+    text = ("\U0001F6A2\U0001F6A2 Harbour desk \U0001D4D7. The ferry to Pellow Island stopped on Monday. "
+            "Crews said the ferry to Pellow Island resumes when the new gangway arrives in June.")
+    assert writer.post("/documents", json={"text": text, "doc_id": "pellow"}).status_code == 201
+    stored = writer.get("/documents/pellow").json()["text"]
+    reply = writer.post("/ask", json={"question": "When does the Pellow Island ferry resume?"}).json()
+    cited = [p for p in reply["passages"] if p["doc_id"] == "pellow"]
+    assert cited and all(stored[p["start"]:p["end"]] == p["text"] for p in cited)
+    june = [s for s in reply["answer_spans"] if s["doc_id"] == "pellow" and "June" in stored[s["start"]:s["end"]]]
+    assert june
+    # The same span in UTF-16 units (JavaScript's) lies three units further on: one per astral character before it.
+    units = stored.encode("utf-16-le")
+    start, end = june[0]["start"], june[0]["end"]
+    assert units[2 * (start + 3):2 * (end + 3)].decode("utf-16-le") == stored[start:end]
+
+
 def test_the_articles_page_lists_titles_dates_and_forms(reader):
     page = soup(reader.get("/documents", headers=HTML))
     assert len(page.select("table.docs tbody tr")) == 5 and "2025-09-03" in page.get_text()

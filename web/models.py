@@ -82,6 +82,12 @@ class AskForm(BaseModel):
     source: list[str] = Field(default_factory=list, max_length=100)
 
 
+# Offsets index the article's text as Python does: in Unicode code points. JavaScript's strings count UTF-16 units,
+# which differ once a character beyond U+FFFF (an emoji, say) comes earlier in the article.
+OFFSET = ("a character offset into the article's `text`, counted in Unicode code points (Python's `text[start:end]`; "
+          "in JavaScript `Array.from(text).slice(start, end).join('')`)")
+
+
 class PassageOut(BaseModel):
     """A cited passage: ``text == article_text[start:end]`` of document ``doc_id``; ``[n]`` in the answer is
     ``rank`` n. ``weak`` marks the nearest passages listed when the articles don't answer the question."""
@@ -91,8 +97,8 @@ class PassageOut(BaseModel):
     title: str
     date: str = Field(description="YYYY-MM-DD, or empty when the article states none")
     chunk_no: int
-    start: int
-    end: int
+    start: int = Field(description=OFFSET)
+    end: int = Field(description=OFFSET)
     text: str
     score: float
     source: str = ""
@@ -106,8 +112,8 @@ class AnswerSpanOut(BaseModel):
 
     rank: int
     doc_id: str
-    start: int
-    end: int
+    start: int = Field(description=OFFSET)
+    end: int = Field(description=OFFSET)
 
 
 class DateRangeOut(BaseModel):
