@@ -20,7 +20,8 @@ import hashlib
 import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from .chunking import split_sentences
@@ -52,11 +53,18 @@ class Question:
     sentences: list[str]
     positives: set[int]
     plausible: set[int]  # SQuAD 2.0: sentences holding a plausible but wrong answer (the hardest negatives)
+    answers: tuple[str, ...] = ()  # the answer texts (SQuAD): a sentence holding one is never a negative
+    elsewhere: list[str] = field(default_factory=list)  # sentences of the article's other paragraphs (``with_article``)
 
 
 def content_words(text: str) -> set[str]:
     """Lower-cased words that are not stop words: the basis of the lexical hard-negative choice."""
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+    return set(_content_words(text))
+
+
+@lru_cache(maxsize=200_000)
+def _content_words(text: str) -> frozenset[str]:
+    return frozenset(w for w in _WORD.findall(text.lower()) if w not in _STOP)
 
 
 def _sentence_of(spans: list[tuple[int, int]], start: int, end: int) -> int | None:
@@ -67,18 +75,21 @@ def _sentence_of(spans: list[tuple[int, int]], start: int, end: int) -> int | No
     return None
 
 
-def squad_questions(path: Path, *, articles: set[str] | None = None) -> list[Question]:
-    """Questions of a SQuAD-format file (1.1 or 2.0), each with its paragraph's sentences. An answerable question
-    whose answer crosses a sentence boundary is left out (it has no single answer sentence)."""
+def squad_questions(path: Path, *, articles: set[str] | None = None, with_article: bool = False) -> list[Question]:
+    """Questions of a SQuAD-format file (1.1 or 2.0), each with its paragraph's sentences (and, ``with_article``,
+    the sentences of the article's other paragraphs). An answerable question whose answer crosses a sentence
+    boundary is left out (it has no single answer sentence)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
     out: list[Question] = []
     for article in data:
         if articles is not None and article["title"] not in articles:
             continue
-        for paragraph in article["paragraphs"]:
-            context = paragraph["context"]
-            spans = split_sentences(context)
+        split = [(p["context"], split_sentences(p["context"])) for p in article["paragraphs"]]
+        for n, paragraph in enumerate(article["paragraphs"]):
+            context, spans = split[n]
             sentences = [context[s:e] for s, e in spans]
+            elsewhere = ([c[s:e] for m, (c, sp) in enumerate(split) if m != n for s, e in sp] if with_article
+                         else [])
             for qa in paragraph["qas"]:
                 def located(answers):
                     found = set()
@@ -93,7 +104,8 @@ def squad_questions(path: Path, *, articles: set[str] | None = None) -> list[Que
                 if not impossible and not positives:
                     continue
                 plausible = located(qa.get("plausible_answers", [])) if impossible else set()
-                out.append(Question(qa["id"], qa["question"], sentences, positives, plausible))
+                answers = tuple(a["text"] for a in qa.get("answers") or [] if a.get("text"))
+                out.append(Question(qa["id"], qa["question"], sentences, positives, plausible, answers, elsewhere))
     return out
 
 
@@ -109,10 +121,13 @@ def squad2_titles(path: Path, split: str) -> set[str]:
     return {a["title"] for a in data if squad2_split(a["title"]) == split}
 
 
-def training_pairs(q: Question, rng: random.Random, *, hard: int = 1, easy: int = 1) -> list[Pair]:
+def training_pairs(q: Question, rng: random.Random, *, hard: int = 1, easy: int = 1, near: int = 0) -> list[Pair]:
     """The positive sentence(s) of ``q`` and a few negatives: the sentences sharing most content words with the
-    question (what a lexical retriever would surface; a plausible-answer sentence first) and random others."""
+    question (what a lexical retriever would surface; a plausible-answer sentence first), random others and, with
+    ``near``, the sentences of the article's other paragraphs sharing most words with it that hold no answer text:
+    the near-topic text a news question finds in other articles on its subject, where no sentence answers."""
     pairs = [Pair(q.question, q.sentences[i], 1, q.qid) for i in sorted(q.positives)]
+    pairs += [Pair(q.question, s, 0, q.qid) for s in near_topic_sentences(q, near)]
     others = [i for i in range(len(q.sentences)) if i not in q.positives and len(q.sentences[i].split()) >= 3]
     if not others:
         return pairs
@@ -125,19 +140,34 @@ def training_pairs(q: Question, rng: random.Random, *, hard: int = 1, easy: int 
     return pairs
 
 
+def near_topic_sentences(q: Question, count: int) -> list[str]:
+    """The ``count`` sentences of ``q.elsewhere`` sharing most content words with the question (at least one),
+    leaving out any that holds an answer text (it may answer the question too)."""
+    if count <= 0 or not q.elsewhere:
+        return []
+    words = content_words(q.question)
+    answers = [a.lower() for a in q.answers]
+    scored = []
+    for i, s in enumerate(q.elsewhere):
+        overlap = len(words & _content_words(s))
+        if overlap and len(s.split()) >= 3 and not any(a in s.lower() for a in answers):
+            scored.append((-overlap, i))
+    return [q.elsewhere[i] for _, i in sorted(scored)[:count]]
+
+
 def build_training_set(data_dir: Path, *, squad1_questions: int, seed: int = 13, squad1_skip: int = 0,
-                       hard: int = 1, easy: int = 1) -> list[Pair]:
+                       hard: int = 1, easy: int = 1, near: int = 0) -> list[Pair]:
     """Shuffled training pairs: ``squad1_questions`` SQuAD 1.1 train questions after the first ``squad1_skip`` of a
-    fixed shuffle (one positive, ``hard`` lexical and ``easy`` random negatives each; a later stage skips the
-    questions an earlier one used) and every question of the SQuAD 2.0 ``train`` articles (unanswerable ones give
+    fixed shuffle (one positive, ``hard`` lexical, ``easy`` random and ``near`` near-topic negatives from the
+    article's other paragraphs each; a later stage skips the questions an earlier one used) and every question of the SQuAD 2.0 ``train`` articles (unanswerable ones give
     ``hard + 1`` hard negatives: learning that no sentence answers them is the point)."""
     rng = random.Random(seed)
     data_dir = Path(data_dir)
-    squad1 = squad_questions(data_dir / "squad-v1.1" / "train-v1.1.explorer.json")
+    squad1 = squad_questions(data_dir / "squad-v1.1" / "train-v1.1.explorer.json", with_article=near > 0)
     rng.shuffle(squad1)
     pairs: list[Pair] = []
     for q in squad1[squad1_skip:squad1_skip + squad1_questions]:
-        pairs += training_pairs(q, rng, hard=hard, easy=easy)
+        pairs += training_pairs(q, rng, hard=hard, easy=easy, near=near)
     v2 = data_dir / "squad-v2" / "dev-v2.0.json"
     for q in squad_questions(v2, articles=squad2_titles(v2, "train")):
         pairs += training_pairs(q, rng, hard=hard + 1 if not q.positives else hard, easy=0 if not q.positives else 1)

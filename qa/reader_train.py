@@ -39,8 +39,9 @@ class TrainConfig:
     def __init__(self, squad1_questions: int = 18_000, batch_size: int = 32, learning_rate: float = 4e-5,
                  warmup: float = 0.06, max_length: int = MAX_LENGTH, seed: int = SEED, squad1_skip: int = 0,
                  hard: int = 1, easy: int = 1, init_from: str | None = None, layers: int = 6,
-                 teacher: str | None = None, distill: float = 0.5):
+                 teacher: str | None = None, distill: float = 0.5, near: int = 0):
         self.squad1_questions = squad1_questions
+        self.near = near  # near-topic negatives per SQuAD 1.1 question, from its article's other paragraphs
         self.layers = layers  # a student keeps the first layers of the encoder (MiniLM-L6 has 6)
         self.teacher = teacher  # a reader (int8 ONNX) whose probabilities the student also learns from
         self.distill = distill  # the teacher's share of each pair's target: (1 - d) * label + d * teacher
@@ -191,7 +192,8 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, *, threads: int = 
     ckpt_path = out_dir / "checkpoint.pt"
     transformer_dir = _model_dir()
     pairs = build_training_set(data_dir, squad1_questions=config.squad1_questions, seed=config.seed,
-                               squad1_skip=config.squad1_skip, hard=config.hard, easy=config.easy)
+                               squad1_skip=config.squad1_skip, hard=config.hard, easy=config.easy,
+                               near=config.near)
     tok = load_pair_tokenizer(transformer_dir / "tokenizer.json", config.max_length)
     encodings = tok.encode_batch([(p.question, p.sentence) for p in pairs])
     labels = [float(p.label) for p in pairs]
@@ -327,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--skip", type=int, default=0, help="SQuAD 1.1 questions an earlier stage used")
     t.add_argument("--hard", type=int, default=1, help="lexical hard negatives per question")
     t.add_argument("--easy", type=int, default=1, help="random negatives per question")
+    t.add_argument("--near", type=int, default=0,
+                   help="near-topic negatives per question: sentences of its article's other paragraphs")
     t.add_argument("--lr", type=float, default=TrainConfig().learning_rate)
     t.add_argument("--init-from", default=None,
                    help="start from these weights: a stage's checkpoint.pt or an exported reader_int8.onnx")
@@ -343,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         config = TrainConfig(squad1_questions=args.questions, squad1_skip=args.skip, hard=args.hard,
                              easy=args.easy, learning_rate=args.lr, init_from=args.init_from,
-                             layers=args.layers, teacher=args.teacher, distill=args.distill)
+                             layers=args.layers, teacher=args.teacher, distill=args.distill, near=args.near)
         train(args.data, args.out, config, threads=args.threads, max_steps=args.max_steps)
     else:
         print(export(args.out, args.to))

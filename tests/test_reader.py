@@ -178,6 +178,29 @@ def test_squad_questions_find_the_answer_sentence(tmp_path):
 
 def test_ranking_and_answerability_metrics():
     assert average_precision(np.array([0.9, 0.8, 0.1]), {1}) == (0.5, 0.5)
+
+def test_near_topic_negatives_come_from_the_article_s_other_paragraphs_and_never_hold_the_answer(tmp_path):
+    """Another paragraph of the same article is what a news question finds on its subject without its answer."""
+    first = "The mayor of Paris is Anne Hidalgo. She was elected in 2014."
+    second = "The mayor of Lyon is another person. Paris has a mayor called Anne Hidalgo too. Bread is sold daily."
+    data = {"data": [{"title": "Cities", "paragraphs": [
+        {"context": first, "qas": [{"id": "q1", "question": "Who is the mayor of Paris?",
+                                     "answers": [{"text": "Anne Hidalgo", "answer_start": first.index("Anne")}]}]},
+        {"context": second, "qas": []},
+    ]}]}
+    path = tmp_path / "squad.json"
+    path.write_text(__import__("json").dumps(data))
+    (q,) = squad_questions(path, with_article=True)
+    assert q.elsewhere == ["The mayor of Lyon is another person.", "Paris has a mayor called Anne Hidalgo too.",
+                           "Bread is sold daily."]
+    pairs = training_pairs(q, __import__("random").Random(0), hard=0, easy=0, near=2)
+    # The Lyon sentence shares "mayor"; the Hidalgo one holds the answer text; the bread one shares no word.
+    assert [(p.sentence, p.label) for p in pairs] == [("The mayor of Paris is Anne Hidalgo.", 1),
+                                                     ("The mayor of Lyon is another person.", 0)]
+    (plain,) = squad_questions(path)
+    assert plain.elsewhere == [] and training_pairs(plain, __import__("random").Random(0), hard=0, easy=0, near=2) \
+        == pairs[:1]
+
     assert average_precision(np.array([0.9, 0.8, 0.1]), {0, 2}) == ((1 + 2 / 3) / 2, 1.0)
     yes = Question("a", "q", ["x", "y"], {1}, set())
     no = Question("b", "q", ["x", "y"], set(), set())
