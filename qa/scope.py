@@ -107,7 +107,7 @@ _MONTH_RE = r"(january|february|march|april|may|june|july|august|september|octob
 # the verb and "march" the noun are not read as months), not followed by a day (a full date is a day cue).
 _MONTH_PHRASE = re.compile(
     r"\b(?:in|during|throughout|for|of|since|last|this|early|mid|late|mid-)[\s-]+" + _MONTH_RE +
-    r"\.?(?:,?\s+(\d{4}))?\b(?!\s*\d{1,2}(?:st|nd|rd|th)?\b(?!\d))", re.IGNORECASE)
+    r"\.?(?:,?\s+([0-9]{4}))?\b(?!\s*\d{1,2}(?:st|nd|rd|th)?\b(?!\d))", re.IGNORECASE)
 _RELATIVE = re.compile(
     r"\b(this week|last week|past week|previous week|this month|last month|past month|previous month|today|"
     r"yesterday|this year|last year|past year|latest|most recent|most recently|newest|recently|lately|"
@@ -118,6 +118,42 @@ RECENT_DAYS = 7  # "latest", "most recent": the week of articles up to the newes
 
 def _month_range(year: int, month: int) -> tuple[Date, Date]:
     return Date(year, month, 1), Date(year, month, calendar.monthrange(year, month)[1])
+
+
+def _relative_range(phrase: str, today: Date) -> tuple[Date, Date]:
+    """The days a relative phrase ("this week", "yesterday", "latest", …) names, with ``today`` the newest
+    article's day. Raises ValueError or OverflowError at the ends of the calendar."""
+    monday = today - timedelta(days=today.weekday())
+    if phrase == "this week":
+        lo, hi = monday, monday + timedelta(days=6)
+    elif phrase in ("last week", "previous week"):
+        lo, hi = monday - timedelta(days=7), monday - timedelta(days=1)
+    elif phrase == "past week":
+        lo, hi = today - timedelta(days=6), today
+    elif phrase == "this month":
+        lo, hi = _month_range(today.year, today.month)
+    elif phrase in ("last month", "previous month"):
+        first = today.replace(day=1) - timedelta(days=1)
+        lo, hi = _month_range(first.year, first.month)
+    elif phrase == "past month":
+        lo, hi = today - timedelta(days=29), today
+    elif phrase == "today":
+        lo = hi = today
+    elif phrase == "yesterday":
+        lo = hi = today - timedelta(days=1)
+    elif phrase == "this year":
+        lo, hi = Date(today.year, 1, 1), Date(today.year, 12, 31)
+    elif phrase == "last year":
+        lo, hi = Date(today.year - 1, 1, 1), Date(today.year - 1, 12, 31)
+    elif phrase == "past year":
+        lo, hi = today - timedelta(days=364), today
+    elif phrase.endswith("days"):
+        n = phrase.split()[1]
+        days = int(n) if n.isdigit() else _NUMBERS[n]
+        lo, hi = today - timedelta(days=max(days, 1) - 1), today
+    else:  # latest, most recent, newest, recently, lately
+        lo, hi = today - timedelta(days=RECENT_DAYS - 1), today
+    return lo, hi
 
 
 def named_period(question: str, newest: str) -> Period | None:
@@ -141,40 +177,16 @@ def named_period(question: str, newest: str) -> Period | None:
             year = today.year if month <= today.month else today.year - 1
             if m.group(0).lower().startswith("last") and month == today.month:
                 year -= 1
-        lo, hi = _month_range(year, month)
+        try:
+            lo, hi = _month_range(year, month)
+        except ValueError:  # "in March 0000", or a month before year 1: no such days, so no period
+            continue
         found.append((m.start(), Period(lo.isoformat(), hi.isoformat(), m.group(0).strip())))
     for m in _RELATIVE.finditer(question):
-        phrase = m.group(1).lower()
-        monday = today - timedelta(days=today.weekday())
-        if phrase == "this week":
-            lo, hi = monday, monday + timedelta(days=6)
-        elif phrase in ("last week", "previous week"):
-            lo, hi = monday - timedelta(days=7), monday - timedelta(days=1)
-        elif phrase == "past week":
-            lo, hi = today - timedelta(days=6), today
-        elif phrase == "this month":
-            lo, hi = _month_range(today.year, today.month)
-        elif phrase in ("last month", "previous month"):
-            first = today.replace(day=1) - timedelta(days=1)
-            lo, hi = _month_range(first.year, first.month)
-        elif phrase == "past month":
-            lo, hi = today - timedelta(days=29), today
-        elif phrase == "today":
-            lo = hi = today
-        elif phrase == "yesterday":
-            lo = hi = today - timedelta(days=1)
-        elif phrase == "this year":
-            lo, hi = Date(today.year, 1, 1), Date(today.year, 12, 31)
-        elif phrase == "last year":
-            lo, hi = Date(today.year - 1, 1, 1), Date(today.year - 1, 12, 31)
-        elif phrase == "past year":
-            lo, hi = today - timedelta(days=364), today
-        elif phrase.endswith("days"):
-            n = phrase.split()[1]
-            days = int(n) if n.isdigit() else _NUMBERS[n]
-            lo, hi = today - timedelta(days=max(days, 1) - 1), today
-        else:  # latest, most recent, newest, recently, lately
-            lo, hi = today - timedelta(days=RECENT_DAYS - 1), today
+        try:
+            lo, hi = _relative_range(m.group(1).lower(), today)
+        except (ValueError, OverflowError):  # a week or year past 9999-12-31 or before 0001-01-01
+            continue
         found.append((m.start(), Period(lo.isoformat(), hi.isoformat(), m.group(1))))
     if not found:
         return None

@@ -149,7 +149,9 @@ def test_a_malformed_ask_body_is_422(reader, body):
     assert is_error(r, 422) and isinstance(r.json()["errors"], list)
 
 
-@pytest.mark.parametrize("raw", [b"", b"{not json", b'{"question": "\\ud800"}', b"\xff\xfe\x00garbage"])
+@pytest.mark.parametrize("raw", [b"", b"{not json", b'{"question": "\\ud800"}', b"\xff\xfe\x00garbage",
+                                 b'{"question": "x", "history": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+                                 b'{"question": "x", "history": ' + b"[" * 900 + b'"\\ud800"' + b"]" * 900 + b"}"])
 def test_a_body_that_is_not_json_text_is_422(reader, raw):
     assert is_error(reader.post("/ask", content=raw, headers={"content-type": "application/json"}), 422)
 
@@ -381,7 +383,8 @@ def test_an_unknown_document_is_404(reader, path):
 
 
 @pytest.mark.parametrize("query", [{"start": 50, "end": 10}, {"start": 0, "end": 10**7}, {"start": 5},
-                                   {"start": 0, "end": 20, "hl": "x-y"}, {"start": 0, "end": 20, "hl": "30-10"}])
+                                   {"start": 0, "end": 20, "hl": "x-y"}, {"start": 0, "end": 20, "hl": "30-10"},
+                                   {"start": 0, "end": 20, "hl": "\u00b2-\u00b3"}])  # "²".isdigit(), but not int
 def test_a_bad_highlight_range_is_400(reader, query):
     r = reader.get(f"/documents/{RETALIATION_DOC}", params=query, headers=HTML)
     assert r.status_code == 400 and ("start" in r.text or "hl" in r.text)

@@ -223,6 +223,10 @@ def test_a_body_that_is_not_json_gets_an_openai_error(client):
     surrogate = json.dumps({"messages": [user("\ud800 which countries?")]}).encode()  # sent escaped: "\\ud800"
     openai_error(client.post("/v1/chat/completions", content=surrogate, headers=as_json), 400,
                  param="messages[0].content", code="invalid_value")
+    for field in ("sources", "doc_ids"):  # newsqa's own filters reach SQLite: refused the same way
+        body = json.dumps({"messages": [user(QUESTION)], field: ["Coastal Post", "\ud800"]}).encode()
+        openai_error(client.post("/v1/chat/completions", content=body, headers=as_json), 400,
+                     param=f"{field}[1]", code="invalid_value")
     # Without a content type the body is read as JSON, as /ask reads it.
     raw = json.dumps({"messages": [user(QUESTION)]}).encode()
     assert client.post("/v1/chat/completions", content=raw).status_code == 200

@@ -76,6 +76,18 @@ def test_named_periods_count_from_the_newest_article():
     assert named_period("what happened this week?", "") is None  # no dated article
 
 
+def test_periods_past_the_ends_of_the_calendar_are_no_period_not_an_error():
+    """An article may be dated 0001-01-01 or 9999-12-31, and a question may name year 0: no such days."""
+    assert named_period("what happened this week?", "9999-12-31") is None  # the week ends in year 10000
+    assert named_period("what happened today?", "9999-12-31").since == "9999-12-31"
+    for phrase in ("latest", "recently", "yesterday", "last week", "last year", "in the past year", "last month"):
+        assert named_period(f"what happened {phrase}?", "0001-01-01") is None, phrase
+    assert named_period("strikes in December", "0001-01-01") is None  # the December before year 1
+    assert named_period("what happened in March 0000?", "2025-05-22") is None
+    # Only ASCII digits are a year: "２０２５" is not read as one (the month alone is).
+    assert named_period("what happened in March ２０２５?", "2025-05-22").since == "2025-03-01"
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"since": "2025-3-1"}, "since must be a date written YYYY-MM-DD"),
     ({"until": "yesterday"}, "until must be a date written YYYY-MM-DD"),

@@ -34,26 +34,37 @@ async def json_body(request: Request):
         raise MalformedBody("the body is empty: send a JSON object")
     try:
         data = json.loads(raw)
+    except RecursionError:  # arrays nested thousands deep: the parser's own limit, not a server fault
+        raise MalformedBody("the body is not valid JSON: it is nested too deeply") from None
     except ValueError as e:
         raise MalformedBody(f"the body is not valid UTF-8 JSON ({e})") from None
     check_unicode(data)
     return data
 
 
+def lone_surrogate(value) -> bool:
+    """Whether parsed JSON holds a string with a lone surrogate escape ("\\ud800"). Iterative: a body may nest
+    as deep as the JSON parser allows, deeper than a recursive walk on top of the server's stack."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return False
+
+
 def check_unicode(value) -> None:
     """JSON may escape lone surrogates ("\\ud800"), which are not text: refuse them before they reach SQLite."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise MalformedBody("the body holds a lone surrogate escape, which is not valid Unicode text") from None
-    elif isinstance(value, list):
-        for item in value:
-            check_unicode(item)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_unicode(key)
-            check_unicode(item)
+    if lone_surrogate(value):
+        raise MalformedBody("the body holds a lone surrogate escape, which is not valid Unicode text")
 
 
 def looks_like_json(raw: bytes) -> bool:

@@ -395,6 +395,9 @@ async def chat_completions(body: ChatCompletionRequest, index: NewsIndex = Depen
         raise ChatError("n must be 1: there is one answer to a question", param="n", code="unsupported_value")
     question, history, last = conversation(body.messages, index.settings.max_question_chars)
     question = _validated_question(index, question, f"messages[{last}].content")
+    for name in ("sources", "doc_ids"):
+        for i, value in enumerate(getattr(body, name)):
+            _check_text(value, f"{name}[{i}]")
     # A stream written by the local model is asked for the extractive answer first, then written as it streams.
     written = bool(body.stream) and index.writer is not None
     answer = await run_in_threadpool(lambda: index.ask(question, body.k, history, since=body.since, until=body.until,

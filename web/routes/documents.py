@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlencode
@@ -32,6 +33,7 @@ from ..pages import Listing, Pages, size_text
 from .common import ERRORS, HTML_200, INDEX_ERRORS, WRITE_ERRORS, body
 
 UPLOAD_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def on_documents_page(request: Request) -> None:
@@ -131,7 +133,8 @@ def get_document(request: Request, doc_id: str,
     answers = []
     for item in hl:
         a, sep, b = item.partition("-")
-        if not (sep and a.isdigit() and b.isdigit() and int(a) < int(b) <= len(article)):
+        # ASCII digits only: "²".isdigit() is true, but int() refuses it.
+        if not (sep and _DIGITS.fullmatch(a) and _DIGITS.fullmatch(b) and int(a) < int(b) <= len(article)):
             raise InvalidInput(f"hl must be start-end inside the article, not {item!r}")
         answers.append((int(a), int(b)))
     anchors: dict[int, list[str]] = {}
