@@ -17,7 +17,7 @@ from datetime import date as Date, datetime
 from pathlib import Path
 
 from .errors import Conflict, InvalidInput, NotFound, TooLarge, UnsupportedFile
-from .records import Article, strip_controls
+from .records import Article, has_lone_surrogate, strip_controls
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -27,7 +27,8 @@ PDF_SUFFIXES = {".pdf"}
 SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | COLLECTION_SUFFIXES | PDF_SUFFIXES
 
 _FRONT_KEYS = ("title", "date", "source", "url", "author")
-_FRONT_LINE = re.compile(r"^(title|date|source|url|author)\s*:\s*(.*?)\s*$", re.IGNORECASE)
+# Lines are stripped before matching; a lazy value followed by \\s*$ was quadratic in a run of spaces inside it.
+_FRONT_LINE = re.compile(r"^(title|date|source|url|author)\s*:\s*(.*)$", re.IGNORECASE)
 _STATED_DATE = re.compile(
     r"^\s*(?:date|published|updated|posted)\s*[:\-]?\s*(\d{4}-\d{2}-\d{2}(?:[T ][0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?)",
     re.IGNORECASE,
@@ -144,14 +145,15 @@ def split_front_matter(raw: str) -> tuple[dict, int]:
         else:
             return {}, 0  # no closing fence: not front matter
     else:
-        pos = 0
+        pos = keys = 0
         for line in lines:
             m = _FRONT_LINE.match(line.strip())
             if not m:
                 break
-            fields[m.group(1).lower()] = m.group(2).strip().strip("\"'")
+            fields[m.group(1).lower()] = m.group(2).strip().strip("\"'")  # a repeated key: the last one
             pos += len(line)
-        if not fields or (pos < len(raw) and lines[len(fields)].strip()):
+            keys += 1
+        if not fields or (pos < len(raw) and lines[keys].strip()):
             return {}, 0  # key lines must be followed by a blank line, or they are the article itself
     while pos < len(raw) and raw[pos] in "\r\n":
         pos += 1
@@ -199,19 +201,24 @@ _BLOCK_TAGS = {
 }
 
 
-def _visible_text(soup) -> str:
+def _visible_text(soup, *, join_lines: bool = False) -> str:
     """The text of a parsed page's body: one paragraph per block (heading, paragraph, list item, table row, code
-    line), whitespace inside a line collapsed, paragraphs separated by a blank line."""
+    line), whitespace inside a line collapsed, paragraphs separated by a blank line. With ``join_lines`` a line
+    break inside a block is a space, except in ``<pre>``."""
     for tag in soup(["script", "style", "noscript", "template", "head", "svg", "iframe", "object"]):
         tag.decompose()
-    lines = [" ".join(line.split()) for line in strip_controls(_block_text(soup)).splitlines()]
+    lines = [" ".join(line.split()) for line in strip_controls(_block_text(soup, join_lines)).splitlines()]
     return "\n\n".join(line for line in lines if line)
 
 
-def _block_text(soup) -> str:
-    """``soup.get_text("")`` with a line break before and after every block tag, in one pass over the tree.
-    Inserting the breaks into the tree instead costs time in the number of siblings before each tag and in its
-    depth (bs4 finds the tag's last descendant): minutes for a 5 MB page of 130,000 paragraphs or deep nesting."""
+_PRE_END = object()
+
+
+def _block_text(soup, join_lines: bool = False) -> str:
+    """``soup.get_text("")`` with a line break before and after every block tag, in one pass over the tree (and,
+    with ``join_lines``, line breaks in strings outside ``<pre>`` as spaces). Changing the tree instead (inserting
+    breaks, replacing strings) costs time in the number of siblings before each node and in its depth: minutes for
+    a 5 MB page of 130,000 paragraphs, 20 s for a Markdown file of 20,000 paragraphs."""
     from bs4.element import NavigableString, Tag
 
     # The strings get_text reads (not comments, doctypes or processing instructions): bs4's own rule.
@@ -219,17 +226,23 @@ def _block_text(soup) -> str:
     wanted = (lambda t: t is kinds) if isinstance(kinds, type) else (lambda t: t in kinds)
     out: list[str] = []
     stack: list = [soup]
+    in_pre = 0
     while stack:
         node = stack.pop()
         if node is None:  # the end of a block tag
             out.append("\n")
+        elif node is _PRE_END:
+            in_pre -= 1
         elif isinstance(node, Tag):
             if node.name in _BLOCK_TAGS and node is not soup:
                 out.append("\n")
                 stack.append(None)
+            if node.name == "pre":
+                in_pre += 1
+                stack.append(_PRE_END)
             stack.extend(reversed(node.contents))
         elif isinstance(node, NavigableString) and wanted(type(node)):
-            out.append(str(node))
+            out.append(str(node) if in_pre or not join_lines else str(node).replace("\n", " "))
     return "".join(out)
 
 
@@ -241,12 +254,8 @@ def markdown_to_text(markdown: str) -> str:
     from markdown_it import MarkdownIt
 
     html = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown)
-    soup = BeautifulSoup(html, "lxml")
     # A line break inside a paragraph (or between a table's cells) is a space; only code keeps its lines.
-    for string in soup.find_all(string=True):
-        if "\n" in string and string.find_parent("pre") is None:
-            string.replace_with(string.replace("\n", " "))
-    return _visible_text(soup)
+    return _visible_text(BeautifulSoup(html, "lxml"), join_lines=True)
 
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
@@ -265,7 +274,7 @@ def pdf_to_article(data: bytes, *, doc_id: str, path: str = "", date: str = "") 
     import logging
 
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+    from pypdf.errors import DependencyError, PyPdfError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings about damaged files would reach stderr
     name = path or doc_id
@@ -278,7 +287,11 @@ def pdf_to_article(data: bytes, *, doc_id: str, path: str = "", date: str = "") 
         meta_title, meta_author = (meta.get("/Title") or ""), (meta.get("/Author") or "")
     except UnsupportedFile:
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as e:
+    except DependencyError as e:  # AES encryption or a JBIG2 image stream: pypdf needs a package not installed
+        raise UnsupportedFile(f"{name}: this PDF needs a decoder that is not installed ({e}); save an unprotected "
+                              "copy, or print it to a new PDF, and add that") from None
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError,
+            NotImplementedError, RecursionError) as e:
         raise UnsupportedFile(f"{name}: not a readable PDF ({type(e).__name__}: {e})") from None
     text, starts, empty = "", [], []
     for i, page in enumerate(texts):
@@ -454,6 +467,8 @@ def articles_from_records(records: list, *, name: str, max_bytes: int) -> list[A
     for n, record in enumerate(records):
         if not isinstance(record, dict):
             raise InvalidInput(f"{name}: record {n} is not an object")
+        if has_lone_surrogate(record):
+            raise InvalidInput(f"{name}: record {n} holds a lone surrogate escape (\\ud800–\\udfff), which is not text")
         text = strip_controls(_first(record, "body", "text", "content", "article"))
         if not text.strip():
             raise InvalidInput(f"{name}: record {n} has no body or text")
@@ -514,6 +529,7 @@ def read_file(path: Path, *, max_bytes: int, date: str = "", doc_id: str = "") -
 
 
 def _parse_collection(text: str, path: Path) -> list:
+    lineno = 0
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
@@ -525,9 +541,20 @@ def _parse_collection(text: str, path: Path) -> list:
             if isinstance(data, list):
                 return data
             raise InvalidInput(f"{path}: expected a list of articles")
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        # Records end at "\n" only: U+2028, U+2029 and U+0085 may stand unescaped inside a JSON string.
+        records = []
+        for lineno, line in enumerate(text.split("\n"), start=1):
+            if line.strip():
+                records.append(json.loads(line))
+        return records
     except json.JSONDecodeError as e:
-        raise InvalidInput(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        where = f"line {lineno or e.lineno}, column {e.colno}"
+        raise InvalidInput(f"{path}: not valid JSON ({e.msg}: {where})") from None
+    except RecursionError:
+        raise InvalidInput(f"{path}: not valid JSON (nested too deeply{f' at line {lineno}' if lineno else ''})") \
+            from None
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+        raise InvalidInput(f"{path}: not valid JSON ({e})") from None
 
 
 IGNORE_FILE = ".qaignore"
@@ -593,7 +620,10 @@ class IgnoreRules:
             dirs_only = line.endswith("/")
             anchored = "/" in line.rstrip("/")
             body = _glob_regex(line.rstrip("/").lstrip("/"))
-            regex = re.compile(("^" if anchored else "^(?:.*/)?") + body + "$", re.DOTALL)
+            try:
+                regex = re.compile(("^" if anchored else "^(?:.*/)?") + body + "$", re.DOTALL)
+            except re.error as e:  # "[z-a]": a range out of order
+                raise InvalidInput(f"{IGNORE_FILE}: the line {line!r} is not a valid pattern ({e.msg})") from None
             self.rules.append(_Rule(regex, negated, dirs_only))
 
     @classmethod

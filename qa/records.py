@@ -15,6 +15,25 @@ def strip_controls(text: str) -> str:
     return _CONTROLS.sub("", text) if _CONTROLS.search(text) else text
 
 
+def has_lone_surrogate(value) -> bool:
+    """Whether parsed JSON holds a string with a lone surrogate escape ("\\ud800"), which is not text and which
+    SQLite cannot store. Iterative: JSON may nest deeper than a recursive walk can go."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return False
+
+
 @dataclass
 class Article:
     """One article as ingested. ``text`` is verbatim after decoding, less the C0 control characters other than

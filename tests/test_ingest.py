@@ -196,3 +196,65 @@ def test_a_folders_qaignore_leaves_out_what_it_lists(tmp_path):
     assert found.summary() == "read 3 articles from 3 files (2 .txt, 1 .md); 7 files ignored by .qaignore"
     # A file named directly is read whatever the folder's .qaignore says.
     assert [a.doc_id for a in collect([tmp_path / "PROVENANCE.md"], max_bytes=MB).articles] == ["PROVENANCE"]
+
+
+def test_json_that_crashed_the_parser_is_a_clear_error_and_the_folder_s_other_files_are_still_read(tmp_path):
+    """Nesting past the parser's depth, a lone surrogate escape and an integer of 5,000 digits each aborted a whole
+    `qa index` run; now each is one file skipped with its reason."""
+    (tmp_path / "good.txt").write_text("Fine article.", encoding="utf-8")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    (tmp_path / "surrogate.json").write_text('[{"body": "Text \\ud800 here."}]', encoding="utf-8")
+    (tmp_path / "number.jsonl").write_text('{"body": "Fine."}\n{"body": "x", "id": ' + "9" * 5000 + "}\n",
+                                           encoding="utf-8")
+    found = collect([tmp_path], max_bytes=MB)
+    assert [a.doc_id for a in found.articles] == ["good"]
+    reasons = sorted(found.skipped)
+    assert "deep.json: not valid JSON (nested too deeply)" in reasons[0]
+    assert "number.jsonl: not valid JSON (Exceeds the limit" in reasons[1]
+    assert "surrogate.json: record 0 holds a lone surrogate escape" in reasons[2]
+
+
+def test_json_lines_end_at_newlines_only_and_errors_name_the_line(tmp_path):
+    """U+2028, U+2029 and U+0085 may stand unescaped inside a JSON string (``json.dumps(ensure_ascii=False)``)."""
+    path = tmp_path / "feed.jsonl"
+    records = [{"id": f"a{n}", "body": f"Paragraph one.\u2028Line two\u2029of article {n}.\u0085End."} for n in range(3)]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
+    assert [a.text for a in read_file(path, max_bytes=MB)] == [r["body"] for r in records]
+    path.write_text("\n".join(json.dumps(r) for r in records) + '\n\n{"id": "bad", "body": "unterminated}\n',
+                    encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"not valid JSON \(Unterminated string starting at: line 5, column 23\)"):
+        read_file(path, max_bytes=MB)
+
+
+def test_a_repeated_front_matter_key_keeps_the_last_value_and_a_long_value_is_read_whole(tmp_path):
+    """A repeated key turned front matter off (its lines became the article); a run of 200,000 spaces inside a
+    value took minutes to match (a lazy value before ``\\s*$``)."""
+    path = tmp_path / "ferry.txt"
+    path.write_text("title: Ferry strike\nauthor: Ann\nauthor: Bob\n\nFerry workers walked out.", encoding="utf-8")
+    (article,) = read_file(path, max_bytes=MB)
+    assert (article.title, article.author, article.text) == ("Ferry strike", "Bob", "Ferry workers walked out.")
+    path.write_text("title: Ferry" + " " * 200_000 + "strike\n\nFerry workers walked out.", encoding="utf-8")
+    (article,) = read_file(path, max_bytes=MB)
+    assert (article.title, article.text) == ("Ferry" + " " * 200_000 + "strike", "Ferry workers walked out.")
+
+
+def test_a_pdf_that_needs_a_missing_decoder_is_refused_with_the_reason(tmp_path, monkeypatch):
+    """AES encryption and JBIG2 images make pypdf raise DependencyError, which is not one of its PdfErrors: a
+    traceback from `qa add`, and a whole folder's run aborted."""
+    import pypdf
+    from pypdf.errors import DependencyError
+
+    def needs_cryptography(*_args, **_kwargs):
+        raise DependencyError("cryptography>=3.1 is required for AES algorithm")
+
+    monkeypatch.setattr(pypdf, "PdfReader", needs_cryptography)
+    (tmp_path / "aes.pdf").write_bytes(b"%PDF-1.7")
+    with pytest.raises(UnsupportedFile, match="aes.pdf: this PDF needs a decoder that is not installed"):
+        read_file(tmp_path / "aes.pdf", max_bytes=MB)
+
+
+def test_a_qaignore_line_that_is_no_pattern_is_a_clear_error(tmp_path):
+    (tmp_path / ".qaignore").write_text("drafts/\n[z-a].txt\n", encoding="utf-8")
+    (tmp_path / "a.txt").write_text("Ottawa announced new lumber quotas.", encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"\.qaignore: the line '\[z-a\]\.txt' is not a valid pattern"):
+        collect([tmp_path], max_bytes=MB)

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from qa.errors import QAError
+from qa.records import has_lone_surrogate
 
 from .negotiation import content_type
 
@@ -42,28 +43,9 @@ async def json_body(request: Request):
     return data
 
 
-def lone_surrogate(value) -> bool:
-    """Whether parsed JSON holds a string with a lone surrogate escape ("\\ud800"). Iterative: a body may nest
-    as deep as the JSON parser allows, deeper than a recursive walk on top of the server's stack."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-    return False
-
-
 def check_unicode(value) -> None:
     """JSON may escape lone surrogates ("\\ud800"), which are not text: refuse them before they reach SQLite."""
-    if lone_surrogate(value):
+    if has_lone_surrogate(value):
         raise MalformedBody("the body holds a lone surrogate escape, which is not valid Unicode text")
 
 
