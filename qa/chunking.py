@@ -155,7 +155,18 @@ class Chunker:
         given as pieces of that many characters."""
         enc = self.tokenizer.encode(text, add_special_tokens=False)
         starts, ends = [], []
-        for s, e in enc.offsets:
+        last = 0
+        for s, e in [*enc.offsets, (len(text), len(text))]:
+            if s - last > MAX_TOKEN_CHARS:
+                # Characters the tokenizer drops (zero-width spaces, U+FFFD, …) count as one token per
+                # MAX_TOKEN_CHARS, like an over-long token, where a stretch of them holds more than white space:
+                # counted as nothing, a million of them made one chunk of a million characters.
+                for a in range(last, s, MAX_TOKEN_CHARS):
+                    b = min(a + MAX_TOKEN_CHARS, s)
+                    if not text[a:b].isspace():
+                        starts.append(a)
+                        ends.append(b)
+            last = max(last, e)
             if e - s > MAX_TOKEN_CHARS:
                 for a in range(s, e, MAX_TOKEN_CHARS):
                     starts.append(a)
