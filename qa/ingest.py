@@ -560,21 +560,25 @@ def _parse_collection(text: str, path: Path) -> list:
 IGNORE_FILE = ".qaignore"
 
 
+_STAR, _DEEP = object(), object()  # "*" and "**" while translating a glob
+
+
 def _glob_regex(pattern: str) -> str:
     """A gitignore glob as a regular expression over a /-separated relative path."""
-    out, i = [], 0
+    out: list = []
+    i = 0
     while i < len(pattern):
         c = pattern[i]
         if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
+            out += [_DEEP, "(?:.*/)?"]
             i += 3
             continue
         if pattern.startswith("**", i):
-            out.append(".*")
+            out += [_DEEP, ".*"]
             i += 2
             continue
         if c == "*":
-            out.append("[^/]*")
+            out.append(_STAR)
         elif c == "?":
             out.append("[^/]")
         elif c == "[" and pattern.find("]", i + 2) != -1:
@@ -591,7 +595,29 @@ def _glob_regex(pattern: str) -> str:
         else:
             out.append(re.escape(c))
         i += 1
-    return "".join(out)
+    return _stars(out)
+
+
+def _stars(tokens: list) -> str:
+    """The translated tokens as one expression. Between two ``*`` the text is matched at its first occurrence
+    and kept (an atomic group, as ``fnmatch`` does): plain ``[^/]*`` before each made ``*a*a*a*a*a*a*b`` try every
+    split of a name, seconds for 80 characters. A later occurrence never matches where the first does not, since
+    the next ``*`` takes up what lies between them, where no "/" can be."""
+    segments: list[list] = [[]]
+    for t in tokens:
+        if t is _STAR:
+            segments.append([])
+        else:
+            segments[-1].append(t)
+    text = lambda seg: "".join(t for t in seg if t is not _DEEP)  # noqa: E731
+    # Only where the text between the stars cannot hold a "/" ("**", a "/" or a negated class like [!a] can).
+    slashless = lambda seg: all(t == "[^/]" or t is not _DEEP and "/" not in t and not t.startswith("[^")  # noqa: E731
+                                for t in seg)
+    out = text(segments[0])
+    for n, seg in enumerate(segments[1:], start=1):
+        last = n == len(segments) - 1
+        out += "(?>[^/]*?" + text(seg) + ")" if not last and slashless(seg) else "[^/]*" + text(seg)
+    return out
 
 
 @dataclass(frozen=True)

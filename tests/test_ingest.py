@@ -1,6 +1,7 @@
 """Reading articles: formats, front matter, stated dates, titles, and clear errors for bad files."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -258,3 +259,13 @@ def test_a_qaignore_line_that_is_no_pattern_is_a_clear_error(tmp_path):
     (tmp_path / "a.txt").write_text("Ottawa announced new lumber quotas.", encoding="utf-8")
     with pytest.raises(InvalidInput, match=r"\.qaignore: the line '\[z-a\]\.txt' is not a valid pattern"):
         collect([tmp_path], max_bytes=MB)
+
+
+def test_a_qaignore_pattern_with_many_stars_matches_long_names_at_once(tmp_path):
+    """``*a*a*a*a*a*a*b`` tried every split of a name: seconds for 80 characters, ages for 300."""
+    (tmp_path / ".qaignore").write_text("*a*a*a*a*a*a*b\n", encoding="utf-8")
+    (tmp_path / ("a" * 200 + ".txt")).write_text("Ottawa announced new lumber quotas.", encoding="utf-8")
+    (tmp_path / ("a" * 200 + "b")).mkdir()
+    (tmp_path / ("a" * 200 + "b") / "x.txt").write_text("Ignored with its folder.", encoding="utf-8")
+    found = collect([tmp_path], max_bytes=MB)
+    assert [Path(a.path).name for a in found.articles] == ["a" * 200 + ".txt"] and found.ignored == 1
