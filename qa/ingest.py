@@ -43,10 +43,13 @@ def parse_date(value: str) -> str:
     if not value:
         return ""
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).date().isoformat()
+        # Python reads a run of digits as a basic-format date from its first eight ("1" * 100 is 1111-11-11).
+        if not (value.isdigit() and len(value) != 8):
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).date().isoformat()
     except ValueError:
         pass
-    cleaned = re.sub(r"(\d)(st|nd|rd|th)\b", r"\1", value.replace(".", ""))
+    # "Sept." is AP style's September; strptime's %b knows only "Sep".
+    cleaned = re.sub(r"(\d)(st|nd|rd|th)\b", r"\1", re.sub(r"\bSept\b", "Sep", value.replace(".", ""), flags=re.I))
     for fmt in _DATE_FORMATS:
         try:
             return datetime.strptime(cleaned, fmt).date().isoformat()

@@ -145,8 +145,11 @@ def test_dates_in_common_forms_parse_and_nonsense_does_not():
     assert parse_date("2023-11-27T08:45:59+00:00") == "2023-11-27"
     assert parse_date("March 28, 2025") == "2025-03-28"
     assert parse_date("28 March 2025") == "2025-03-28"
-    with pytest.raises(InvalidInput):
-        parse_date("soon")
+    assert parse_date("Sept. 3, 2025") == parse_date("3 Sept 2025") == "2025-09-03"  # AP style
+    assert parse_date("20250903") == "2025-09-03"
+    for nonsense in ("soon", "1" * 100):  # Python would read the first eight digits of the run as a date
+        with pytest.raises(InvalidInput):
+            parse_date(nonsense)
 
 
 CONTROLS = "\x00\x01\x08\x0b\x0c\x1b\x1f"
