@@ -801,3 +801,16 @@ def test_an_unknown_job_is_a_json_404(reader):
 
 def test_a_background_write_needs_the_token_too(guarded):
     assert is_error(guarded.post("/documents?background=1", json={"text": ZORBLAX}), 401)
+
+
+def test_head_is_answered_as_get_without_the_body(reader):
+    """Link checkers and uptime monitors send HEAD; a 405 names it beside GET."""
+    for path, kind in (("/health", "application/json"), ("/", "text/html"), (f"/documents/{RETALIATION_DOC}",
+                                                                             "application/json")):
+        got, head = reader.get(path), reader.head(path)
+        assert head.status_code == got.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"].startswith(kind)
+        assert head.headers["content-length"] == got.headers["content-length"]
+    assert reader.head("/ask").status_code == reader.get("/ask").status_code == 400  # without q
+    refused = reader.post("/health")
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"

@@ -25,7 +25,7 @@ from qa.index import NewsIndex
 from qa.settings import Settings
 
 from . import errors
-from .guards import BodyLimit, HostGuard, RateLimit, allowed_hosts
+from .guards import BodyLimit, HeadAsGet, HostGuard, RateLimit, allowed_hosts
 from .jobs import Jobs
 from .openai_api import router as openai_router
 from .pages import HERE, Pages
@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None, index: NewsIndex | None = None,
     app.add_middleware(BodyLimit, limit=app.state.body_limit)
     if settings.rate is not None:  # QA_RATE_LIMIT: questions per client address, 429 with Retry-After beyond
         app.add_middleware(RateLimit, count=settings.rate[0], period=settings.rate[1])
+    app.add_middleware(HeadAsGet)
     app.add_middleware(HostGuard, allowed=app.state.allowed_hosts)  # outermost: checked before anything else
 
     meta.mount_swagger(app)

@@ -66,7 +66,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return problem(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        allow = (headers or {}).get("Allow", "")
+        if exc.status_code == 405 and "GET" in allow.split(", ") and "HEAD" not in allow:
+            headers = {**headers, "Allow": f"{allow}, HEAD"}  # answered for every GET route (guards.HeadAsGet)
+        return problem(request, exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

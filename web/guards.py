@@ -115,6 +115,29 @@ class HostGuard:
         await self.app(scope, receive, send)
 
 
+class HeadAsGet:
+    """ASGI middleware: a HEAD request is answered as the GET would be, without the body (HTTP asks every server
+    to support HEAD; link checkers and uptime monitors send it). It sits outside the rate limit, which counts a
+    HEAD of ``/ask`` as the question it runs."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 class BodyLimit:
     """ASGI middleware: a request body over ``limit`` bytes gets 413 before it is read into memory (by its
     Content-Length) or while it streams (chunked bodies), so no upload can exhaust memory."""
