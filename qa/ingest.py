@@ -27,7 +27,7 @@ PDF_SUFFIXES = {".pdf"}
 SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | COLLECTION_SUFFIXES | PDF_SUFFIXES
 
 _FRONT_KEYS = ("title", "date", "source", "url", "author")
-# Lines are stripped before matching; a lazy value followed by \\s*$ was quadratic in a run of spaces inside it.
+# Lines are stripped before matching; a lazy value followed by \s*$ was quadratic in a run of spaces inside it.
 _FRONT_LINE = re.compile(r"^(title|date|source|url|author)\s*:\s*(.*)$", re.IGNORECASE)
 _STATED_DATE = re.compile(
     r"^\s*(?:date|published|updated|posted)\s*[:\-]?\s*(\d{4}-\d{2}-\d{2}(?:[T ][0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?)",
@@ -612,10 +612,13 @@ def _stars(tokens: list) -> str:
             segments.append([])
         else:
             segments[-1].append(t)
-    text = lambda seg: "".join(t for t in seg if t is not _DEEP)  # noqa: E731
-    # Only where the text between the stars cannot hold a "/" ("**", a "/" or a negated class like [!a] can).
-    slashless = lambda seg: all(t == "[^/]" or t is not _DEEP and "/" not in t and not t.startswith("[^")  # noqa: E731
-                                for t in seg)
+    def text(seg: list) -> str:
+        return "".join(t for t in seg if t is not _DEEP)
+
+    def slashless(seg: list) -> bool:
+        # Only where the text between the stars cannot hold a "/" ("**", a "/" or a negated class like [!a] can).
+        return all(t == "[^/]" or (t is not _DEEP and "/" not in t and not t.startswith("[^")) for t in seg)
+
     out = text(segments[0])
     for n, seg in enumerate(segments[1:], start=1):
         last = n == len(segments) - 1
