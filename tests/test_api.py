@@ -384,7 +384,8 @@ def test_an_unknown_document_is_404(reader, path):
 
 @pytest.mark.parametrize("query", [{"start": 50, "end": 10}, {"start": 0, "end": 10**7}, {"start": 5},
                                    {"start": 0, "end": 20, "hl": "x-y"}, {"start": 0, "end": 20, "hl": "30-10"},
-                                   {"start": 0, "end": 20, "hl": "\u00b2-\u00b3"}])  # "²".isdigit(), but not int
+                                   {"start": 0, "end": 20, "hl": "\u00b2-\u00b3"},  # "²".isdigit(), but not int
+                                   {"start": 0, "end": 20, "hl": "1" * 4301 + "-2"}])  # int() refuses 4,301 digits
 def test_a_bad_highlight_range_is_400(reader, query):
     r = reader.get(f"/documents/{RETALIATION_DOC}", params=query, headers=HTML)
     assert r.status_code == 400 and ("start" in r.text or "hl" in r.text)

@@ -89,3 +89,14 @@ def test_one_card_for_overlapping_passages_and_its_citations_point_to_exact_char
                     assert a["href"] == f"#{card['id']}"
         if any(p["doc_id"] == RETALIATION_DOC for p in data["passages"]):
             assert RETALIATION_DOC in {c["data-doc-id"] for c in cards}
+
+
+def test_only_short_ascii_markers_are_citations_in_the_answer_text():
+    """An article's sentence may hold "[٢]" (another script's digit) or a bracketed run of 5,000 digits, which
+    int() refuses: every page citing it failed with a 500. Neither is a marker; the answerer's "[n]" are."""
+    from web.highlight import answer_parts
+
+    long_run = "[" + "1" * 5000 + "]"
+    answer = f"The strike lasts a week [\u0662] and {long_run} more. [1] Talks resume in May. [2]"
+    assert answer_parts(answer, {1, 2}) == [(f"The strike lasts a week [\u0662] and {long_run} more.", None),
+                                            ("", 1), (" Talks resume in May.", None), ("", 2)]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_MARKER = re.compile(r"\s*\[(\d+)\]")
+# ASCII digits only, and few: "[٢]" in an article's sentence is not a marker, nor "[" + 5,000 digits + "]" (which
+# int() refuses: every page citing that sentence failed).
+_MARKER = re.compile(r"\s*\[([0-9]{1,4})\]")
 
 
 @dataclass(frozen=True)

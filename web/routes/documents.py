@@ -33,7 +33,7 @@ from ..pages import Listing, Pages, size_text
 from .common import ERRORS, HTML_200, INDEX_ERRORS, WRITE_ERRORS, body
 
 UPLOAD_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
-_DIGITS = re.compile(r"[0-9]+")
+_DIGITS = re.compile(r"[0-9]{1,12}")  # an offset; int() refuses over 4,300 digits
 
 
 def on_documents_page(request: Request) -> None:
