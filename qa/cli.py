@@ -396,10 +396,48 @@ def cmd_watch(args, settings: Settings) -> None:
         pass
 
 
+def _date_arg(text: str) -> str:
+    """An argparse type: a date as YYYY-MM-DD, checked once here rather than per file (a bad --date skipped every
+    file of a folder and still exited 0)."""
+    from .ingest import parse_date
+
+    try:
+        return parse_date(text)
+    except InvalidInput as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line on stderr and exit 2, as every other bad input (not the usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"qa: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _whole_in(least: int, most: int):
+    """An argparse type: a whole number from ``least`` to ``most`` (usage and one line, exit 2, otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not least <= number <= most:
+            raise argparse.ArgumentTypeError(f"must be from {least:,} to {most:,}, not {number:,}")
+        return number
+
+    return parse
+
+
 def cmd_serve(args, settings: Settings) -> None:
     """Serve the chat page and the JSON API (builds the index from the seed folder first if there is none). With
     ``--watch DIR`` a folder watch runs in a thread beside the server (as `qa watch DIR`, its actions logged on
     stderr) and is stopped, after the batch under way, when the server stops."""
+    import socket
+
+    try:  # a name that does not resolve failed inside uvicorn, after "serving http://…" was printed
+        socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:
+        raise InvalidInput(f"cannot serve on {args.host!r}: {getattr(e, 'strerror', None) or e}") from None
     index = _index(settings)
     watch = None
     if args.watch:
@@ -575,7 +613,7 @@ def _help_text(doc: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="qa", description="Ask questions of a folder of news articles, with citations.",
+    parser = _Parser(prog="qa", description="Ask questions of a folder of news articles, with citations.",
                                      epilog="examples:\n" + EXAMPLES["qa"], formatter_class=raw)
     parser.add_argument("--index-dir", help="index folder (default: $QA_INDEX_DIR or ./index)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -592,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true",
                    help="without paths: rebuild from the stored articles (after a settings change); with paths: "
                         "replace the stored articles with these")
-    p.add_argument("--date", help="date (YYYY-MM-DD) for articles that state none")
+    p.add_argument("--date", type=_date_arg, help="date (YYYY-MM-DD) for articles that state none")
     p.add_argument("--ids", choices=("stem", "path"), default="stem",
                    help="document ids from file stems (default) or from paths inside the folder")
     p.add_argument("--sync", action="store_true",
@@ -600,18 +638,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="read, chunk and embed on a Ray cluster (auto, ray://host:10001, host:6379; a local one "
                         "when ADDRESS is left out), writing here in batches; needs the ray extra")
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--workers", type=_whole_in(1, 4096), metavar="N",
                    help="with --ray: embedding workers, one CPU each (default: one per CPU of the cluster)")
     p = add("watch", cmd_watch)
     p.add_argument("folder")
     p.add_argument("--ids", choices=("stem", "path"), default="stem",
                    help="document ids from file stems (default) or from paths inside the folder")
-    p.add_argument("--date", help="date (YYYY-MM-DD) for articles that state none")
-    p.add_argument("--debounce", type=int, default=1000, metavar="MS",
+    p.add_argument("--date", type=_date_arg, help="date (YYYY-MM-DD) for articles that state none")
+    p.add_argument("--debounce", type=_whole_in(0, 3_600_000), default=1000, metavar="MS",
                    help="milliseconds of quiet before a batch of changes is applied (default 1000)")
     p = add("add", cmd_add)
     p.add_argument("files", nargs="+", help="article files")
-    p.add_argument("--date", help="date (YYYY-MM-DD) for articles that state none")
+    p.add_argument("--date", type=_date_arg, help="date (YYYY-MM-DD) for articles that state none")
     p = add("remove", cmd_remove)
     p.add_argument("doc_id")
     p = add("doctor", cmd_doctor)
@@ -620,22 +658,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p = add("ask", cmd_ask)
     p.add_argument("question")
-    p.add_argument("-k", type=int, default=5, help="passages to show (1-20, default 5)")
+    p.add_argument("-k", type=_whole_in(1, 20), default=5, help="passages to show (1-20, default 5)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.add_argument("--since", help="only articles dated on or after this day (YYYY-MM-DD)")
     p.add_argument("--until", help="only articles dated on or before this day (YYYY-MM-DD)")
     p.add_argument("--source", action="append", metavar="OUTLET", help="only articles from this outlet (repeatable)")
     p.add_argument("--doc", action="append", metavar="DOC_ID", help="only this article (repeatable)")
     p = add("chat", cmd_chat)
-    p.add_argument("-k", type=int, default=5, help="passages to show (1-20, default 5)")
+    p.add_argument("-k", type=_whole_in(1, 20), default=5, help="passages to show (1-20, default 5)")
     p = add("serve", cmd_serve)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_whole_in(1, 65535), default=8000)
     p.add_argument("--watch", metavar="DIR", help="also keep the index in step with this folder (as `qa watch DIR`)")
     p.add_argument("--ids", choices=("stem", "path"), default="stem",
                    help="with --watch: document ids from file stems (default) or from paths inside the folder")
-    p.add_argument("--date", help="with --watch: date (YYYY-MM-DD) for articles that state none")
-    p.add_argument("--debounce", type=int, default=1000, metavar="MS",
+    p.add_argument("--date", type=_date_arg, help="with --watch: date (YYYY-MM-DD) for articles that state none")
+    p.add_argument("--debounce", type=_whole_in(0, 3_600_000), default=1000, metavar="MS",
                    help="with --watch: milliseconds of quiet before a batch of changes is applied (default 1000)")
     p = add("eval", cmd_eval)
     p.add_argument("dataset", choices=("beir", "multihop", "questions", "reader"))
@@ -644,7 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="beir: the qrels file (default test); multihop: dev (the seeded 30%% held out "
                                    "for tuning), test (the rest) or all (default); questions: dev, test or all; "
                                    "reader: dev (the sets settings are chosen on) or test (default)")
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N queries")
+    p.add_argument("--limit", type=_whole_in(0, 10**9), default=0, help="evaluate only the first N queries")
     p.add_argument("--cache", help="embedding cache file (default: INDEX_DIR/eval-cache/embeddings.sqlite3)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change a retrieval or answer setting, e.g. --set lexical_weight=0.5 or --set "
@@ -657,6 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for name in ("stdout", "stderr"):  # closed by the caller (`qa docs >&-`): what would go there goes nowhere
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))
     parser = build_parser()
     args = parser.parse_args(argv)
     overrides = {"index_dir": Path(args.index_dir)} if args.index_dir else {}

@@ -32,7 +32,7 @@ from .chunking import Chunker, ChunkerConfig, load_tokenizer
 from .errors import IndexCorrupt, IndexMismatch, IndexMissing, InvalidInput, NotFound, StorageFull, TooLarge
 from .ingest import article_from_text, collect, content_hash, readable_date, safe_doc_id
 from .locks import ReadWriteLock, process_lock
-from .records import AddReport, Answer, Article, Passage
+from .records import AddReport, Answer, Article, Passage, has_lone_surrogate, strip_controls
 from .retrieval import RetrievalConfig, Retrieved, hybrid_search, question_period
 from .scope import Scope
 from .settings import Settings
@@ -523,15 +523,18 @@ class NewsIndex:
         return doc
 
     def validate_question(self, question: str) -> str:
-        """The question stripped, or InvalidInput when it is empty or too long."""
-        if not isinstance(question, str) or not question.strip():
+        """The question stripped (of control characters too, as articles are), or InvalidInput when it is empty, too
+        long, or holds lone surrogates (bytes that were not UTF-8, as a terminal in another encoding sends them)."""
+        if not isinstance(question, str) or not strip_controls(question).strip():
             raise InvalidInput("the question is empty")
+        if has_lone_surrogate(question):
+            raise InvalidInput("the question holds bytes that are not UTF-8 text: send it as UTF-8")
         # Counted as sent, spaces included: what the OpenAPI schema's maxLength says (web/routes/meta.py).
         if len(question) > self.settings.max_question_chars:
             raise InvalidInput(
                 f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}"
             )
-        return question.strip()
+        return strip_controls(question).strip()
 
     def _checked_embedder(self, live: _Live):
         """The embedder, after checking that it makes vectors of the size the index holds."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import date as Date, datetime
@@ -509,6 +510,11 @@ def articles_from_records(records: list, *, name: str, max_bytes: int) -> list[A
 def read_file(path: Path, *, max_bytes: int, date: str = "", doc_id: str = "") -> list[Article]:
     """The article(s) in one file. Errors say which file and what is wrong with it."""
     path = Path(path)
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # stored with the article, the name failed only at the end, losing the whole batch
+        shown = os.fsencode(path).decode("utf-8", "replace")
+        raise InvalidInput(f"{shown}: the file name is not UTF-8; rename the file") from None
     if not path.exists():
         raise NotFound(f"{path}: no such file")
     if path.is_dir():
@@ -723,6 +729,8 @@ def find_files(paths: list[Path], *, ids: str = "stem") -> tuple[list[tuple[Path
         if root.is_file():
             out.append((root, "", True))
             continue
+        if not root.is_dir():  # a FIFO or a device was searched as a folder, finding nothing, and "0 added"
+            raise InvalidInput(f"{root}: not a file or folder (a pipe or a device); save the articles to a file")
         rules = IgnoreRules.of(root)
         for p in sorted(root.rglob("*")):
             rel = p.relative_to(root).as_posix()

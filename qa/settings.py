@@ -98,13 +98,26 @@ def _llm_url(value: str) -> str | None:
     return value
 
 
-def _positive(name: str, value: str, kind):
+def _positive(name: str, value: str, kind, most: float = 10**9):
+    """A number above 0 and at most ``most``: infinity and numbers past what a timer or a buffer takes are refused
+    here rather than failing later (QA_SHUTDOWN_WAIT=inf crashed a stopping server)."""
     try:
         number = kind(value)
     except ValueError:
         raise ValueError(f"{name} must be a positive number, not {value!r}") from None
-    if not number > 0:
-        raise ValueError(f"{name} must be a positive number, not {value!r}")
+    if not 0 < number <= most:
+        raise ValueError(f"{name} must be a positive number, at most {most:,}, not {value!r}")
+    return number
+
+
+def _whole(name: str, value: str, least: int, most: int) -> int:
+    """A whole number from ``least`` to ``most``, or a ValueError naming the variable."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or not least <= number <= most:
+        raise ValueError(f"{name} must be a whole number from {least:,} to {most:,}, not {value!r}")
     return number
 
 
@@ -201,14 +214,16 @@ class Settings:
             "allowed_hosts": _hosts("QA_ALLOWED_HOSTS", os.environ.get("QA_ALLOWED_HOSTS", "")),
             "rate_limit": os.environ.get("QA_RATE_LIMIT", "").strip() or None,
             "seeds_dir": Path(_env("QA_SEEDS_DIR", "seeds")),
-            "max_tokens": int(_env("QA_MAX_TOKENS", "256")),
-            "title_tokens": int(_env("QA_TITLE_TOKENS", "32")),
-            "overlap_sentences": int(_env("QA_OVERLAP_SENTENCES", "1")),
-            "max_question_chars": int(_env("QA_MAX_QUESTION_CHARS", "2000")),
-            "max_article_bytes": int(_env("QA_MAX_ARTICLE_BYTES", str(5 * 1024 * 1024))),
-            "threads": int(_env("QA_THREADS", str(max(1, os.cpu_count() or 1)))),
+            # The model reads at most 512 word pieces; a chunk needs room for its special tokens and some text.
+            "max_tokens": _whole("QA_MAX_TOKENS", _env("QA_MAX_TOKENS", "256"), 32, 512),
+            "title_tokens": _whole("QA_TITLE_TOKENS", _env("QA_TITLE_TOKENS", "32"), 0, 256),
+            "overlap_sentences": _whole("QA_OVERLAP_SENTENCES", _env("QA_OVERLAP_SENTENCES", "1"), 0, 10),
+            "max_question_chars": _whole("QA_MAX_QUESTION_CHARS", _env("QA_MAX_QUESTION_CHARS", "2000"), 1, 100_000),
+            "max_article_bytes": _whole("QA_MAX_ARTICLE_BYTES", _env("QA_MAX_ARTICLE_BYTES", str(5 * 1024 * 1024)),
+                                        1, 1 << 30),
+            "threads": _whole("QA_THREADS", _env("QA_THREADS", str(max(1, os.cpu_count() or 1))), 1, 256),
             "embed_arena": _switch("QA_EMBED_ARENA", _env("QA_EMBED_ARENA", "on")),
-            "embed_batch_tokens": int(_env("QA_EMBED_BATCH_TOKENS", "0")),
+            "embed_batch_tokens": _whole("QA_EMBED_BATCH_TOKENS", _env("QA_EMBED_BATCH_TOKENS", "0"), 0, 1 << 24),
             "reader": _switch("QA_READER", _env("QA_READER", "on")),
             "reader_dir": Path(_env("QA_READER_DIR", str(_default_reader_dir()))),
             "store": _env("QA_STORE", "embedded"),
@@ -216,10 +231,10 @@ class Settings:
             "llm_url": _llm_url(os.environ.get("QA_LLM_URL", "")),
             "llm_model": os.environ.get("QA_LLM_MODEL", "").strip(),
             "llm_api_key": os.environ.get("QA_LLM_API_KEY", "").strip() or None,
-            "llm_timeout": _positive("QA_LLM_TIMEOUT", _env("QA_LLM_TIMEOUT", "30"), float),
+            "llm_timeout": _positive("QA_LLM_TIMEOUT", _env("QA_LLM_TIMEOUT", "30"), float, most=86_400),
             "llm_max_tokens": _positive("QA_LLM_MAX_TOKENS", _env("QA_LLM_MAX_TOKENS", "256"), int),
             "llm_passages": _positive("QA_LLM_PASSAGES", _env("QA_LLM_PASSAGES", "3"), int),
-            "shutdown_wait": _positive("QA_SHUTDOWN_WAIT", _env("QA_SHUTDOWN_WAIT", "300"), float),
+            "shutdown_wait": _positive("QA_SHUTDOWN_WAIT", _env("QA_SHUTDOWN_WAIT", "300"), float, most=86_400),
         }
         env.update(overrides)
         settings = cls(**env)

@@ -272,3 +272,17 @@ def test_a_qaignore_pattern_with_many_stars_matches_long_names_at_once(tmp_path)
     (tmp_path / ("a" * 200 + "b") / "x.txt").write_text("Ignored with its folder.", encoding="utf-8")
     found = collect([tmp_path], max_bytes=MB)
     assert [Path(a.path).name for a in found.articles] == ["a" * 200 + ".txt"] and found.ignored == 1
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_in_a_folder_and_refused_when_named(tmp_path):
+    """Such a name failed only when stored with the article, losing every other file of the batch."""
+    import os
+
+    (tmp_path / "ferry.txt").write_text("Ferry workers struck on Monday.", encoding="utf-8")
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.txt"))
+    odd.write_text("Cafe news.", encoding="utf-8")
+    found = collect([tmp_path], max_bytes=MB)
+    assert [a.doc_id for a in found.articles] == ["ferry"]
+    assert len(found.skipped) == 1 and "caf\ufffd.txt: the file name is not UTF-8" in found.skipped[0]
+    with pytest.raises(InvalidInput, match="the file name is not UTF-8"):
+        read_file(odd, max_bytes=MB)

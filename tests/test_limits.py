@@ -135,3 +135,15 @@ def test_qa_serve_passes_the_limits_to_uvicorn():
     assert options["http"] is server.HeaderTimeoutProtocol
     assert options["timeout_keep_alive"] == 5 and options["h11_max_incomplete_event_size"] == 64 * 1024
     uvicorn.Config(_hello, **options).load()  # uvicorn accepts them
+
+
+@pytest.mark.parametrize("name, value", [
+    ("QA_MAX_TOKENS", "12abc"), ("QA_MAX_TOKENS", "1000"), ("QA_MAX_TOKENS", "0"), ("QA_TITLE_TOKENS", "-1"),
+    ("QA_OVERLAP_SENTENCES", "-1"), ("QA_MAX_QUESTION_CHARS", "-1"), ("QA_MAX_ARTICLE_BYTES", "0"),
+    ("QA_THREADS", "-1"), ("QA_THREADS", "100000"), ("QA_EMBED_BATCH_TOKENS", "x")])
+def test_a_numeric_setting_out_of_range_is_refused_by_name(monkeypatch, name, value):
+    """Each was taken as given: 1,000 word pieces failed inside the model (it reads 512), -1 question characters
+    refused every question, 100,000 threads kept `qa ask` busy for minutes; "12abc" gave int()'s own message."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=f"{name} must be a whole number from"):
+        Settings.from_env()
