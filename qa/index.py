@@ -1061,18 +1061,20 @@ def _salvage(db: Path) -> tuple[list[Article], int]:
             top = conn.execute("SELECT max(rowid) FROM documents").fetchone()[0] or 0
         except sqlite3.DatabaseError:
             top = None
-        rowid, misses = 0, 0
+        rowid, misses, failed = 0, 0, 0
         # Without the largest rowid, walk on until a long run of missing rows.
         while (rowid < top) if top is not None else (misses < 5000):
             rowid += 1
             try:
                 row = conn.execute(f"SELECT {cols} FROM documents WHERE rowid = ?", (rowid,)).fetchone()
             except sqlite3.DatabaseError:
-                row, lost = None, lost + 1
+                row, failed = None, failed + 1
             if row is None:
                 misses += 1
                 continue
-            misses = 0
+            # Unreadable rows count as lost once a row after them is read (or the largest rowid says they
+            # existed); the probes past the last row, when that is unknown, are not rows.
+            misses, lost, failed = 0, lost + failed, 0
             try:
                 article = Article(*row[:8])
             except (TypeError, ValueError):
@@ -1084,5 +1086,5 @@ def _salvage(db: Path) -> tuple[list[Article], int]:
                 lost += 1
     finally:
         conn.close()
-    return list(found.values()), lost
+    return list(found.values()), lost + (failed if top is not None else 0)
 

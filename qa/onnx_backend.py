@@ -150,7 +150,10 @@ def _export_fp32(transformer_dir: Path, out_path: Path, fingerprint: str) -> Non
     import onnx
     import torch
     from transformers import AutoModel
+    from transformers.utils import logging as transformers_logging
 
+    if not sys.stderr.isatty():  # its "Loading weights" bar is for a terminal, not a log or a pipe
+        transformers_logging.disable_progress_bar()
     # Eager attention traces to plain MatMul/Softmax with no data-dependent Python branches, and its graph ran
     # faster under ONNX Runtime than the SDPA one.
     model = AutoModel.from_pretrained(str(transformer_dir), attn_implementation="eager", local_files_only=True)
