@@ -699,7 +699,12 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w"))
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a bad argument (its one line already printed): exit code 2, returned as below
+        if not e.code:
+            raise  # --help
+        return 2
     overrides = {"index_dir": Path(args.index_dir)} if args.index_dir else {}
     try:
         settings = Settings.from_env(**overrides)
