@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import InvalidInput, QAError
 from .records import merge_passages, page_label
-from .settings import Settings, host_name
+from .settings import Settings, host_name, whole_number
 
 
 # What a terminal would act on rather than show: escape sequences (CSI, OSC, DCS and the like, 7- and 8-bit), then
@@ -415,15 +415,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _whole_in(least: int, most: int):
-    """An argparse type: a whole number from ``least`` to ``most`` (usage and one line, exit 2, otherwise)."""
+    """An argparse type: a whole number from ``least`` to ``most`` (one line and exit 2 otherwise)."""
     def parse(text: str) -> int:
         try:
-            number = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not least <= number <= most:
-            raise argparse.ArgumentTypeError(f"must be from {least:,} to {most:,}, not {number:,}")
-        return number
+            return whole_number("it", text, least, most)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
     return parse
 

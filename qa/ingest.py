@@ -472,7 +472,8 @@ def articles_from_records(records: list, *, name: str, max_bytes: int) -> list[A
         if not isinstance(record, dict):
             raise InvalidInput(f"{name}: record {n} is not an object")
         if has_lone_surrogate(record):
-            raise InvalidInput(f"{name}: record {n} holds a lone surrogate escape (\\ud800–\\udfff), which is not text")
+            raise InvalidInput(f"{name}: record {n} holds a lone surrogate escape (\\ud800–\\udfff), which is not "
+                               "text")
         text = strip_controls(_first(record, "body", "text", "content", "article"))
         if not text.strip():
             raise InvalidInput(f"{name}: record {n} has no body or text")

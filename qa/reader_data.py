@@ -159,8 +159,9 @@ def build_training_set(data_dir: Path, *, squad1_questions: int, seed: int = 13,
                        hard: int = 1, easy: int = 1, near: int = 0) -> list[Pair]:
     """Shuffled training pairs: ``squad1_questions`` SQuAD 1.1 train questions after the first ``squad1_skip`` of a
     fixed shuffle (one positive, ``hard`` lexical, ``easy`` random and ``near`` near-topic negatives from the
-    article's other paragraphs each; a later stage skips the questions an earlier one used) and every question of the SQuAD 2.0 ``train`` articles (unanswerable ones give
-    ``hard + 1`` hard negatives: learning that no sentence answers them is the point)."""
+    article's other paragraphs each; a later stage skips the questions an earlier one used) and every question of
+    the SQuAD 2.0 ``train`` articles (unanswerable ones give ``hard + 1`` hard negatives: learning that no sentence
+    answers them is the point)."""
     rng = random.Random(seed)
     data_dir = Path(data_dir)
     squad1 = squad_questions(data_dir / "squad-v1.1" / "train-v1.1.explorer.json", with_article=near > 0)

@@ -110,7 +110,7 @@ def _positive(name: str, value: str, kind, most: float = 10**9):
     return number
 
 
-def _whole(name: str, value: str, least: int, most: int) -> int:
+def whole_number(name: str, value: str, least: int, most: int) -> int:
     """A whole number from ``least`` to ``most``, or a ValueError naming the variable."""
     try:
         number = int(value)
@@ -215,15 +215,16 @@ class Settings:
             "rate_limit": os.environ.get("QA_RATE_LIMIT", "").strip() or None,
             "seeds_dir": Path(_env("QA_SEEDS_DIR", "seeds")),
             # The model reads at most 512 word pieces; a chunk needs room for its special tokens and some text.
-            "max_tokens": _whole("QA_MAX_TOKENS", _env("QA_MAX_TOKENS", "256"), 32, 512),
-            "title_tokens": _whole("QA_TITLE_TOKENS", _env("QA_TITLE_TOKENS", "32"), 0, 256),
-            "overlap_sentences": _whole("QA_OVERLAP_SENTENCES", _env("QA_OVERLAP_SENTENCES", "1"), 0, 10),
-            "max_question_chars": _whole("QA_MAX_QUESTION_CHARS", _env("QA_MAX_QUESTION_CHARS", "2000"), 1, 100_000),
-            "max_article_bytes": _whole("QA_MAX_ARTICLE_BYTES", _env("QA_MAX_ARTICLE_BYTES", str(5 * 1024 * 1024)),
-                                        1, 1 << 30),
-            "threads": _whole("QA_THREADS", _env("QA_THREADS", str(max(1, os.cpu_count() or 1))), 1, 256),
+            "max_tokens": whole_number("QA_MAX_TOKENS", _env("QA_MAX_TOKENS", "256"), 32, 512),
+            "title_tokens": whole_number("QA_TITLE_TOKENS", _env("QA_TITLE_TOKENS", "32"), 0, 256),
+            "overlap_sentences": whole_number("QA_OVERLAP_SENTENCES", _env("QA_OVERLAP_SENTENCES", "1"), 0, 10),
+            "max_question_chars": whole_number("QA_MAX_QUESTION_CHARS", _env("QA_MAX_QUESTION_CHARS", "2000"),
+                                               1, 100_000),
+            "max_article_bytes": whole_number("QA_MAX_ARTICLE_BYTES",
+                                              _env("QA_MAX_ARTICLE_BYTES", str(5 * 1024 * 1024)), 1, 1 << 30),
+            "threads": whole_number("QA_THREADS", _env("QA_THREADS", str(max(1, os.cpu_count() or 1))), 1, 256),
             "embed_arena": _switch("QA_EMBED_ARENA", _env("QA_EMBED_ARENA", "on")),
-            "embed_batch_tokens": _whole("QA_EMBED_BATCH_TOKENS", _env("QA_EMBED_BATCH_TOKENS", "0"), 0, 1 << 24),
+            "embed_batch_tokens": whole_number("QA_EMBED_BATCH_TOKENS", _env("QA_EMBED_BATCH_TOKENS", "0"), 0, 1 << 24),
             "reader": _switch("QA_READER", _env("QA_READER", "on")),
             "reader_dir": Path(_env("QA_READER_DIR", str(_default_reader_dir()))),
             "store": _env("QA_STORE", "embedded"),

@@ -221,7 +221,8 @@ def test_json_that_crashed_the_parser_is_a_clear_error_and_the_folder_s_other_fi
 def test_json_lines_end_at_newlines_only_and_errors_name_the_line(tmp_path):
     """U+2028, U+2029 and U+0085 may stand unescaped inside a JSON string (``json.dumps(ensure_ascii=False)``)."""
     path = tmp_path / "feed.jsonl"
-    records = [{"id": f"a{n}", "body": f"Paragraph one.\u2028Line two\u2029of article {n}.\u0085End."} for n in range(3)]
+    records = [{"id": f"a{n}", "body": f"Paragraph one.\u2028Line two\u2029of article {n}.\u0085End."}
+               for n in range(3)]
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
     assert [a.text for a in read_file(path, max_bytes=MB)] == [r["body"] for r in records]
     path.write_text("\n".join(json.dumps(r) for r in records) + '\n\n{"id": "bad", "body": "unterminated}\n',
