@@ -66,7 +66,17 @@ def load_embedder(settings: Settings) -> Embedder:
     if not onnx_path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         export_onnx(settings.model_dir, cache, int8=int8)
-    return OnnxEmbedder(
-        onnx_path, settings.model_dir / "tokenizer.json", max_tokens=settings.max_tokens, threads=settings.threads,
-        arena=settings.embed_arena, batch_tokens=settings.embed_batch_tokens or None,
-    )
+
+    def opened() -> Embedder:
+        return OnnxEmbedder(
+            onnx_path, settings.model_dir / "tokenizer.json", max_tokens=settings.max_tokens,
+            threads=settings.threads, arena=settings.embed_arena, batch_tokens=settings.embed_batch_tokens or None,
+        )
+
+    try:
+        return opened()
+    except Exception:  # ONNX Runtime's InvalidProtobuf, Fail, …: a damaged copy in the index folder
+        # export_onnx rewrites a file whose fingerprint it cannot read, so a damaged model heals itself; an
+        # intact one is left as it is, and the same error is raised again below.
+        export_onnx(settings.model_dir, cache, int8=int8)
+        return opened()

@@ -328,3 +328,18 @@ def test_only_x86_without_vnni_counts_as_saturating(monkeypatch):
     for flags, saturates in (("fpu avx2 fma", True), ("fpu avx2 avx512f avx512_vnni", False), ("avx2 avx_vnni", False)):
         monkeypatch.setattr(onnx_backend.Path, "read_text", lambda self, *a, **k: f"processor : 0\nflags\t\t: {flags}\n")
         assert onnx_backend.saturating_int8_cpu() is saturates
+
+
+def test_a_damaged_model_in_the_index_folder_is_exported_again(model_cache, embedder, tmp_path):
+    """A damaged model_int8.onnx made every question a traceback, and `qa doctor` said the index was fine."""
+    from qa.embedding import load_embedder, onnx_cache_dir
+    from qa.settings import Settings
+
+    settings = Settings.from_env(index_dir=tmp_path / "index")
+    shutil.copytree(onnx_cache_dir(Settings.from_env(index_dir=model_cache)), onnx_cache_dir(settings))
+    damaged = onnx_cache_dir(settings) / "model_int8.onnx"
+    damaged.write_bytes(b"not a model" * 100)
+    healed = load_embedder(settings)
+    assert damaged.stat().st_size > 1_000_000
+    vectors = healed.encode(["Ferry workers went on strike."])
+    assert np.allclose(vectors, embedder.encode(["Ferry workers went on strike."]), atol=1e-5)
