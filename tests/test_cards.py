@@ -100,3 +100,23 @@ def test_only_short_ascii_markers_are_citations_in_the_answer_text():
     answer = f"The strike lasts a week [\u0662] and {long_run} more. [1] Talks resume in May. [2]"
     assert answer_parts(answer, {1, 2}) == [(f"The strike lasts a week [\u0662] and {long_run} more.", None),
                                             ("", 1), (" Talks resume in May.", None), ("", 2)]
+
+
+def test_a_footnote_mark_inside_an_answer_sentence_is_text_not_a_citation(index):
+    """Text pasted from an encyclopedia keeps its footnote marks: "[1]" inside the sentence that answers is the
+    article's text; only the marker after each answer sentence links to a passage."""
+    from qa.records import Article
+
+    text = ("Harbour pilots walked out in Rotterdam on Monday. The pilots' union demands a 9 percent pay rise [1] "
+            "and a shorter week. Ships queued outside the port for two days.")
+    index.add([Article("pilots", text, title="Pilots strike")])
+    with TestClient(create_app(index.settings, index=index), base_url=BASE) as client:
+        data = client.post("/ask", json={"question": "What pay rise does the pilots' union demand?"}).json()
+        span = data["answer_spans"][0]
+        assert "[1]" in text[span["start"]:span["end"]], "the answer sentence must hold the footnote mark"
+        page = BeautifulSoup(client.post("/ask", data={"question": data["question"]},
+                                         headers={"accept": "text/html"}).text, "html.parser")
+    answer = page.select_one("article.turn p.answer")
+    links = [a.get_text() for a in answer.select("a.cite")]
+    assert links == [f"[{s['rank']}]" for s in data["answer_spans"]]
+    assert "9 percent pay rise [1] and a shorter week." in answer.get_text()

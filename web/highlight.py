@@ -74,8 +74,28 @@ def passage_segments(passage: dict, spans: list[dict]) -> list[Segment]:
     return segments(passage["text"], passage["start"], answers=_spans_in(passage, spans))
 
 
-def answer_parts(answer: str, ranks: set[int]) -> list[tuple[str, int | None]]:
-    """The answer text as ``(text, None)`` runs and ``("", n)`` citation markers for passages that exist."""
+def _sentence_parts(answer: str, passages: list[dict], spans: list[dict]) -> list[tuple[str, int | None]] | None:
+    """The parts of an answer made of its answer sentences, each followed by its marker (the extractive answer),
+    cut by the sentences' offsets, so that "[3]" written inside an article's sentence stays text; None when the
+    answer is not exactly those sentences (an LLM's own words)."""
+    by_rank = {p["rank"]: p for p in passages}
+    parts: list[tuple[str, int | None]] = []
+    for s in spans:
+        p = by_rank.get(s["rank"])
+        if p is None or p["doc_id"] != s["doc_id"] or not p["start"] <= s["start"] <= s["end"] <= p["end"]:
+            return None
+        parts += [((" " if parts else "") + p["text"][s["start"] - p["start"]:s["end"] - p["start"]], None),
+                  ("", s["rank"])]
+    return parts if parts and "".join(t or f" [{n}]" for t, n in parts) == answer else None
+
+
+def answer_parts(answer: str, ranks: set[int], passages: list[dict] = (),
+                 spans: list[dict] = ()) -> list[tuple[str, int | None]]:
+    """The answer text as ``(text, None)`` runs and ``("", n)`` citation markers for passages that exist. Given
+    the passages and answer sentences, an answer made of those sentences is cut by their offsets."""
+    exact = _sentence_parts(answer, list(passages), list(spans))
+    if exact is not None:
+        return exact
     parts: list[tuple[str, int | None]] = []
     pos = 0
     for m in _MARKER.finditer(answer):

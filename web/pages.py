@@ -67,7 +67,7 @@ def turn_view(n: int, data: dict, *, k: int = 5, previous: str = "", follows: st
     # The cited passages first; the others (the nearest ones, when none is cited) under "More passages".
     shown, more = (cited, [c for c in cards if not c["cited"]]) if cited else (cards, [])
     return {"n": n, "question": data["question"], "answer": data["answer"], "answerable": data["answerable"],
-            "parts": answer_parts(data["answer"], {p["rank"] for p in data["passages"]}), "cards": cards,
+            "parts": answer_parts(data["answer"], {p["rank"] for p in data["passages"]}, data["passages"], spans), "cards": cards,
             "shown": shown, "more": more, "took_ms": data["took_ms"], "full": True, "card_of": card_of,
             "scope": scope_notes(data.get("filters"), data.get("date_range")), "follows": follows,
             "permalink": answer_link(data["question"], k=k, filters=data.get("filters"), after=previous),
