@@ -351,6 +351,28 @@ def test_a_document_has_its_verbatim_text_and_chunk_offsets(reader):
     assert all(0 <= c["start"] < c["end"] <= len(doc["text"]) for c in doc["chunks"])
 
 
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def test_a_urlencoded_form_is_read_as_utf8_bytes_and_escapes_alike(writer):
+    """`curl -d "text=Café…"` sends UTF-8 bytes unescaped; a browser escapes them. Both store the text sent."""
+    raw = "text=Le caf\u00e9 de Pellow ferme en juin.&doc_id=raw".encode("utf-8")
+    escaped = b"text=Le+caf%C3%A9+de+Pellow+ferme+en+juin.&doc_id=escaped"
+    for body, doc_id in ((raw, "raw"), (escaped, "escaped")):
+        assert writer.post("/documents", content=body, headers=FORM).status_code == 201
+        assert writer.get(f"/documents/{doc_id}").json()["text"] == "Le caf\u00e9 de Pellow ferme en juin."
+
+
+@pytest.mark.parametrize("body", [b"text=Le+caf%E9+ferme.", b"text=Le caf\xe9 ferme.", b"question=caf%E9%3F"])
+def test_a_form_that_is_not_utf8_is_415_and_stores_nothing(writer, body):
+    """A Latin-1 byte, escaped or not, was stored as U+FFFD or as another character: the text sent was lost."""
+    before = len(writer.get("/documents").json())
+    path = "/ask" if body.startswith(b"question") else "/documents"
+    r = writer.post(path, content=body, headers=FORM)
+    assert is_error(r, 415) and "UTF-8" in r.json()["detail"]
+    assert len(writer.get("/documents").json()) == before
+
+
 def test_offsets_count_code_points_even_after_characters_beyond_the_basic_plane(writer):
     text = ("\U0001F6A2\U0001F6A2 Harbour desk \U0001D4D7. The ferry to Pellow Island stopped on Monday. "
             "Crews said the ferry to Pellow Island resumes when the new gangway arrives in June.")

@@ -8,6 +8,7 @@ from fastapi import Request
 from qa.index import NewsIndex
 from qa.settings import Settings
 
+from .bodies import read_form
 from .guards import check_origin, check_token
 from .negotiation import is_form
 
@@ -34,7 +35,7 @@ async def write_access(request: Request) -> None:
     settings: Settings = request.app.state.settings
     form_token = None
     if settings.api_token and is_form(request):
-        form = await request.form(max_part_size=request.app.state.body_limit)
+        form = await read_form(request, request.app.state.body_limit)
         value = form.get("token")
         form_token = value if isinstance(value, str) else None
     check_token(request, settings.api_token, form_token)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from qa.index import NewsIndex
 
-from ..bodies import is_json, json_body, looks_like_json, parse
+from ..bodies import is_json, json_body, looks_like_json, parse, read_form
 from ..deps import get_index, get_pages
 from ..errors import show_errors_on
 from ..guards import UnsupportedBody
@@ -71,7 +71,7 @@ async def asked(request: Request, pages: Pages, partial: bool) -> Asked:
     """The question, its conversation and its filters from the body (JSON, or the chat page's form)."""
     max_chars = request.app.state.settings.max_question_chars
     if is_form(request) and not looks_like_json(await request.body()):
-        form = await request.form()
+        form = await read_form(request)
         raw = {"question": form.get("question", ""), "k": form.get("k") or 5,
                "history_question": form.getlist("history_question"),
                "history_answer": form.getlist("history_answer"),

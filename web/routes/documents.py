@@ -20,7 +20,7 @@ from qa.ingest import (HTML_SUFFIXES, MARKDOWN_SUFFIXES, PDF_SUFFIXES, TEXT_SUFF
 from qa.records import Article
 from qa.settings import Settings
 
-from ..bodies import is_json, json_body, parse, text
+from ..bodies import is_json, json_body, parse, read_form, text
 from ..deps import get_index, get_pages, get_settings, write_access
 from ..errors import show_errors_on
 from ..guards import UnsupportedBody
@@ -216,7 +216,7 @@ async def add_document(request: Request, index: NewsIndex = Depends(get_index),
     job to poll at `GET /jobs/{id}`; errors in the request itself are still answered at once."""
     article, fields = None, None
     if is_form(request):
-        form = await request.form(max_part_size=request.app.state.body_limit)
+        form = await read_form(request, request.app.state.body_limit)
         values = {k: text(form.get(k)) for k in ("text", "title", "date", "source", "url", "doc_id")}
         upload = form.get("file")
         if isinstance(upload, UploadFile) and upload.filename:
