@@ -158,14 +158,14 @@ class Chunker:
         last = 0
         for s, e in [*enc.offsets, (len(text), len(text))]:
             if s - last > MAX_TOKEN_CHARS:
-                # Characters the tokenizer drops (zero-width spaces, U+FFFD, …) count as one token per
-                # MAX_TOKEN_CHARS, like an over-long token, where a stretch of them holds more than white space:
-                # counted as nothing, a million of them made one chunk of a million characters.
+                # A stretch the tokenizer gives no word piece for (white space, zero-width spaces, U+FFFD, …)
+                # counts as one token per MAX_TOKEN_CHARS, like an over-long token: counted as nothing, a million
+                # of them inside a sentence made one chunk of a million characters. Between sentences these
+                # tokens belong to no sentence; none of 5,390 BBC News and MultiHop-RAG articles has such a
+                # stretch inside a sentence, so real articles' chunks are unchanged.
                 for a in range(last, s, MAX_TOKEN_CHARS):
-                    b = min(a + MAX_TOKEN_CHARS, s)
-                    if not text[a:b].isspace():
-                        starts.append(a)
-                        ends.append(b)
+                    starts.append(a)
+                    ends.append(min(a + MAX_TOKEN_CHARS, s))
             last = max(last, e)
             if e - s > MAX_TOKEN_CHARS:
                 for a in range(s, e, MAX_TOKEN_CHARS):

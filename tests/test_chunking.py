@@ -145,10 +145,12 @@ def test_splitting_stays_linear_on_long_runs_of_dots_and_many_lines():
 
 
 def test_characters_the_tokenizer_drops_still_bound_a_chunk():
-    """Zero-width spaces and U+FFFD give no word pieces: counted as nothing, a million of them made one chunk of a
-    million characters. They count as one token per MAX_TOKEN_CHARS, as an over-long word does."""
+    """Zero-width spaces, U+FFFD and white space give no word pieces: counted as nothing, a million of them in a
+    sentence made one chunk of a million characters. They count as one token per MAX_TOKEN_CHARS, as an over-long
+    word does."""
     chunker = Chunker(TOKENIZER)
-    for text in ("Ferry workers struck. " + "\u200b" * 200_000 + " Talks resume.", "Ferry. " + "\ufffd" * 50_000):
+    for text in ("Ferry workers struck. " + "\u200b" * 200_000 + " Talks resume.", "Ferry. " + "\ufffd" * 50_000,
+                 "Ferry workers " + " " * 200_000 + "struck on Monday.", "Ferry\t" + "\t \u00a0" * 60_000 + "struck."):
         chunks = chunker.chunk(text)
         assert len(chunks) > 1 and all(text[c.start:c.end] == c.text for c in chunks)
         assert max(len(c.text) for c in chunks) <= (256 + 2) * MAX_TOKEN_CHARS
