@@ -414,3 +414,23 @@ def test_markdown_joins_lines_without_changing_the_parsed_page(monkeypatch):
     paragraphs = markdown_to_text(md).split("\n\n")
     assert paragraphs[:5] == ["Ferry strike", "Workers went on strike.", "line one", "line two", "Day two."]
     assert len(paragraphs) == 4 + 20_000 and "note" not in paragraphs
+
+
+def test_a_tag_with_tens_of_thousands_of_attributes_is_cut_before_the_page_is_parsed(monkeypatch):
+    """lxml.html, htmldate and trafilatura take time quadratic in one tag's attributes (80,000: 70 s of a server
+    thread); the page they get keeps each tag's first MAX_TAG_ATTRIBUTES, and every word of its text."""
+    import qa.ingest
+    from qa.ingest import MAX_TAG_ATTRIBUTES, html_to_article
+
+    seen = []
+    monkeypatch.setattr(qa.ingest, "_main_content", lambda html: seen.append(html))  # the fallback: bs4 alone
+    crowded = "<div " + " ".join(f'data-a{i}="v>{i}"' for i in range(80_000)) + ">Crossings stopped.</div>"
+    page = f"<html><body><p>Ferry workers struck on Monday.</p>{crowded}<p>Talks resume in May.</p></body></html>"
+    article = html_to_article(page, doc_id="ferry")
+    assert article.text.split("\n\n") == ["Ferry workers struck on Monday.", "Crossings stopped.", "Talks resume in May."]
+    (given,) = seen
+    assert given.count('="v>') == MAX_TAG_ATTRIBUTES and 'data-a255="v>255"' in given
+    # A real page, long attribute values included, is given as it is.
+    long_values = NEWS_PAGE.replace("<main", '<main data-image="data:image/png;base64,' + "A" * 50_000 + '"', 1)
+    html_to_article(long_values, doc_id="ferry")
+    assert seen[-1] == long_values
