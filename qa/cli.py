@@ -504,6 +504,9 @@ def cmd_eval(args, settings: Settings) -> None:
             raise InvalidInput(f"--set takes KEY=VALUE, not {item!r}")
         changes[key.strip()] = value.strip()
     answer_fields = {f.name for f in fields(AnswerConfig)}
+    known = answer_fields | {f.name for f in fields(RetrievalConfig)}
+    for key in changes.keys() - known:
+        raise InvalidInput(f"--set {key}: no such setting; known: {', '.join(sorted(known))}")
     answering = AnswerConfig().with_(**{k: v for k, v in changes.items() if k in answer_fields})
     config = RetrievalConfig().with_(**{k: v for k, v in changes.items() if k not in answer_fields})
     if args.limit < 0:

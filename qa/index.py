@@ -177,6 +177,13 @@ def stored_upserts(articles: list[Article], store: Store) -> dict[str, Upsert]:
 _Live = SqliteFaissBackend
 
 
+def _known_form(doc_id: str) -> None:
+    """NotFound for an id no article can have: one holding bytes that were not UTF-8 (`qa remove $'\\xff'` failed in
+    SQLite's text encoding with a message about surrogates)."""
+    if has_lone_surrogate(doc_id):
+        raise NotFound(f"no document with id {doc_id!r}: ids are UTF-8 text")
+
+
 class NewsIndex:
     """A folder of news articles made answerable: chunks with exact offsets, vectors, BM25, cited answers."""
 
@@ -513,6 +520,7 @@ class NewsIndex:
 
     def document(self, doc_id: str) -> dict:
         """One article with its full text and chunk offsets; NotFound for an unknown id."""
+        _known_form(doc_id)
         with self._rw.read():
             store = self.live()
             doc = store.document(doc_id)
@@ -798,6 +806,7 @@ class NewsIndex:
 
     def remove(self, doc_id: str) -> None:
         """Delete an article from SQLite, BM25 and FAISS alike; NotFound for an unknown id."""
+        _known_form(doc_id)
         with self._storage_errors(), self._write_lock, process_lock(self.root / "write.lock"):
             live = self.live()
             if self.embedded:

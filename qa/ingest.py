@@ -742,15 +742,27 @@ class SkippedFile(Exception):
 def find_files(paths: list[Path], *, ids: str = "stem") -> tuple[list[tuple[Path, str, bool]], int]:
     """The files ``collect`` reads under ``paths``, in its order: ``(file, doc_id, named)`` with the id ``--ids
     path`` gives ('' for the default) and whether the file was named directly (its errors are raised, not skipped);
-    and how many supported files a folder's ``.qaignore`` left out. NotFound for a path that does not exist."""
+    and how many supported files a folder's ``.qaignore`` left out. NotFound for a path that does not exist. A file
+    reached twice (`qa add a.txt a.txt`, or a folder and a file in it) is read once."""
     out: list[tuple[Path, str, bool]] = []
     ignored = 0
+    seen: dict[Path, int] = {}
+
+    def found(file: Path, doc_id: str, named: bool) -> None:
+        key = file.resolve()
+        if key in seen:  # the same file again: one article, named if it was named either time
+            at = seen[key]
+            out[at] = (out[at][0], out[at][1], out[at][2] or named)
+            return
+        seen[key] = len(out)
+        out.append((file, doc_id, named))
+
     for root in paths:
         root = Path(root)
         if not root.exists():
             raise NotFound(f"{root}: no such file or folder")
         if root.is_file():
-            out.append((root, "", True))
+            found(root, "", True)
             continue
         if not root.is_dir():  # a FIFO or a device was searched as a folder, finding nothing, and "0 added"
             raise InvalidInput(f"{root}: not a file or folder (a pipe or a device); save the articles to a file")
@@ -765,7 +777,7 @@ def find_files(paths: list[Path], *, ids: str = "stem") -> tuple[list[tuple[Path
                 ignored += 1
                 continue
             doc_id = safe_doc_id(str(p.relative_to(root).with_suffix("")).replace("/", "-")) if ids == "path" else ""
-            out.append((p, doc_id, False))
+            found(p, doc_id, False)
     return out, ignored
 
 

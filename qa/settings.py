@@ -26,12 +26,17 @@ def with_changes(config, changes: dict, what: str):
         if key not in types:
             raise ValueError(f"unknown {what} setting {key!r}; known: {', '.join(sorted(types))}")
         if isinstance(value, str) and types[key] is not str:
-            if types[key] is tuple:
-                value = tuple(float(v) for v in value.split(","))
-            elif types[key] is bool:
-                value = _switch(key, value)
-            else:
-                value = types[key](value)
+            kind = {tuple: "comma-separated numbers", bool: "on or off", int: "a whole number",
+                    float: "a number"}.get(types[key], types[key].__name__)
+            try:
+                if types[key] is tuple:
+                    value = tuple(float(v) for v in value.split(","))
+                elif types[key] is bool:
+                    value = _switch(key, value)
+                else:
+                    value = types[key](value)
+            except ValueError:
+                raise ValueError(f"{what} setting {key} takes {kind}, not {value!r}") from None
         converted[key] = value
     return replace(config, **converted)
 

@@ -85,6 +85,7 @@ def test_add_then_remove_an_article(cli, tmp_path):
 @pytest.mark.parametrize("args", [("ask", ""), ("ask", "   "), ("ask", "x" * 2001), ("remove", "no-such-id"),
                                   ("add", "/no/such/file.txt"), ("ask", "q", "-k", "0"), ("ask", "q", "-k", "50"),
                                   ("ask", "\x01\x02\x03"), ("ask", "who went on strike \udcff?"),  # bytes not UTF-8
+                                  ("remove", "\udcff"),
                                   ("serve", "--port", "99999"), ("serve", "--host", "nosuch.invalid"),
                                   ("watch", ".", "--debounce", "-5"), ("index", "seeds", "--date", "2025-02-30"),
                                   ("add", "/dev/zero"), ("ask",)])

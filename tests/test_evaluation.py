@@ -167,5 +167,10 @@ def test_qa_eval_refuses_bad_input_with_one_line(tmp_path, capsys):
     assert main(["--index-dir", str(tmp_path), "eval", "questions", str(tmp_path / "q.jsonl"), "--quiet"]) == 2
     assert main(["--index-dir", str(tmp_path), "eval", "multihop", str(tmp_path), "--limit", "-1", "--quiet"]) == 2
     assert main(["--index-dir", str(tmp_path), "eval", "reader", str(tmp_path), "--split", "train", "--quiet"]) == 2
+    assert main(["--index-dir", str(tmp_path), "eval", "multihop", str(tmp_path), "--set", "reader_limit=abc",
+                 "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 5 and all(line.startswith("qa: error: ") for line in err)
+    assert len(err) == 6 and all(line.startswith("qa: error: ") for line in err)
+    # The setting is named, and an unknown one is told apart from an answer setting.
+    assert err[1].startswith("qa: error: --set nonsense: no such setting; known: ") and "reader_limit" in err[1]
+    assert err[5] == "qa: error: answer setting reader_limit takes a whole number, not 'abc'"

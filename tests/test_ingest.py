@@ -104,6 +104,16 @@ def test_two_files_with_one_stem_clash_unless_ids_come_from_paths(tmp_path):
     assert sorted(a.doc_id for a in collect([tmp_path], max_bytes=MB, ids="path").articles) == ["business-001", "sport-001"]
 
 
+def test_a_file_reached_twice_is_one_article_not_a_clash(tmp_path, monkeypatch):
+    """`qa add a.txt a.txt`, or a folder and a file inside it, was "document id 'a' is claimed by a.txt and a.txt"."""
+    (tmp_path / "news").mkdir()
+    (tmp_path / "news" / "a.txt").write_text("Ferry workers struck on Monday.", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    found = collect([Path("news/a.txt"), Path("news/a.txt"), tmp_path / "news", Path("news/../news/a.txt")],
+                    max_bytes=MB)
+    assert [a.doc_id for a in found.articles] == ["a"] and found.files == {".txt": 1}
+
+
 def test_binary_and_non_utf8_files_are_refused_with_the_reason(tmp_path):
     binary = tmp_path / "x.txt"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
