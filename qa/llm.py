@@ -109,9 +109,10 @@ def _unit_claims(unit: str, ranks: tuple[int, ...]) -> list[Claim]:
     return out
 
 
-def _split(text: str, final: bool) -> tuple[list[Claim], int]:
+def _split(text: str, final: bool, rest: bool = True) -> tuple[list[Claim], int]:
     """The claims of ``text`` that are complete, and where the rest begins. A group of markers is complete once
-    something other than more markers or punctuation follows it (or ``final``)."""
+    something other than more markers or punctuation follows it (or ``final``); with ``final`` the text after the
+    last group is claims too, unless not ``rest``."""
     found: list[Claim] = []
     pos = 0
     for m in _CITES.finditer(text):
@@ -121,7 +122,7 @@ def _split(text: str, final: bool) -> tuple[list[Claim], int]:
         ranks = tuple(dict.fromkeys(int(r) for r in _RANK.findall(m.group(0))))
         found += _unit_claims(text[pos:m.start()] + punct, ranks)
         pos = m.end()
-    if final:
+    if final and rest:
         found += _unit_claims(text[pos:], ())
         pos = len(text)
     return found, pos
@@ -147,6 +148,15 @@ class ClaimStream:
 
     def close(self) -> list[Claim]:
         found, _ = _split(self.text, final=True)
+        self.text = ""
+        return found
+
+    def cut(self) -> list[Claim]:
+        """The claims of the text still waiting when the model stopped early (failed, or out of time): no more
+        markers can follow, so those written are complete; of the text after the last of them, only sentences
+        that end as sentences do, not the one it was in the middle of."""
+        found, pos = _split(self.text, final=True, rest=False)
+        found += [c for c in _unit_claims(self.text[pos:], ()) if c.text.endswith((".", "!", "?"))]
         self.text = ""
         return found
 
@@ -316,6 +326,16 @@ class LLMFailed(Exception):
     """The model's server failed, could not be reached, or took too long; the message says which."""
 
 
+def _content(value) -> str:
+    """A completion's (or a streamed piece's) text: a string, or nothing for null; TypeError for another shape
+    (a list of parts, a number), which would otherwise reach the answer as if it were text."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"its content is a JSON {type(value).__name__}, not text")
+    return value
+
+
 _DONE = object()
 
 
@@ -364,7 +384,7 @@ class LLMClient:
                     if "text/event-stream" not in response.headers.get("content-type", ""):
                         # A server that ignores ``stream`` sends the whole completion at once.
                         response.read()
-                        out.put(response.json()["choices"][0]["message"]["content"] or "")
+                        out.put(_content(response.json()["choices"][0]["message"]["content"]))
                     else:
                         for line in response.iter_lines():
                             if stop.is_set():
@@ -378,7 +398,7 @@ class LLMClient:
                             if event.get("error"):
                                 raise LLMFailed(f"the model's server failed: {event['error']}")
                             for choice in event.get("choices") or ():
-                                piece = (choice.get("delta") or {}).get("content")
+                                piece = _content((choice.get("delta") or {}).get("content"))
                                 if piece:
                                     out.put(piece)
             out.put(_DONE)
@@ -388,8 +408,10 @@ class LLMClient:
             out.put(LLMFailed(f"the model's server took longer than {self.timeout:g} s"))
         except httpx.HTTPError as e:
             out.put(LLMFailed(f"the model's server could not be reached ({type(e).__name__}: {e})"))
-        except (ValueError, KeyError, IndexError, TypeError) as e:
-            out.put(LLMFailed(f"the model's server sent something that is not a chat completion ({e})"))
+        except Exception as e:  # noqa: BLE001 - JSON of another shape (a list, a string where an object goes):
+            # whatever it is, the answer must learn it now, not wait out the timeout for an item never put.
+            out.put(LLMFailed(f"the model's server sent something that is not a chat completion "
+                              f"({type(e).__name__}: {e})"))
 
     def tokens(self, messages: list[dict]) -> Iterator[str]:
         """The answer's text as it is generated; LLMFailed when the server fails or the time is up. The request
@@ -467,6 +489,7 @@ class Writer:
             yield from judge(stream.close())
         except LLMFailed as e:
             note = str(e)
+            yield from judge(stream.cut())  # what was written before the failure is checked as any other
         took = round(answer.took_ms + (time.perf_counter() - began) * 1000, 2)
         if not kept:
             yield "answer", replace(answer, took_ms=took, fell_back=True, sentences_dropped=dropped,

@@ -48,6 +48,8 @@ class FakeLLM:
         self.delay = 0.0
         self.words = 2
         self.stall: tuple[int, float] | None = None  # (after this many chunks, stop for this many seconds)
+        self.events: list | None = None  # JSON values sent as the stream's events instead of ``reply``'s chunks
+        self.completion = None  # a non-streamed reply's body instead of ``reply``'s (the stream is not asked for)
         self.requests: list[dict] = []
         fake = self
 
@@ -77,6 +79,17 @@ class FakeLLM:
                     self._json(fake.status, {"error": {"message": "scripted failure"}})
                     return
                 reply = fake.reply(body["messages"]) if callable(fake.reply) else fake.reply
+                if fake.completion is not None:
+                    self._json(200, fake.completion)
+                    return
+                if fake.events is not None:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    for event in fake.events:
+                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    return
                 if not body.get("stream"):
                     self._json(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
                                                   "finish_reason": "stop"}]})

@@ -190,6 +190,19 @@ def test_a_silent_server_times_out(fake):
         list(LLMClient(fake.url, model="m", timeout=0.3).tokens([{"role": "user", "content": "hi"}]))
 
 
+# A server answering JSON of another shape: the request's thread died and the answer waited out the whole timeout
+# (then said "took longer"), or a list of parts reached the answer as if it were text (a 500).
+@pytest.mark.parametrize("events, completion", [
+    ([[1, 2]], None), (["text"], None), ([{"choices": ["x"]}], None),
+    ([{"choices": [{"delta": {"content": ["China"]}}]}], None), ([{"choices": [{"delta": {"content": 7}}]}], None),
+    (None, {"choices": [{"message": {"content": [{"type": "text", "text": "China"}]}}]}), (None, [1]),
+])
+def test_a_server_sending_json_of_another_shape_is_an_error_at_once(fake, events, completion):
+    fake.events, fake.completion = events, completion
+    with pytest.raises(LLMFailed, match="not a chat completion"):
+        list(LLMClient(fake.url, model="m", timeout=120).tokens([{"role": "user", "content": "hi"}]))
+
+
 def test_a_dead_server_is_an_error_that_says_so():
     with pytest.raises(LLMFailed, match="could not be reached"):
         list(LLMClient(f"http://127.0.0.1:{free_port()}/v1", model="m", timeout=5).tokens([]))
@@ -270,6 +283,30 @@ def test_a_model_cut_short_after_a_supported_sentence_keeps_it(seed_index_dir, e
     answer = idx.ask(QUESTION)
     idx.close()
     assert answer.mode == "llm" and answer.llm_note.startswith("cut short") and "China" in answer.answer
+
+
+@pytest.mark.parametrize("sent, kept", [
+    (lambda m: china_reply(m).split(" Mexico")[0] + " ", True),  # "… countertariffs [n]. ": complete
+    (lambda m: "China is the only other country that hit back with ", False),  # stopped mid-sentence
+])
+def test_when_the_model_stalls_the_sentence_it_finished_is_checked_and_the_unfinished_one_is_not(
+        seed_index_dir, embedder, fake, sent, kept):
+    """The stream holds back "… [1]. " in case more markers follow: a stall just there threw the sentence away."""
+    def reply(messages):
+        first = sent(messages)
+        fake.words = len(first.split())  # the first chunk is exactly ``first``; the stall comes before the next
+        return first + "Mexico put 99 per cent tariffs on American cars."
+
+    fake.reply, fake.stall = reply, (1, 3)
+    settings = Settings.from_env(index_dir=seed_index_dir, seeds_dir=SEEDS, llm_url=fake.url, llm_timeout=1)
+    idx = NewsIndex(settings, embedder=embedder)
+    answer = idx.ask(QUESTION)
+    idx.close()
+    assert "longer than" in answer.llm_note and "Mexico" not in answer.answer
+    if kept:
+        assert answer.mode == "llm" and answer.llm_note.startswith("cut short") and "China" in answer.answer
+    else:
+        assert answer.mode == "extractive" and answer.fell_back
 
 
 def test_when_the_articles_dont_say_the_model_is_not_asked(llm_index, fake):
