@@ -177,6 +177,22 @@ def stored_upserts(articles: list[Article], store: Store) -> dict[str, Upsert]:
 _Live = SqliteFaissBackend
 
 
+class _Moved:
+    """Whether an article whose content is unchanged was read from another file than the one stored (its file was
+    moved or renamed): it is written again, so that the stored path names the file (a sync or a watch finds an
+    article by it, and deleted the article the moment its old path went away). The stored paths are read once,
+    when first needed."""
+
+    def __init__(self, live):
+        self.live = live
+        self.paths: dict[str, str] | None = None
+
+    def __call__(self, doc_id: str, path: str) -> bool:
+        if self.paths is None:
+            self.paths = self.live.document_paths()
+        return self.paths.get(doc_id, path) != path
+
+
 def _known_form(doc_id: str) -> None:
     """NotFound for an id no article can have: one holding bytes that were not UTF-8 (`qa remove $'\\xff'` failed in
     SQLite's text encoding with a message about surrogates)."""
@@ -712,9 +728,10 @@ class NewsIndex:
                 self._sweep(live.gen_dir)
             self._checked_embedder(live)
             todo = []
+            moved = _Moved(live)
             for article in articles:
                 old = live.content_hash(article.doc_id)
-                if old == content_hash(article):
+                if old == content_hash(article) and not moved(article.doc_id, article.path):
                     report.unchanged.append(article.doc_id)
                     continue
                 (report.updated if old else report.added).append(article.doc_id)
@@ -757,6 +774,7 @@ class NewsIndex:
                 self._sweep(live.gen_dir)
             dim = int(live.meta["dim"])
             todo = []
+            moved = _Moved(live)
             for p in prepared:
                 if p.vectors.ndim != 2 or len(p.vectors) != len(p.spans) or (p.spans and p.vectors.shape[1] != dim):
                     raise IndexMismatch(
@@ -764,7 +782,7 @@ class NewsIndex:
                         f"with {p.vectors.shape}: embed with the model the index was built with"
                     )
                 old = live.content_hash(p.article.doc_id)
-                if old == p.content_hash:
+                if old == p.content_hash and not moved(p.article.doc_id, p.article.path):
                     report.unchanged.append(p.article.doc_id)
                     continue
                 (report.updated if old else report.added).append(p.article.doc_id)
@@ -781,7 +799,11 @@ class NewsIndex:
             raise TooLarge(f"the article is over the {self.settings.max_article_bytes // (1024 * 1024)} MB limit")
         if not doc_id:
             basis = (title or text[:80]).lower()
-            doc_id = f"{safe_doc_id(basis)[:48].strip('-.')}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
+            try:
+                stem = safe_doc_id(basis)[:48].strip("-.")
+            except InvalidInput:  # a title of punctuation alone ("…"): the text's hash names it
+                stem = "article"
+            doc_id = f"{stem}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
         article = article_from_text(text, doc_id=doc_id, title=title, date=date, source=source, url=url)
         return self.add([article], progress=progress)
 

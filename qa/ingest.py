@@ -69,10 +69,14 @@ def readable_date(iso: str) -> str:
 
 
 def safe_doc_id(raw: str) -> str:
-    """A document id usable in URLs and file names: letters, digits, '.', '_' and '-'."""
+    """A document id usable in URLs and file names: letters, digits, '.', '_' and '-'. A name written without
+    any of them ("東京の地震", "Ελλάδα") gets "doc-" and a hash of the name, the same each time: such a file or
+    pasted title was refused."""
     doc_id = re.sub(r"[^A-Za-z0-9._-]+", "-", raw.strip()).strip("-.")[:128]
     if not doc_id:
-        raise InvalidInput(f"cannot make a document id from {raw!r}")
+        if not raw.strip(" \t\r\n.-"):
+            raise InvalidInput(f"cannot make a document id from {raw!r}")
+        doc_id = "doc-" + hashlib.sha1(raw.strip().encode("utf-8", "surrogatepass")).hexdigest()[:12]
     return doc_id
 
 
@@ -550,14 +554,29 @@ def read_file(path: Path, *, max_bytes: int, date: str = "", doc_id: str = "") -
     if suffix not in COLLECTION_SUFFIXES and len(data) > max_bytes:
         raise TooLarge(f"{path} is {len(data) / 1e6:.1f} MB, over the {max_bytes // (1024 * 1024)} MB limit")
     if suffix in PDF_SUFFIXES:
-        return [pdf_to_article(data, doc_id=doc_id or path.stem, path=str(path), date=date)]
-    text = decode(data, str(path))
-    if suffix in COLLECTION_SUFFIXES:
-        return articles_from_records(_parse_collection(text, path), name=str(path), max_bytes=max_bytes)
-    if suffix in HTML_SUFFIXES:
-        return [html_to_article(text, doc_id=doc_id or path.stem, path=str(path), date=date)]
-    return [article_from_text(text, doc_id=doc_id or path.stem, date=date, path=str(path),
-                              markdown=suffix in MARKDOWN_SUFFIXES)]
+        articles = [pdf_to_article(data, doc_id=doc_id or path.stem, path=str(path), date=date)]
+    else:
+        text = decode(data, str(path))
+        if suffix in COLLECTION_SUFFIXES:
+            articles = articles_from_records(_parse_collection(text, path), name=str(path), max_bytes=max_bytes)
+        elif suffix in HTML_SUFFIXES:
+            articles = [html_to_article(text, doc_id=doc_id or path.stem, path=str(path), date=date)]
+        else:
+            articles = [article_from_text(text, doc_id=doc_id or path.stem, date=date, path=str(path),
+                                          markdown=suffix in MARKDOWN_SUFFIXES)]
+    # Messages name the file as it was given; the article keeps it absolute, so that a sync run from another
+    # folder finds it (`qa add news/x.txt` in one folder, then `qa index news --sync` in another, removed x).
+    stored = str(absolute_path(path))
+    for article in articles:
+        article.path = stored
+    return articles
+
+
+def absolute_path(path: str | Path) -> Path:
+    """``path`` made absolute with its folders resolved but not its own name: a link to a file stays the link, so
+    that it is the folder holding the link that the article belongs to (a sync removes it when the link goes)."""
+    path = Path(path)
+    return Path(os.path.abspath(path.parent)).resolve() / path.name
 
 
 def _parse_collection(text: str, path: Path) -> list:

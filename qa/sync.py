@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import Conflict, InvalidInput, NotFound, QAError, TooLarge, UnsupportedFile
-from .ingest import SUPPORTED, Collected, IgnoreRules, collect, read_file, safe_doc_id
+from .ingest import SUPPORTED, Collected, IgnoreRules, absolute_path, collect, read_file, safe_doc_id
 from .records import AddReport
 
 log = logging.getLogger("qa.watch")
@@ -22,7 +22,7 @@ def _stored_file(path: str) -> Path | None:
     none, and an upload's is a bare file name (a path with no folder is ambiguous, so it is never synced)."""
     if not path or ("/" not in path and "\\" not in path and not Path(path).is_absolute()):
         return None
-    return Path(path).resolve()
+    return absolute_path(path)
 
 
 def _offered(file: Path, root: Path, rules: IgnoreRules) -> bool:
@@ -39,7 +39,7 @@ def stale_articles(stored: dict[str, str], folders: Iterable[Path], found: Itera
     rules = {root: IgnoreRules.of(root) for root in roots}
     found = list(found)
     found_ids = {a.doc_id for a in found}
-    read = {Path(a.path).resolve() for a in found if a.path}
+    read = {absolute_path(a.path) for a in found if a.path}
     gone = []
     for doc_id, path in stored.items():
         file = _stored_file(path)
@@ -105,55 +105,85 @@ class Watcher:
             self.report(action)
         return actions
 
-    def _wanted(self, path: Path) -> bool:
-        return path.suffix.lower() in SUPPORTED and _offered(path, self.folder, IgnoreRules.of(self.folder))
-
     def apply(self, changed: Iterable[str | Path]) -> list[Action]:
-        """Apply one batch of changed paths (added, modified or deleted: each is looked at as it is now)."""
-        paths = sorted({Path(p).resolve() for p in changed})
+        """Apply one batch of changed paths (added, modified, moved or deleted: each is looked at as it is now). A
+        folder that appears (moved in, renamed) is read whole, since only the folder is reported; an article whose
+        file moved within the batch is kept, under its new path; a file holding an article id that another file
+        holds is skipped, as `qa index` refuses it (it replaced the other file's article)."""
+        paths = sorted({absolute_path(p) for p in changed})
         paths = [p for p in paths if p == self.folder or p.is_relative_to(self.folder)]
         if any(p.name == ".qaignore" for p in paths):
             return self._sync()
-        actions: list[Action] = []
+        rules = IgnoreRules.of(self.folder)
         stored = self.index.document_paths() if self.index.exists() else {}
         by_file: dict[Path, list[str]] = {}
         for doc_id, path in stored.items():
             file = _stored_file(path)
             if file is not None:
                 by_file.setdefault(file, []).append(doc_id)
-        articles, remove = [], []
+        files: dict[Path, None] = {}
+        gone: list[Path] = []
         for path in paths:
             if path.is_file():
-                before = by_file.get(path, [])
-                if not self._wanted(path):
-                    remove += before
-                    continue
-                doc_id = ""
-                if self.ids == "path":
-                    doc_id = safe_doc_id(str(path.relative_to(self.folder).with_suffix("")).replace("/", "-"))
-                try:
-                    read = read_file(path, max_bytes=self.index.settings.max_article_bytes, date=self.date,
-                                     doc_id=doc_id)
-                except (UnsupportedFile, TooLarge, InvalidInput, NotFound, Conflict, OSError) as e:
-                    actions.append(Action("skipped", str(path), str(e)))
-                    continue
-                articles += read
-                now = {a.doc_id for a in read}
-                remove += [d for d in before if d not in now]
+                files[path] = None
+            elif path.is_dir():
+                files.update((f, None) for f in sorted(path.rglob("*")) if f.is_file())
             elif not path.exists():  # a deleted file, or a deleted folder and everything in it
-                remove += [d for file, ids in by_file.items() if file == path or file.is_relative_to(path)
-                           for d in ids]
+                gone.append(path)
+        actions: list[Action] = []
+        remove: list[str] = [d for file, ids in by_file.items() for d in ids
+                             if any(file == g or file.is_relative_to(g) for g in gone)]
+        read: dict[Path, list] = {}
+        for file in files:
+            if not (file.suffix.lower() in SUPPORTED and _offered(file, self.folder, rules)):
+                remove += by_file.get(file, [])
+                continue
+            doc_id = ""
+            if self.ids == "path":
+                doc_id = safe_doc_id(str(file.relative_to(self.folder).with_suffix("")).replace("/", "-"))
+            try:
+                read[file] = read_file(file, max_bytes=self.index.settings.max_article_bytes, date=self.date,
+                                       doc_id=doc_id)
+            except (UnsupportedFile, TooLarge, InvalidInput, NotFound, Conflict, OSError) as e:
+                actions.append(Action("skipped", str(file), str(e)))
+        articles = []
+        owner: dict[str, Path] = {}
+        for file, found in read.items():
+            clash = next((f"document id {a.doc_id!r} is claimed by {other} and {file}; rename one file or use "
+                          "--ids path" for a in found if (other := self._holder(a.doc_id, file, owner, stored, read))),
+                         None)
+            if clash:
+                actions.append(Action("skipped", str(file), clash))
+                continue
+            owner.update((a.doc_id, file) for a in found)
+            articles += found
+            remove += [d for d in by_file.get(file, []) if d not in {a.doc_id for a in found}]
         if articles:
             try:
                 report = self.index.add(articles)
                 actions += [Action("added", d) for d in report.added] + [Action("updated", d) for d in report.updated]
             except QAError as e:
                 actions.append(Action("failed", ", ".join(a.doc_id for a in articles), str(e)))
+        remove = [d for d in dict.fromkeys(remove) if d not in owner]  # read again under a new path: moved, kept
         if remove:
             actions += [Action("removed", d, "its file is gone") for d in self.index.remove_many(remove)]
         for action in actions:
             self.report(action)
         return actions
+
+    @staticmethod
+    def _holder(doc_id: str, file: Path, owner: dict[str, Path], stored: dict[str, str],
+                read: dict[Path, list]) -> Path | None:
+        """Another file that holds ``doc_id``: one read earlier in this batch, or the stored article's file while
+        it still exists and (when read in this batch) still holds it; None when ``file`` may take the id."""
+        if doc_id in owner:
+            return owner[doc_id]
+        other = _stored_file(stored.get(doc_id, ""))
+        if other is None or other == file or not other.is_file():
+            return None
+        if other in read and doc_id not in {a.doc_id for a in read[other]}:
+            return None  # the record moved from that file to this one in the same save
+        return other
 
     def run(self, *, debounce_ms: int = 1000, stop_event=None, on_ready: Callable[[], None] | None = None) -> None:
         """Watch the folder until interrupted (or ``stop_event`` is set), applying each debounced batch. The folder
@@ -171,7 +201,12 @@ class Watcher:
                     on_ready()
             if changes:
                 began = time.perf_counter()
-                self.apply(path for _, path in changes)
+                try:
+                    self.apply(path for _, path in changes)
+                except (QAError, OSError) as e:
+                    # A .qaignore that is wrong (or half saved), a full disk: said, and the watch goes on, so that
+                    # the next change (the .qaignore fixed) is applied; it ended the watch for good.
+                    self.report(Action("failed", str(self.folder), str(e)))
                 log.debug("batch of %d changes applied in %.2f s", len(changes), time.perf_counter() - began)
 
 

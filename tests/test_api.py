@@ -351,6 +351,14 @@ def test_a_document_has_its_verbatim_text_and_chunk_offsets(reader):
     assert all(0 <= c["start"] < c["end"] <= len(doc["text"]) for c in doc["chunks"])
 
 
+def test_an_article_pasted_with_a_title_in_another_script_is_added(writer):
+    """A title without Latin letters or digits, and no id given, was a 400: "cannot make a document id"."""
+    r = writer.post("/documents", json={"title": "東京の地震", "text": "An earthquake shook Tokyo on Monday."})
+    assert r.status_code == 201, r.text
+    doc_id = r.json()["doc_id"]
+    assert doc_id.startswith("doc-") and writer.get(f"/documents/{doc_id}").json()["title"] == "東京の地震"
+
+
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 

@@ -1,6 +1,7 @@
 """Reading articles: formats, front matter, stated dates, titles, and clear errors for bad files."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,15 @@ def test_a_file_reached_twice_is_one_article_not_a_clash(tmp_path, monkeypatch):
     found = collect([Path("news/a.txt"), Path("news/a.txt"), tmp_path / "news", Path("news/../news/a.txt")],
                     max_bytes=MB)
     assert [a.doc_id for a in found.articles] == ["a"] and found.files == {".txt": 1}
+
+
+def test_a_file_named_without_latin_letters_gets_a_stable_id(tmp_path):
+    """`東京の地震.txt` was refused: "cannot make a document id". Its id is "doc-" and a hash of its name."""
+    (tmp_path / "東京の地震.txt").write_text("An earthquake shook Tokyo on Monday.", encoding="utf-8")
+    (tmp_path / "Ελλάδα.txt").write_text("Greece held elections on Sunday.", encoding="utf-8")
+    ids = [a.doc_id for a in collect([tmp_path], max_bytes=MB).articles]
+    assert ids == [a.doc_id for a in collect([tmp_path], max_bytes=MB).articles]  # the same on every run
+    assert len(set(ids)) == 2 and all(re.fullmatch(r"doc-[0-9a-f]{12}", i) for i in ids)
 
 
 def test_binary_and_non_utf8_files_are_refused_with_the_reason(tmp_path):

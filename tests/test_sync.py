@@ -80,6 +80,96 @@ def test_a_watcher_applies_added_changed_and_deleted_files(tmp_path, fake_index)
     assert ids(fake_index) == {"a", "r2"}
 
 
+def test_a_moved_file_or_record_keeps_its_article(tmp_path, fake_index):
+    """A file moved to a subfolder, renamed to another type, or a record moved to another file in one save: its old
+    path's articles were removed after the new path's were added (the article lost)."""
+    root = folder_of_articles(tmp_path / "news")
+    watcher = Watcher(fake_index, root, report=lambda action: None)
+    watcher.start()
+    (root / "deep").mkdir()
+    (root / "a.txt").rename(root / "deep" / "a.txt")
+    (root / "b.txt").rename(root / "b.md")
+    write(root / "data.json", json.dumps([{"id": "r1", "title": "One", "body": "First record about trams."}]))
+    write(root / "more.json", json.dumps([{"id": "r2", "title": "Two", "body": "Second record about buses."}]))
+    changed = [root / "a.txt", root / "deep" / "a.txt", root / "b.txt", root / "b.md", root / "data.json",
+               root / "more.json"]
+    actions = sorted(str(a) for a in watcher.apply(changed))
+    assert actions == ["updated a", "updated b", "updated r2"]  # the same articles, now stored under their new paths
+    assert ids(fake_index) == {"a", "b", "c", "r1", "r2"}
+    assert fake_index.document_paths()["a"] == str(root / "deep" / "a.txt")
+    # So the new path's deletion, later, is the one that removes it.
+    (root / "deep" / "a.txt").unlink()
+    assert [str(a) for a in watcher.apply([root / "deep" / "a.txt"])] == ["removed a: its file is gone"]
+
+
+def test_a_folder_that_appears_is_read_whole(tmp_path, fake_index):
+    """Only the folder is reported when one is moved in or renamed: its files were never read."""
+    root = folder_of_articles(tmp_path / "news")
+    watcher = Watcher(fake_index, root, report=lambda action: None)
+    watcher.start()
+    (root / "sub").rename(root / "sub2")
+    write(tmp_path / "outside" / "e.txt", "A new library opened downtown on Friday.")
+    (tmp_path / "outside").rename(root / "moved")
+    actions = sorted(str(a) for a in watcher.apply([root / "sub", root / "sub2", root / "moved"]))
+    assert actions == ["added e", "updated c"] and ids(fake_index) == {"a", "b", "c", "e", "r1", "r2"}
+
+
+def test_a_new_file_whose_id_another_file_holds_is_skipped(tmp_path, fake_index):
+    """`sub/a.txt` beside `a.txt` replaced a's article (and its deletion then removed a); two such files in one batch
+    were an IntegrityError that ended `qa watch`. As `qa index` does, the newcomer is refused with the reason."""
+    root = folder_of_articles(tmp_path / "news")
+    watcher = Watcher(fake_index, root, report=lambda action: None)
+    watcher.start()
+    write(root / "sub" / "a.txt", "Another story about the ferry strike.")
+    (skipped,) = watcher.apply([root / "sub" / "a.txt"])
+    assert skipped.verb == "skipped" and "document id 'a' is claimed by" in skipped.detail
+    assert fake_index.document("a")["text"] == "Ferry workers went on strike on Monday over pay."
+    (root / "sub" / "a.txt").unlink()
+    assert watcher.apply([root / "sub" / "a.txt"]) == [] and "a" in ids(fake_index)
+    write(root / "x.txt", "The tram line opens in May.")
+    write(root / "sub" / "x.txt", "The bus line closes in June.")
+    actions = [str(a) for a in watcher.apply([root / "x.txt", root / "sub" / "x.txt"])]
+    assert actions[-1] == "added x" and actions[0].startswith("skipped ") and "claimed by" in actions[0]
+
+
+def test_a_bad_qaignore_is_reported_and_the_watch_goes_on(tmp_path, fake_index):
+    """`[z-a]` in .qaignore (or a half-saved one) ended the watch for good; fixed, the next change applies."""
+    root = folder_of_articles(tmp_path / "news")
+    seen = []
+    watcher = Watcher(fake_index, root, report=seen.append)
+    watcher.start()
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=watcher.run, kwargs={"debounce_ms": 200, "stop_event": stop,
+                                                          "on_ready": ready.set}, daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(30)
+        write(root / ".qaignore", "[z-a]\n")
+        assert poll(lambda: any(a.verb == "failed" and "[z-a]" in a.detail for a in seen))
+        write(root / ".qaignore", "b.txt\n")
+        assert poll(lambda: "b" not in ids(fake_index)) and thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_sync_finds_articles_added_from_another_folder_and_through_links(tmp_path, fake_index, monkeypatch):
+    """`qa add news/x.txt` stored the path as given: a sync run from another folder removed x. A link to a file
+    outside the folder was never removed by a sync, even once listed in .qaignore or dangling."""
+    from qa.ingest import collect
+
+    root = folder_of_articles(tmp_path / "news")
+    write(tmp_path / "elsewhere" / "story.txt", "The harbour reopens on Tuesday.")
+    (root / "link.txt").symlink_to(tmp_path / "elsewhere" / "story.txt")
+    monkeypatch.chdir(tmp_path)
+    fake_index.add(collect([root.relative_to(tmp_path)], max_bytes=1 << 20).articles)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert sync(fake_index, [root])[2] == []
+    write(root / ".qaignore", "link.txt\n")
+    assert sync(fake_index, [root])[2] == ["link"]
+    assert ids(fake_index) == {"a", "b", "c", "r1", "r2"}
+
+
 def test_watch_picks_up_files_as_they_change(tmp_path, fake_index):
     root = folder_of_articles(tmp_path / "news")
     seen = []
