@@ -961,24 +961,33 @@ class NewsIndex:
 
     def _rebuild_remote(self, articles: list[Article], show_progress: bool,
                         progress: Progress | None = None) -> AddReport:
-        """A Milvus store rebuilt in place: its collections dropped and created again for these settings, then
-        filled batch by batch (Milvus has no generations to switch: questions asked meanwhile see the articles
-        written so far)."""
+        """A Milvus store rebuilt as a new generation of collections (``MilvusBackend.begin_generation``), filled
+        batch by batch while questions are answered from the current one, then switched to in one write and the
+        old one dropped. A rebuild that fails or is killed before the switch leaves the index as it was (its
+        unfinished generation is dropped, or ignored until the next rebuild drops it). Vectors of unchanged chunk
+        texts are taken from the current generation rather than computed again."""
         report = AddReport(added=[a.doc_id for a in articles])
         backend = self._milvus()
         added_at: dict[str, str] = {}
+        current = None
         if backend.exists():
             backend.open()
+            current = backend
             kept = {a.doc_id for a in articles}
             held = backend.documents()
             report.dropped = sorted(d.doc_id for d in held if d.doc_id not in kept)
             added_at = {d.doc_id: d.added_at for d in held}
-        backend.create({**self.expected_meta(self._dim()), "format_version": FORMAT_VERSION})
-        for batch in _batches(articles, self.batch_size):
-            prepared, embedded = self._prepare(batch, None, show_progress, _after(progress, report))
-            self._write(backend, prepared, [], report, added_at)
-            report.embedded += embedded
-        backend.settle()
+        fresh = backend.begin_generation({**self.expected_meta(self._dim()), "format_version": FORMAT_VERSION})
+        try:
+            for batch in _batches(articles, self.batch_size):
+                prepared, embedded = self._prepare(batch, current, show_progress, _after(progress, report))
+                self._write(fresh, prepared, [], report, added_at)
+                report.embedded += embedded
+            fresh.settle()
+        except BaseException:
+            backend.abandon(fresh)
+            raise
+        backend.switch_to(fresh)
         return report
 
     # --- repair --------------------------------------------------------------------------------------------------

@@ -3,12 +3,17 @@ test runs once per store (``store_seed_copy``), with the real model."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import RETALIATION_DOC, SEEDS, store_settings
+from conftest import REPO, RETALIATION_DOC, SEEDS, store_settings
 from qa.backends import check_store
-from qa.errors import IndexMismatch, NotFound
+from qa.errors import IndexMismatch, NotFound, TooLarge
 from qa.index import NewsIndex
 from qa.settings import Settings
 from web.app import create_app
@@ -153,3 +158,107 @@ def test_an_unknown_store_is_refused_with_the_accepted_forms(url):
         check_store(url)
     with pytest.raises(ValueError, match="QA_STORE"):
         Settings.from_env(store=url)
+
+
+@pytest.fixture
+def milvus_copy(milvus_seed_dir, tmp_path, embedder) -> NewsIndex:
+    """A private copy of the seed index on Milvus Lite."""
+    shutil.copytree(milvus_seed_dir, tmp_path / "copy")
+    idx = NewsIndex(store_settings("milvus", tmp_path / "copy"), embedder=embedder)
+    yield idx
+    idx.close()
+
+
+def _collections(index: NewsIndex) -> list[str]:
+    return sorted(index.live().client.list_collections())
+
+
+def test_a_milvus_rebuild_killed_midway_loses_no_article_and_the_next_rebuild_completes(milvus_copy, monkeypatch):
+    index = milvus_copy
+    before = index.stats()
+    texts = {d.doc_id: index.document(d.doc_id)["text"] for d in index.documents()}
+    backend = index.live()
+    # Killed (SIGKILL: nothing cleans up) after the rebuild's first batch of one article was written.
+    monkeypatch.setattr(type(index), "batch_size", 1)
+    monkeypatch.setattr(backend, "abandon", lambda fresh: None, raising=False)
+    write, writes = index._write, []
+
+    def killed_after_one_write(*args, **kwargs):
+        if writes:
+            raise KeyboardInterrupt("killed")
+        writes.append(write(*args, **kwargs))
+
+    monkeypatch.setattr(index, "_write", killed_after_one_write)
+    with pytest.raises(KeyboardInterrupt):
+        index.rebuild()
+    monkeypatch.undo()
+    # Every article is still there, whole, and answered from, here and in a process opening the store afresh.
+    for reader in (index, NewsIndex(index.settings, embedder=index.embedder)):
+        assert reader.stats()["documents"] == before["documents"] == 5
+        assert reader.stats()["chunks"] == before["chunks"]
+        assert {d.doc_id: reader.document(d.doc_id)["text"] for d in reader.documents()} == texts
+        answer = reader.ask("which countries retaliated?", k=3)
+        assert answer.passages[0].doc_id == RETALIATION_DOC
+        _assert_exact(reader, answer.passages)
+        if reader is not index:
+            reader.close()
+    # The next rebuild finishes, reusing the stored vectors, and leaves one generation of collections.
+    report = index.rebuild()
+    assert sorted(report.added) == sorted(texts) and report.embedded == 0
+    assert (index.stats()["documents"], index.stats()["chunks"]) == (5, before["chunks"])
+    assert {d.doc_id: index.document(d.doc_id)["text"] for d in index.documents()} == texts
+    live = index.live()
+    assert _collections(index) == sorted([*live.names.values(), live.pointer])
+
+
+def test_a_milvus_rebuild_that_fails_midway_leaves_the_index_as_it_was(milvus_copy, monkeypatch):
+    index = milvus_copy
+    collections, before = _collections(index), index.stats()
+    monkeypatch.setattr(index, "_write", lambda *a, **k: (_ for _ in ()).throw(OSError("disk gone")))
+    with pytest.raises(OSError):
+        index.rebuild()
+    assert _collections(index) == collections  # its unfinished generation dropped
+    assert index.stats()["documents"] == before["documents"] and index.stats()["chunks"] == before["chunks"]
+    _assert_exact(index, index.search("which countries retaliated?", k=5))
+
+
+@pytest.mark.parametrize("field, value", [("title", "Bonspiel " * 8_000), ("url", "https://x.example/" + "é" * 33_000),
+                                          ("source", "Valley News " * 6_000)])
+def test_a_milvus_article_with_a_field_longer_than_milvus_holds_is_refused_with_nothing_written(
+        milvus_copy, field, value):
+    index = milvus_copy
+    before = index.stats()
+    with pytest.raises(TooLarge, match=rf"{field} is [\d,]+ bytes long, more than the 65,535") as refused:
+        index.add_text(BONSPIEL, **{field: value})
+    assert "nothing was written" in str(refused.value)
+    after = index.stats()
+    assert (after["documents"], after["chunks"]) == (before["documents"], before["chunks"])  # no orphan chunk
+    assert "curling" not in " ".join(index.live().all_chunk_texts())
+
+
+def test_a_milvus_upload_with_a_source_longer_than_milvus_holds_is_413_with_the_field_named(milvus_copy):
+    article = ("---\nsource: " + "Valley News " * 6_000 + "\n---\n" + BONSPIEL).encode()
+    with TestClient(create_app(milvus_copy.settings, index=milvus_copy), base_url="http://localhost:8000") as client:
+        reply = client.post("/documents", files={"file": ("bonspiel.txt", article, "text/plain")})
+        assert reply.status_code == 413 and "source" in reply.json()["detail"] and "65,535" in reply.json()["detail"]
+        assert client.get("/health").json()["documents"] == 5
+
+
+def test_a_milvus_lite_file_another_process_holds_is_one_line_saying_so(tmp_path):
+    db = tmp_path / "milvus.db"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QA_READER": "off", "QA_STORE": f"milvus://{db}",
+           "QA_INDEX_DIR": str(tmp_path / "index"),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+    holder = subprocess.Popen([sys.executable, "-c", f"from pymilvus import MilvusClient; import time; "
+                               f"c = MilvusClient({str(db)!r}); print('held', flush=True); time.sleep(120)"],
+                              env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        run = subprocess.run([sys.executable, "-c", "import sys; from qa.cli import main; sys.exit(main())", "docs"],
+                             env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("qa: error: ")  # one line, no traceback
+    assert "in use by another process" in run.stderr and str(db) in run.stderr

@@ -7,18 +7,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from conftest import REPO, RETALIATION_DOC, SEEDS, kill_after_first_write
-from milvus_server import milvus_server
+from conftest import REPO, RETALIATION_DOC, SEEDS, free_port, kill_after_first_write
+from milvus_server import milvus_server, server_binary
 from qa.errors import NotFound
 from qa.index import NewsIndex
 from qa.ingest import collect
 from qa.settings import Settings
+from web.app import create_app
 
 WORDS = ("strike union ferry harbour tariff minister budget election court ruling steel farm flood bank rate "
          "wheat rail pilot council grid").split()
@@ -44,9 +49,11 @@ def _article(n: int) -> str:
     return f"Report {n}: {WORDS[n % len(WORDS)]} news\n\n" + " ".join(sentences)
 
 
-def _qa_index(tmp_path, node: str, url: str, model_cache: Path, folder: Path, setup: str = "pass") -> subprocess.Popen:
-    """`qa index FOLDER` in a process of its own, as node ``node`` (its own index folder) writing into ``url``;
-    ``setup`` is Python run first (smaller batches, a pause after each write)."""
+def _qa_index(tmp_path, node: str, url: str, model_cache: Path, folder: Path | None, setup: str = "pass",
+              ) -> subprocess.Popen:
+    """`qa index FOLDER` (`qa index --rebuild` when ``folder`` is None) in a process of its own, as node ``node``
+    (its own index folder) writing into ``url``; ``setup`` is Python run first (smaller batches, a pause after
+    each write)."""
     node_dir = tmp_path / node
     if not (node_dir / "onnx").exists():
         shutil.copytree(model_cache / "onnx", node_dir / "onnx")
@@ -54,7 +61,8 @@ def _qa_index(tmp_path, node: str, url: str, model_cache: Path, folder: Path, se
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
     code = f"import sys, time; from qa.index import NewsIndex; from qa.cli import main; {setup}; " \
            "sys.exit(main(sys.argv[1:]))"
-    return subprocess.Popen([sys.executable, "-c", code, "index", str(folder)], env=env, stdout=subprocess.PIPE,
+    args = ["index", "--rebuild"] if folder is None else ["index", str(folder)]
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -164,3 +172,101 @@ def test_the_server_ranks_the_seed_questions_as_the_embedded_default(tmp_path, s
     print(f"\nMilvus server vs embedded: same top passage on {same}/{len(asked)} seed questions")
     assert same >= len(asked) - 2  # measured: 63/64, as Milvus Lite in process (tests/test_stores.py)
     node.close()
+
+
+def _texts(index: NewsIndex) -> dict[str, str]:
+    return {d.doc_id: index.document(d.doc_id)["text"] for d in index.documents()}
+
+
+def test_a_rebuild_killed_midway_loses_nothing_and_every_node_follows_a_finished_one(
+        tmp_path, server, model_cache, embedder):
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    for n in range(6):
+        (folder / f"report{n:02d}.txt").write_text(_article(n), encoding="utf-8")
+    writer = _node(tmp_path, "writer", server, model_cache, embedder)
+    writer.add_paths([folder])
+    reader = _node(tmp_path, "reader", server, model_cache, embedder)  # another machine answering meanwhile
+    texts, chunks = _texts(reader), reader.stats()["chunks"]
+    assert len(texts) == 6
+    # `qa index --rebuild` (from the stored articles) SIGKILLed after its first write.
+    setup = ("NewsIndex.batch_size = 1; write = NewsIndex._write; NewsIndex._write = lambda self, *a, **k: "
+             "(write(self, *a, **k), print('wrote', flush=True), time.sleep(5))[0]")
+    proc = _qa_index(tmp_path, "rebuilder", server, model_cache, None, setup)
+    try:
+        for line in proc.stdout:
+            if line.strip() == "wrote":
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert _texts(reader) == texts and reader.stats()["chunks"] == chunks  # nothing lost, nothing half-built seen
+    for p in reader.search("ferry strike over wheat", k=5):
+        assert texts[p.doc_id][p.start:p.end] == p.text
+    # A rebuild that finishes, on another node: the reader, opened before it, follows it to the new collections,
+    # and so do its writes; one generation is left.
+    assert sorted(writer.rebuild().added) == sorted(texts)
+    assert _texts(reader) == texts and reader.stats()["chunks"] == chunks
+    for p in reader.search("ferry strike over wheat", k=5):
+        assert texts[p.doc_id][p.start:p.end] == p.text
+    added = reader.add_text("The Glenmore curling club cancelled its bonspiel because the ice plant failed.",
+                            title="Bonspiel cancelled").added[0]
+    assert writer.search("why was the bonspiel cancelled?", k=1)[0].doc_id == added
+    live = writer.live()
+    assert sorted(live.client.list_collections()) == sorted([*live.names.values(), live.pointer])
+    writer.close()
+    reader.close()
+
+
+def _serve(folder: Path, port: int) -> subprocess.Popen:
+    """A Milvus server on ``port`` keeping its data in ``folder``: started again there, it is the same store at
+    the same URL (tests/milvus_server.py picks a new port each time)."""
+    binary = server_binary()
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [str(binary.parent),
+                                                                        os.environ.get("LD_LIBRARY_PATH")]))}
+    proc = subprocess.Popen([str(binary), str(folder / "milvus.db"), f"127.0.0.1:{port}", "ERROR"], cwd=folder,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _stop(proc)
+                raise RuntimeError(f"the Milvus server did not listen on port {port}")
+            time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_while_the_server_is_down_the_api_answers_503_naming_it_and_answers_again_once_it_is_back(
+        tmp_path, model_cache, embedder):
+    folder, port = tmp_path / "server", free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _serve(folder, port)
+    try:
+        node = _node(tmp_path, "node", url, model_cache, embedder)
+        node.add_text("Ferry workers went on strike on Monday over pay.", title="Ferry strike")
+        question = {"question": "why did ferry workers strike?"}
+        with TestClient(create_app(node.settings, index=node), base_url="http://localhost:8000") as client:
+            assert client.post("/ask", json=question).status_code == 200
+            _stop(proc)
+            for reply in (client.post("/ask", json=question), client.get("/health"),
+                          client.get("/documents", headers={"accept": "application/json"})):
+                assert reply.status_code == 503, reply.text
+                assert url in reply.json()["detail"] and "cannot be reached" in reply.json()["detail"]
+            proc = _serve(folder, port)
+            deadline = time.monotonic() + 60
+            while (reply := client.post("/ask", json=question)).status_code == 503 and time.monotonic() < deadline:
+                time.sleep(0.5)  # the server listens a moment before it serves
+            assert reply.status_code == 200 and reply.json()["passages"][0]["text"].startswith("Ferry workers")
+            assert client.get("/health").status_code == 200
+        node.close()
+    finally:
+        _stop(proc)

@@ -21,8 +21,15 @@ the one the document row names, so they see the old version or the new one, neve
 document row goes first, which hides its chunks at once. Re-running a write that died midway duplicates nothing
 (the same ids are upserted again).
 
-Milvus needs a vector field in every collection: the documents, texts and meta collections carry a constant
-two-dimensional ``pad`` vector that nothing searches.
+Generations: ``qa index --rebuild`` never empties the collections readers use. It fills a new set named
+``<prefix>_g<N>_chunks`` (and so on), then switches by writing ``N`` into ``<prefix>_generation`` (one row: the
+only step readers see) and drops the old set; a rebuild killed before the switch leaves the old set whole and its
+half-built set ignored (the next rebuild drops it). An index never rebuilt is generation 0, the unnumbered
+``<prefix>_chunks`` set. Other processes notice the switch at their next write or when the old set is gone, and
+follow it.
+
+Milvus needs a vector field in every collection: the documents, texts, meta and generation collections carry a
+constant two-dimensional ``pad`` vector that nothing searches.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from typing import Callable, ContextManager, Iterator
 
 import numpy as np
 
-from ..errors import QAError
+from ..errors import QAError, TooLarge
 from ..lexical import query_terms
 from ..records import Article, DocumentInfo
 from ..store import utc_now
@@ -55,6 +62,9 @@ CONSISTENCY = "Strong"
 SEARCH_EF = 256
 TEXT_PART_CHARS = 16_000  # 4 bytes a character at most: a part stays under a VARCHAR's 65,535 bytes
 VARCHAR_MAX = 65_535
+# The most UTF-8 bytes a VARCHAR field holds (a server counts bytes, Milvus Lite characters: bytes hold on both);
+# fields not named hold VARCHAR_MAX. ``apply`` checks every row against these before it writes anything.
+VARCHAR_LIMITS = {"doc_id": 1024, "content_hash": 128, "embed_hash": 128, "date": 256, "added_at": 256, "day": 16}
 IN_BATCH = 500  # ids per ``in [...]`` filter
 # How deep each word's own BM25 list is read when the words are searched one by one (``lexical``): a chunk missing
 # from a word's list loses that word's score, so the lists go deeper than the sum's top few. The depth retrieval
@@ -88,6 +98,11 @@ def analyzed(text: str) -> str:
     folded = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
     return " ".join(stemmer.stemWords(_WORDS.findall(folded)))
 
+def _limit(field: str) -> int:
+    """The most bytes the VARCHAR field ``field`` holds (as the collections are created)."""
+    return VARCHAR_LIMITS.get(field, VARCHAR_MAX)
+
+
 _CHUNK_FIELDS = ["id", "doc_id", "chunk_no", "char_start", "char_end", "title", "date", "source", "content_hash"]
 
 
@@ -102,19 +117,145 @@ def fts5_idf_factor(rows: int, holding: int) -> float:
     return max(math.log(ratio), 1e-6) / math.log1p(ratio)
 
 
+class _LiteFailure(logging.Handler):
+    """Keeps, for its thread, the exception Milvus Lite logs with a traceback when it cannot open a file (pymilvus
+    then raises only "Open local milvus failed"), so the error names the cause in one line and nothing is
+    printed."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.seen = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.seen.error = record.exc_info[1]
+
+    def take(self) -> BaseException | None:
+        """The exception logged in this thread since the last ``take``, if any."""
+        error, self.seen.error = getattr(self.seen, "error", None), None
+        return error
+
+
+_LITE_FAILURES = _LiteFailure()
+
+
 def _quiet() -> None:
     """pymilvus logs every failed call with its traceback (the errors are raised to the caller anyway, who reports
     them in one line), and Milvus Lite's in-process server logs the timestamp call it lacks, which pymilvus' query
     iterator tries before falling back to a client-side timestamp. Set after pymilvus is imported: it sets its
-    logger's level on import."""
+    logger's level on import. Milvus Lite's failure to open a file is kept (``_LITE_FAILURES``), not printed."""
     for name in ("pymilvus", "grpc._server"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    lite = logging.getLogger("milvus_lite.server_manager")
+    if _LITE_FAILURES not in lite.handlers:
+        lite.addHandler(_LITE_FAILURES)
+        lite.propagate = False
 
 
 class MilvusUnavailable(QAError):
     """The Milvus named by QA_STORE cannot be reached or opened."""
 
     status = 503
+
+
+def _open_failure(url: str, error: BaseException, cause: BaseException | None) -> str:
+    """Why the Milvus at ``url`` could not be opened, in one line. ``cause``: what Milvus Lite logged meanwhile."""
+    if cause is not None and type(cause).__name__ == "DataDirLockedError":
+        return (f"cannot open Milvus at {url}: the file is in use by another process (Milvus Lite lets one process "
+                f"open it at a time; stop the other one, or use a Milvus server)")
+    return f"cannot open Milvus at {url}: {_why(cause if cause is not None else error)}"
+
+
+def _why(error: BaseException) -> str:
+    """An error's message in one line (pymilvus' own, without its ``<MilvusException: (code=...)>`` wrapping)."""
+    text = str(getattr(error, "message", "") or error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Is ``error`` pymilvus (or gRPC) saying the server cannot be reached (down, restarting, the network gone)?"""
+    from pymilvus.exceptions import (ConnectError, ConnectionNotExistException, MilvusException,
+                                     MilvusUnavailableException)
+
+    if isinstance(error, (ConnectError, ConnectionNotExistException, MilvusUnavailableException)):
+        return True
+    if isinstance(error, MilvusException):
+        return getattr(error, "code", None) == _CONNECT_FAILED
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - pymilvus depends on grpcio
+        return False
+    return isinstance(error, grpc.RpcError) and callable(getattr(error, "code", None)) and error.code() in (
+        grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def _collection_gone(error: BaseException) -> bool:
+    """Is ``error`` Milvus saying the collection does not exist (dropped by another process's rebuild)?"""
+    return getattr(error, "code", None) == _COLLECTION_NOT_FOUND
+
+
+_CONNECT_FAILED = 2  # pymilvus.client.types.Status.CONNECT_FAILED
+_COLLECTION_NOT_FOUND = 100  # pymilvus.exceptions.ErrorCode.COLLECTION_NOT_FOUND
+_WRITES = frozenset({"upsert", "insert", "delete"})
+_FOLLOWED = _WRITES | {"query", "query_iterator", "search", "get"}  # the calls on rows, not on collections
+
+
+class _GenerationMoved(Exception):
+    """A write found its collections dropped: another process's rebuild switched generations meanwhile, so the
+    write is done again, whole, in the live generation."""
+
+
+class _Guarded:
+    """The MilvusClient as the backend calls it: a server that cannot be reached is ``MilvusUnavailable`` (a 503
+    naming the URL, not a 500), and a collection another process's rebuild dropped is followed to the live
+    generation (a read is asked again there; a write raises ``_GenerationMoved`` for ``apply`` to redo).
+    Attributes set on it (tests replacing a method) take the place of the client's."""
+
+    def __init__(self, client, backend: "MilvusBackend", *, follow: bool):
+        self.raw = client
+        self._backend = backend
+        self._follow = follow
+
+    def __getattr__(self, name: str):
+        attr = getattr(self.raw, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except Exception as e:
+                if _unreachable(e):
+                    raise self._backend.unreachable(e) from e
+                if not (self._follow and name in _FOLLOWED and _collection_gone(e) and args
+                        and isinstance(args[0], str)):
+                    raise
+                moved = self._backend._moved(args[0])
+                if moved is None:
+                    raise
+                if name in _WRITES:
+                    raise _GenerationMoved(args[0]) from e
+                return getattr(self, name)(moved, *args[1:], **kwargs)
+
+        return call
+
+
+# What a field is to a user, in the message refusing an article whose field is too long for Milvus.
+_FIELD_WORDS = {"pages": "page list", "source_key": "source",
+                "lexical": "title, source and author together (what each passage is searched by)",
+                "body": "passage text"}
+
+
+def _check_lengths(doc_id: str, row: dict) -> None:
+    """TooLarge naming the article, the field and the limit when a string of ``row`` is longer than its
+    VARCHAR holds (the embedded store takes any length; a Milvus field cannot)."""
+    for field, value in row.items():
+        if isinstance(value, str) and len(value) > _limit(field) // 4:  # the cheap test first: 4 bytes a char
+            size = len(value.encode("utf-8"))
+            if size > _limit(field):
+                raise TooLarge(f"article {doc_id!r}: its {_FIELD_WORDS.get(field, field)} is {size:,} bytes long, "
+                               f"more than the {_limit(field):,} a Milvus store holds (QA_STORE); nothing was "
+                               f"written")
 
 
 def _lit(value: str) -> str:
@@ -149,6 +290,22 @@ def connect_args(url: str) -> dict:
     return {"uri": url}
 
 
+KEYS = ("chunks", "documents", "texts", "meta")
+
+
+def collection_names(prefix: str, generation: int) -> dict[str, str]:
+    """The collections of one generation: unnumbered for generation 0 (an index never rebuilt, and every index
+    made before there were generations), ``<prefix>_g<N>_<key>`` after that."""
+    tag = "" if generation == 0 else f"g{generation}_"
+    return {k: f"{prefix}_{tag}{k}" for k in KEYS}
+
+
+def _generation_of(name: str, prefix: str) -> int | None:
+    """The generation a collection of this index belongs to, None for one that is not this index's."""
+    found = re.fullmatch(rf"{re.escape(prefix)}_(?:g(\d+)_)?({'|'.join(KEYS)})", name)
+    return None if found is None else int(found.group(1) or 0)
+
+
 class MilvusBackend(Backend):
     """An index stored in Milvus; see the module's docstring for the layout and the write order."""
 
@@ -159,24 +316,41 @@ class MilvusBackend(Backend):
         self.url = url
         self.location = url
         self.prefix = prefix
-        self.names = {k: f"{prefix}_{k}" for k in ("chunks", "documents", "texts", "meta")}
+        self.pointer = f"{prefix}_generation"  # the live generation's number, once a rebuild has made one
+        _LITE_FAILURES.take()  # what an earlier open in this thread left
         try:
-            self.client = MilvusClient(**connect_args(url))
+            client = MilvusClient(**connect_args(url))
         except ValueError:
             raise
         except Exception as e:  # grpc, connection refused, a Lite file another process holds
-            raise MilvusUnavailable(f"cannot open Milvus at {url}: {str(e).splitlines()[0][:300]}") from e
+            raise MilvusUnavailable(_open_failure(url, e, _LITE_FAILURES.take())) from e
+        self._start(client, generation=0, follow=True)
+
+    def _start(self, client, *, generation: int, follow: bool) -> None:
+        """The state of a backend on ``client`` reading and writing ``generation``; ``follow``: move to the live
+        generation when this one's collections are dropped (a live backend does; one building a rebuild's new
+        generation must not)."""
+        self.client = _Guarded(client, self, follow=follow)
+        self.generation = generation
+        self.names = collection_names(self.prefix, generation)
         self.meta: dict = {}
         self._unflushed = 0
         self._loaded = False
+        self._pointer_loaded = False
         self._cache_lock = threading.Lock()
         self._doc_cache: tuple[object, list[str], str] | None = None  # (stamp, sources, newest date)
         # (write stamp, rows, word → rows holding it), for ``_idf_factors``
         self._term_cache: tuple[object, int | None, dict[str, int]] = (None, None, {})
 
+    def unreachable(self, error: BaseException) -> MilvusUnavailable:
+        """The error for a call that could not reach the server (a 503 naming it; it answers again once the
+        server is back, with nothing to restart here)."""
+        return MilvusUnavailable(f"Milvus at {self.url} cannot be reached: {_why(error)}")
+
     # --- lifecycle -------------------------------------------------------------------------------------------------
     def exists(self) -> bool:
         """Are the collections there with their settings?"""
+        self._resolve()
         if not all(self.client.has_collection(n) for n in self.names.values()):
             return False
         self._load()
@@ -184,6 +358,7 @@ class MilvusBackend(Backend):
 
     def open(self) -> dict:
         """Load the collections and read the stored settings (``meta``)."""
+        self._resolve()
         self._load()
         value = self._meta_value("settings")
         self.meta = json.loads(value) if value else {}
@@ -194,6 +369,107 @@ class MilvusBackend(Backend):
             for name in self.names.values():
                 self.client.load_collection(name)
             self._loaded = True
+
+    # --- generations -----------------------------------------------------------------------------------------------
+    def _live_generation(self) -> int:
+        """The generation readers use: the number the pointer collection holds, 0 when there is none."""
+        if not self.client.has_collection(self.pointer):
+            return 0
+        if not self._pointer_loaded:
+            self.client.load_collection(self.pointer)
+            self._pointer_loaded = True
+        rows = self.client.query(self.pointer, filter='key == "generation"', output_fields=["value"],
+                                 consistency_level=CONSISTENCY)
+        return int(rows[0]["value"]) if rows else 0
+
+    def _resolve(self) -> None:
+        """Read and write the live generation from now on (another process's rebuild may have switched it)."""
+        generation = self._live_generation()
+        if generation == self.generation:
+            return
+        self.generation, self.names, self._loaded = generation, collection_names(self.prefix, generation), False
+        try:
+            self._load()
+            value = self._meta_value("settings")
+        except Exception as e:
+            if not _collection_gone(e):
+                raise
+            value = None  # not there (exists() says so): nothing to read
+        if value:
+            self.meta = json.loads(value)
+        with self._cache_lock:
+            self._doc_cache, self._term_cache = None, (None, None, {})
+
+    def _moved(self, name: str) -> str | None:
+        """The live generation's collection in place of ``name``, one of a generation a rebuild has since dropped;
+        None when ``name`` is still the live one (the collection is missing for another reason)."""
+        key = name.rsplit("_", 1)[-1]
+        if key not in KEYS:
+            return None
+        self._resolve()
+        return None if self.names[key] == name else self.names[key]
+
+    def _generations(self) -> set[int]:
+        """The generations any of whose collections exist (the live one, and any a crash left)."""
+        found = (_generation_of(name, self.prefix) for name in self.client.list_collections())
+        return {g for g in found if g is not None}
+
+    def begin_generation(self, meta: dict) -> "MilvusBackend":
+        """A backend on a new, empty generation for ``meta``'s settings, which readers do not see until
+        ``switch_to``: what a rebuild fills. Generations other than the live one (left by a rebuild that died) are
+        dropped first."""
+        self._resolve()
+        found = self._generations()
+        for stale in sorted(found - {self.generation}):
+            self._drop_names(collection_names(self.prefix, stale))
+        fresh = object.__new__(MilvusBackend)
+        fresh.url, fresh.location, fresh.prefix, fresh.pointer = self.url, self.location, self.prefix, self.pointer
+        fresh._start(self.client.raw, generation=max(found | {self.generation}) + 1, follow=False)
+        fresh.create(meta, replace=False)
+        return fresh
+
+    def switch_to(self, fresh: "MilvusBackend") -> None:
+        """Make ``fresh`` (from ``begin_generation``, filled) the live generation: one row written, which readers
+        everywhere see at once; then this backend reads it, and the old generation's collections are dropped."""
+        from pymilvus import DataType
+
+        if not self.client.has_collection(self.pointer):
+            schema = self.client.create_schema(auto_id=False)
+            schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=256)
+            schema.add_field("value", DataType.VARCHAR, max_length=256)
+            schema.add_field("pad", DataType.FLOAT_VECTOR, dim=len(_PAD))
+            try:
+                self.client.create_collection(self.pointer, schema=schema, index_params=self._pad_index(),
+                                              consistency_level=CONSISTENCY)
+            except Exception:
+                if not self.client.has_collection(self.pointer):
+                    raise
+        self.client.load_collection(self.pointer)
+        self._pointer_loaded = True
+        self.client.upsert(self.pointer, [{"key": "generation", "value": str(fresh.generation), "pad": _PAD}])
+        old = self.names
+        self.generation, self.names, self.meta = fresh.generation, fresh.names, fresh.meta
+        self._loaded, self._unflushed = True, fresh._unflushed
+        with self._cache_lock:
+            self._doc_cache, self._term_cache = None, (None, None, {})
+        self._drop_names(old)
+
+    def abandon(self, fresh: "MilvusBackend") -> None:
+        """Drop a generation ``begin_generation`` made that will not be switched to (its rebuild failed); what a
+        kill leaves instead is dropped by the next rebuild."""
+        try:
+            self._drop_names(fresh.names)
+        except Exception:  # the server gone too: the next rebuild drops it
+            pass
+
+    def _drop_names(self, names: dict[str, str]) -> None:
+        for name in names.values():
+            try:
+                if self.client.has_collection(name):
+                    self.client.drop_collection(name)
+            except Exception as e:
+                if not _collection_gone(e):  # dropped a moment ago by another process: as wanted
+                    raise
 
     def create(self, meta: dict, *, replace: bool = True) -> None:
         """Drop whatever collections this prefix has and create empty ones for vectors of ``meta['dim']``.
@@ -208,19 +484,19 @@ class MilvusBackend(Backend):
 
         chunks = c.create_schema(auto_id=False)
         chunks.add_field("id", DataType.INT64, is_primary=True)
-        chunks.add_field("doc_id", DataType.VARCHAR, max_length=1024)
-        chunks.add_field("content_hash", DataType.VARCHAR, max_length=128)
+        chunks.add_field("doc_id", DataType.VARCHAR, max_length=_limit("doc_id"))
+        chunks.add_field("content_hash", DataType.VARCHAR, max_length=_limit("content_hash"))
         chunks.add_field("chunk_no", DataType.INT64)
         chunks.add_field("char_start", DataType.INT64)
         chunks.add_field("char_end", DataType.INT64)
-        chunks.add_field("embed_hash", DataType.VARCHAR, max_length=128)
-        chunks.add_field("title", DataType.VARCHAR, max_length=VARCHAR_MAX)
-        chunks.add_field("date", DataType.VARCHAR, max_length=256)
-        chunks.add_field("day", DataType.VARCHAR, max_length=16)
-        chunks.add_field("source", DataType.VARCHAR, max_length=VARCHAR_MAX)
-        chunks.add_field("source_key", DataType.VARCHAR, max_length=VARCHAR_MAX)
-        chunks.add_field("body", DataType.VARCHAR, max_length=VARCHAR_MAX)
-        chunks.add_field("lexical", DataType.VARCHAR, max_length=VARCHAR_MAX, enable_analyzer=True,
+        chunks.add_field("embed_hash", DataType.VARCHAR, max_length=_limit("embed_hash"))
+        chunks.add_field("title", DataType.VARCHAR, max_length=_limit("title"))
+        chunks.add_field("date", DataType.VARCHAR, max_length=_limit("date"))
+        chunks.add_field("day", DataType.VARCHAR, max_length=_limit("day"))
+        chunks.add_field("source", DataType.VARCHAR, max_length=_limit("source"))
+        chunks.add_field("source_key", DataType.VARCHAR, max_length=_limit("source_key"))
+        chunks.add_field("body", DataType.VARCHAR, max_length=_limit("body"))
+        chunks.add_field("lexical", DataType.VARCHAR, max_length=_limit("lexical"), enable_analyzer=True,
                          analyzer_params=ANALYZER)
         chunks.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         chunks.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
@@ -237,12 +513,12 @@ class MilvusBackend(Backend):
         self._create_collection("chunks", chunks, index)
 
         docs = c.create_schema(auto_id=False)
-        docs.add_field("doc_id", DataType.VARCHAR, is_primary=True, max_length=1024)
+        docs.add_field("doc_id", DataType.VARCHAR, is_primary=True, max_length=_limit("doc_id"))
         for name in ("title", "source", "url", "author", "path", "pages"):
-            docs.add_field(name, DataType.VARCHAR, max_length=VARCHAR_MAX)
+            docs.add_field(name, DataType.VARCHAR, max_length=_limit(name))
         for name in ("date", "content_hash", "added_at"):
-            docs.add_field(name, DataType.VARCHAR, max_length=256)
-        docs.add_field("day", DataType.VARCHAR, max_length=16)
+            docs.add_field(name, DataType.VARCHAR, max_length=_limit(name))
+        docs.add_field("day", DataType.VARCHAR, max_length=_limit("day"))
         for name in ("chunks", "chars", "parts"):
             docs.add_field(name, DataType.INT64)
         docs.add_field("pad", DataType.FLOAT_VECTOR, dim=len(_PAD))
@@ -250,10 +526,10 @@ class MilvusBackend(Backend):
 
         texts = c.create_schema(auto_id=False)
         texts.add_field("key", DataType.VARCHAR, is_primary=True, max_length=2048)
-        texts.add_field("doc_id", DataType.VARCHAR, max_length=1024)
-        texts.add_field("content_hash", DataType.VARCHAR, max_length=128)
+        texts.add_field("doc_id", DataType.VARCHAR, max_length=_limit("doc_id"))
+        texts.add_field("content_hash", DataType.VARCHAR, max_length=_limit("content_hash"))
         texts.add_field("part", DataType.INT64)
-        texts.add_field("text", DataType.VARCHAR, max_length=VARCHAR_MAX)
+        texts.add_field("text", DataType.VARCHAR, max_length=_limit("text"))
         texts.add_field("pad", DataType.FLOAT_VECTOR, dim=len(_PAD))
         self._create_collection("texts", texts, self._pad_index())
 
@@ -291,11 +567,13 @@ class MilvusBackend(Backend):
         return index
 
     def drop(self) -> None:
-        """Remove every collection of this index."""
-        for name in self.names.values():
-            if self.client.has_collection(name):
-                self.client.drop_collection(name)
-        self._loaded = False
+        """Remove every collection of this index, of every generation; it is generation 0 again, with nothing."""
+        for generation in self._generations():
+            self._drop_names(collection_names(self.prefix, generation))
+        if self.client.has_collection(self.pointer):
+            self.client.drop_collection(self.pointer)
+        self.generation, self.names = 0, collection_names(self.prefix, 0)
+        self._loaded = self._pointer_loaded = False
         self._doc_cache = None
 
     def close(self) -> None:
@@ -320,12 +598,20 @@ class MilvusBackend(Backend):
                                         consistency_level=CONSISTENCY)
         try:
             while True:
-                rows = it.next()
+                try:
+                    rows = it.next()
+                except Exception as e:
+                    if _unreachable(e):
+                        raise self.unreachable(e) from e
+                    raise
                 if not rows:
                     break
                 yield from rows
         finally:
-            it.close()
+            try:
+                it.close()
+            except Exception:  # the server gone meanwhile: the error above says so
+                pass
 
     def _current_hashes(self, doc_ids) -> dict[str, str]:
         """Doc id → the content hash its document row names (the version readers may see)."""
@@ -361,40 +647,66 @@ class MilvusBackend(Backend):
     # --- writes ----------------------------------------------------------------------------------------------------
     def apply(self, upserts: list[Upsert], deletes: list[str], *, added_at: dict[str, str] | None = None,
               exclusive: Callable[[], ContextManager] = nullcontext) -> int:
+        # Every row is built and checked first: a field too long for Milvus is refused with nothing written.
+        rows = self._rows(upserts)
+        for _ in range(3):
+            if self.client._follow:
+                self._resolve()  # another process's rebuild may have switched generations since the last write
+            try:
+                return self._write_rows(upserts, deletes, *rows, added_at)
+            except _GenerationMoved:
+                continue  # its collections were dropped midway: the whole write again, in the live generation
+        raise MilvusUnavailable(f"Milvus at {self.url}: rebuilds kept replacing the index during this write; try "
+                                f"again")
+
+    def _rows(self, upserts: list[Upsert]) -> tuple[list[dict], list[dict], list[dict]]:
+        """The chunk, text and document rows of ``upserts`` (document rows without ``added_at``, read when they
+        are written). TooLarge, naming the article and the field, for a value longer than its VARCHAR holds."""
+        chunk_rows, text_rows, doc_rows = [], [], []
+        for p in upserts:
+            a = p.article
+            doc = {
+                "doc_id": a.doc_id, "title": a.title, "source": a.source, "url": a.url, "author": a.author,
+                "path": a.path, "pages": json.dumps(a.pages or []), "date": a.date, "day": a.date[:10],
+                "content_hash": p.content_hash, "chunks": len(p.spans), "chars": len(a.text), "pad": _PAD,
+            }
+            _check_lengths(a.doc_id, doc)
+            chunks = []
+            for (chunk_no, start, end), (title, meta, _), h, vec in zip(p.spans, p.fts_rows, p.hashes, p.vectors):
+                body = a.text[start:end]
+                chunks.append({
+                    "id": chunk_id(a.doc_id, p.content_hash, chunk_no), "doc_id": a.doc_id,
+                    "content_hash": p.content_hash, "chunk_no": chunk_no, "char_start": start, "char_end": end,
+                    "embed_hash": h, "title": a.title, "date": a.date, "day": a.date[:10], "source": a.source,
+                    "source_key": source_key(a.source), "body": body,
+                    "lexical": analyzed("\n".join(x for x in (title, meta, body) if x)),
+                    "vec": np.asarray(vec, dtype=np.float32).tolist(),
+                })
+                _check_lengths(a.doc_id, chunks[-1])
+            parts = [a.text[i:i + TEXT_PART_CHARS] for i in range(0, len(a.text), TEXT_PART_CHARS)] or [""]
+            for no, text in enumerate(parts):
+                text_rows.append({"key": f"{a.doc_id}\x1f{p.content_hash}\x1f{no}", "doc_id": a.doc_id,
+                                  "content_hash": p.content_hash, "part": no, "text": text, "pad": _PAD})
+            doc["parts"] = len(parts)
+            chunk_rows += chunks
+            doc_rows.append(doc)
+        return chunk_rows, text_rows, doc_rows
+
+    def _write_rows(self, upserts: list[Upsert], deletes: list[str], chunk_rows: list[dict], text_rows: list[dict],
+                    doc_rows: list[dict], added_at: dict[str, str] | None) -> int:
+        """Write the rows ``_rows`` built and the removals, in the order the module's docstring gives."""
         c, n = self.client, self.names
         # Removals: the document row first (its chunks are hidden from then on), then every other trace.
         for part in batched(list(dict.fromkeys(deletes)), IN_BATCH):
             c.delete(n["documents"], filter=_in("doc_id", part))
             c.delete(n["chunks"], filter=_in("doc_id", part))
             c.delete(n["texts"], filter=_in("doc_id", part))
-        written = 0
-        now = utc_now()
+        written = len(chunk_rows)
         if upserts:
+            now = utc_now()
             first_added = self._added_at([p.article.doc_id for p in upserts]) if added_at is None else added_at
-            chunk_rows, text_rows, doc_rows = [], [], []
-            for p in upserts:
-                a = p.article
-                for (chunk_no, start, end), (title, meta, _), h, vec in zip(p.spans, p.fts_rows, p.hashes, p.vectors):
-                    body = a.text[start:end]
-                    chunk_rows.append({
-                        "id": chunk_id(a.doc_id, p.content_hash, chunk_no), "doc_id": a.doc_id,
-                        "content_hash": p.content_hash, "chunk_no": chunk_no, "char_start": start, "char_end": end,
-                        "embed_hash": h, "title": a.title, "date": a.date, "day": a.date[:10], "source": a.source,
-                        "source_key": source_key(a.source), "body": body,
-                        "lexical": analyzed("\n".join(x for x in (title, meta, body) if x)),
-                        "vec": np.asarray(vec, dtype=np.float32).tolist(),
-                    })
-                parts = [a.text[i:i + TEXT_PART_CHARS] for i in range(0, len(a.text), TEXT_PART_CHARS)] or [""]
-                for no, text in enumerate(parts):
-                    text_rows.append({"key": f"{a.doc_id}\x1f{p.content_hash}\x1f{no}", "doc_id": a.doc_id,
-                                      "content_hash": p.content_hash, "part": no, "text": text, "pad": _PAD})
-                doc_rows.append({
-                    "doc_id": a.doc_id, "title": a.title, "source": a.source, "url": a.url, "author": a.author,
-                    "path": a.path, "pages": json.dumps(a.pages or []), "date": a.date, "day": a.date[:10],
-                    "content_hash": p.content_hash, "added_at": first_added.get(a.doc_id) or now, "chunks": len(p.spans), "chars": len(a.text),
-                    "parts": len(parts), "pad": _PAD,
-                })
-                written += len(p.spans)
+            for doc in doc_rows:
+                doc["added_at"] = first_added.get(doc["doc_id"]) or now
             for rows in batched(chunk_rows, 256):
                 c.upsert(n["chunks"], rows)
             for rows in batched(text_rows, 64):
@@ -432,7 +744,11 @@ class MilvusBackend(Backend):
 
     def sweep(self) -> int:
         """Delete the chunks and text parts no document row names (what a write killed midway leaves behind);
-        returns how many chunks went."""
+        returns how many chunks went. Also drops the generations older than the live one that a rebuild killed
+        after its switch left (never a newer one: another machine may be building it)."""
+        self._resolve()
+        for stale in sorted(g for g in self._generations() if g < self.generation):
+            self._drop_names(collection_names(self.prefix, stale))
         current = {r["doc_id"]: r["content_hash"] for r in self._scan("documents", ["doc_id", "content_hash"])}
         stale_chunks = [r["id"] for r in self._scan("chunks", ["id", "doc_id", "content_hash"])
                         if current.get(r["doc_id"]) != r["content_hash"]]
