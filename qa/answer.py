@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .chunking import split_sentences
+from .chunking import TRAILING_FOOTNOTES, split_sentences
 from .lexical import query_terms
 from .records import AnswerSpan, Passage
 from .settings import with_changes
@@ -282,11 +282,13 @@ _BYLINE = re.compile(
 
 def is_heading(c: Candidate, passage: Passage) -> bool:
     """A headline, dateline or byline: never an answer by itself. A headline is the article's title or a first
-    line without end punctuation; a byline is a short line opening with "By", "Published", "Updated" and the like."""
+    line without end punctuation; a byline is a short line opening with "By", "Published", "Updated" and the like.
+    Footnote marks after the end punctuation ("… in April.[12]", pasted from an encyclopedia) are looked past: such a
+    lead sentence is no headline."""
     text = c.text.strip()
     if passage.title and " ".join(text.split()) == " ".join(passage.title.split()):
         return True
-    if c.start == 0 and text[-1:] not in ".!?\"\u201d'\u2019)":
+    if c.start == 0 and TRAILING_FOOTNOTES.sub("", text)[-1:] not in ".!?\"\u201d'\u2019)":
         return True
     return len(text.split()) <= 12 and bool(_BYLINE.match(text))
 

@@ -579,16 +579,21 @@ class NewsIndex:
 
     def _retrieve(self, query: str, k: int, *, query_vector: np.ndarray | None = None,
                   config: RetrievalConfig | None = None, scope: Scope | None = None,
-                  periods: bool = False) -> Retrieved:
+                  periods: bool = False, period_text: str = "") -> Retrieved:
         """Top ``k`` for ``query`` among the articles ``scope`` admits, those dated in the period the query names
-        first when ``periods`` is set; evaluation passes vectors it embedded in batches and settings it compares."""
+        first when ``periods`` is set (the period ``period_text`` names, when it names one: a follow-up is searched
+        with the question it leans on, whose period must not win over the new question's); evaluation passes
+        vectors it embedded in batches and settings it compares."""
         if query_vector is None:
             embedder = self._checked_embedder(self.live())
             query_vector = embedder.encode([query])[0]
         # Held for the whole read: a rebuild swaps generations (and deletes the old one) only between reads.
         with self._rw.read():
             live = self.live()
-            period = question_period(live, query, scope) if periods else None
+            period = None
+            if periods:
+                named = period_text and question_period(live, period_text) is not None
+                period = question_period(live, period_text if named else query, scope)
             return hybrid_search(live, query_vector, query, k, config or self.retrieval, scope, period)
 
     def search(self, query: str, k: int = 5, *, since: str | None = None, until: str | None = None,
@@ -622,7 +627,7 @@ class NewsIndex:
             raise InvalidInput("k must be between 1 and 100")
         scope = Scope.of(since, until, sources, doc_ids)
         query = answering.resolve_followup(question, list(history))
-        found = self._retrieve(query, int(k), scope=scope, periods=True)
+        found = self._retrieve(query, int(k), scope=scope, periods=True, period_text=question)
         reader = self.reader
         if reader is not None:
             composed = answering.compose_read(question, found, reader, self.answering, query=query,

@@ -69,7 +69,12 @@ class CheckConfig:
     min_relevance: float = 0.05
 
 
-_CITES = re.compile(r"(?:[ \t]*\[\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*\])+[.!?;:,]*")
+_MARKER = r"\[\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*\]"
+_MARKERS = r"[ \t]*" + _MARKER + r"(?:[ \t]*[,;]?[ \t]*" + _MARKER + r")*"  # "[1][2]", "[1], [2]"
+# A group of markers, bare or in parentheses ("(see [1])", "([1], [2])"), with the punctuation after it. Taken
+# whole, so the sentence keeps neither the parenthesis nor its "see" (it read "… dollars (see" + " [1]").
+_CITES = re.compile(r"(?:[ \t]*\((?:see|cf\.?|source|sources|passage|passages)?:?\s*" + _MARKER +
+                    r"(?:\s*[,;]?\s*" + _MARKER + r")*\s*\)|" + _MARKERS + r")[.!?;:,]*", re.IGNORECASE)
 _OPEN = re.compile(r"\s*(\[[\d\s,;]*)?")  # what may still grow into more markers
 _RANK = re.compile(r"\d+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -94,8 +99,23 @@ _ITEM = re.compile(r"^(?:\d{1,2}[.)]|[-*\u2022])\s+")
 _ITEM_ONLY = re.compile(r"\d{1,2}[.)]")
 
 
+# What a model writes that looks like a marker but names no passage: a Markdown footnote "[^13]", a sign "[-18]",
+# "[#2]", a range "[1-3]". Taken out of the sentence (it cites nothing, so it is checked against every passage).
+_STRAY_MARKER = re.compile(r"[ \t]*\[\s*[\^#+\-\u2013]\s*\d{1,4}\s*\]|[ \t]*\[\s*[\^#+\-\u2013]?\s*\d{1,4}"
+                           r"(?:\s*[\-\u2013\u2014:]\s*\d{1,4})+\s*\]")
+# A parenthesis a marker was taken out of: "(see [^13])" leaves "(see )".
+_EMPTY_ASIDE = re.compile(r"[ \t]*\((?:see|cf\.?|source|sources|passage|passages)?:?\s*\)", re.IGNORECASE)
+# Markdown emphasis ("**18 million**", "__18 million__"): markup, not part of the sentence. A "__" inside a word
+# ("snake__case") stays.
+_EMPHASIS = re.compile(r"\*\*+|(?<!\w)__+|__+(?!\w)")
+
+
 def _clean(sentence: str) -> str:
-    return _ITEM.sub("", " ".join(sentence.split()))
+    """The sentence as shown and checked: without a list item's marker, stray marker-like brackets, the parenthesis
+    they leave and Markdown emphasis, its white space collapsed."""
+    text = _EMPTY_ASIDE.sub("", _STRAY_MARKER.sub("", sentence))
+    text = " ".join(_EMPHASIS.sub("", text).split())
+    return _ITEM.sub("", text)
 
 
 def _unit_claims(unit: str, ranks: tuple[int, ...]) -> list[Claim]:

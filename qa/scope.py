@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import calendar
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date as Date, timedelta
+from typing import Iterable
 
 from .errors import InvalidInput
 
@@ -26,6 +28,12 @@ def check_day(value: str, name: str) -> str:
         return Date.fromisoformat(value).isoformat()
     except ValueError:
         raise InvalidInput(f"{name} is not a calendar day: {value!r}") from None
+
+
+def source_key(source: str) -> str:
+    """How an outlet filter matches an article's source: trimmed, without regard to case in any alphabet (Python's
+    lower(), as the Milvus backend's ``source_key``), so "ÖSTERREICH Post" and "österreich post" are one outlet."""
+    return source.strip().lower()
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,19 @@ class Scope:
     def __bool__(self) -> bool:
         return bool(self.since or self.until or self.sources or self.doc_ids)
 
-    def where(self, alias: str = "d") -> tuple[str, list]:
-        """An SQL condition on the documents table (under ``alias``) and its parameters ('1' when empty)."""
+    def matching_sources(self, stored: Iterable[str]) -> list[str]:
+        """The spellings among ``stored`` (the source fields as the store holds them) that this scope's outlets
+        name, compared by ``source_key``."""
+        wanted = {source_key(s) for s in self.sources}
+        return sorted({s for s in stored if source_key(s) in wanted})
+
+    def where(self, alias: str = "d", stored_sources: Iterable[str] | None = None) -> tuple[str, list]:
+        """An SQL condition on the documents table (under ``alias``) and its parameters ('1' when empty).
+
+        With outlets to match, ``stored_sources`` are the distinct source fields of the documents: the match is made
+        here, in Python, and the condition names the stored spellings it found. SQLite's lower() folds only A-Z, so
+        comparing ``lower(source)`` with Python's lower-cased name missed every outlet with another capital
+        ("ÖSTERREICH Post")."""
         terms, params = [], []
         if self.since or self.until:
             terms.append(f"{alias}.date != ''")
@@ -65,8 +84,14 @@ class Scope:
             terms.append(f"substr({alias}.date, 1, 10) <= ?")
             params.append(self.until)
         if self.sources:
-            terms.append(f"lower(trim({alias}.source)) IN ({','.join('?' * len(self.sources))})")
-            params.extend(s.lower() for s in self.sources)
+            if stored_sources is None:
+                raise ValueError("an outlet filter needs the stored sources to match them against")
+            names = self.matching_sources(stored_sources)
+            if names:
+                terms.append(f"{alias}.source IN ({','.join('?' * len(names))})")
+                params.extend(names)
+            else:
+                terms.append("0")  # no article names any of these outlets
         if self.doc_ids:
             terms.append(f"{alias}.doc_id IN ({','.join('?' * len(self.doc_ids))})")
             params.extend(self.doc_ids)
@@ -156,9 +181,19 @@ def _relative_range(phrase: str, today: Date) -> tuple[Date, Date]:
     return lo, hi
 
 
+# Where one sentence of the text searched ends and the next begins: a follow-up is searched as the question it leans
+# on followed by the new one ("What opened in Dartmouth in February? And in March?"; qa.answer.resolve_followup).
+_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s|$)")
+
+
 def named_period(question: str, newest: str) -> Period | None:
     """The date range ``question`` names, relative to ``newest`` (the newest article's YYYY-MM-DD); None when it
-    names none or the index has no dated article. The first phrase found wins."""
+    names none or the index has no dated article.
+
+    The last sentence that names a period decides, and in it the first phrase found: a follow-up that names a new
+    period ("And in March?", searched after the question it follows) asks about that one, and the earlier
+    question's period holds only when the new one names none. Within one sentence the first phrase is the one
+    asked about ("what did the minister say last week about the plan announced in March?")."""
     if not newest:
         return None
     try:
@@ -190,4 +225,9 @@ def named_period(question: str, newest: str) -> Period | None:
         found.append((m.start(), Period(lo.isoformat(), hi.isoformat(), m.group(1))))
     if not found:
         return None
-    return min(found, key=lambda f: f[0])[1]
+    # A period inside a phrase ("Jan. 2025", "mid-Feb.") is no sentence end.
+    taken = [(pos, pos + len(p.phrase)) for pos, p in found]
+    ends = [m.end() for m in _SENTENCE_END.finditer(question)
+            if not any(lo <= m.start() < hi for lo, hi in taken)]
+
+    return min(found, key=lambda f: (-bisect_right(ends, f[0]), f[0]))[1]  # the last sentence, its first phrase

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .records import DocumentInfo
+from .scope import source_key
 
 FORMAT_VERSION = 1
 DB_NAME = "qa.sqlite3"
@@ -217,9 +218,20 @@ class Store:
     def sources(self) -> list[str]:
         """The outlets the articles name, one spelling each (outlet filters match without regard to case), in
         alphabetical order."""
-        rows = self.db.execute("SELECT min(trim(source)) FROM documents WHERE trim(source) != '' "
-                               "GROUP BY lower(trim(source)) ORDER BY lower(trim(source))")
-        return [row[0] for row in rows]
+        # Grouped here, not by SQL: SQLite's lower() folds only A-Z, so "ÖSTERREICH Post" and "Österreich post"
+        # were two outlets. The smallest spelling of each, in code point order (as SQLite's min() compared them).
+        spellings: dict[str, str] = {}
+        for name in self._stored_sources():
+            name = name.strip()
+            if name:
+                key = source_key(name)
+                spellings[key] = min(spellings.get(key, name), name)
+        return [spellings[k] for k in sorted(spellings)]
+
+    def _stored_sources(self) -> list[str]:
+        """The distinct source fields of the articles, as stored (a few per index: matched in Python, see
+        ``qa.scope.Scope.where``)."""
+        return [row[0] for row in self.db.execute("SELECT DISTINCT source FROM documents")]
 
     def count_documents(self, *, search: str = "") -> int:
         """How many articles ``documents(search=...)`` would list without a limit."""
@@ -348,7 +360,7 @@ class Store:
 
     def scoped_chunk_ids(self, scope) -> list[int]:
         """The ids of the chunks of every article ``scope`` (qa.scope.Scope) admits."""
-        where, params = scope.where("d")
+        where, params = scope.where("d", self._stored_sources() if scope.sources else None)
         return [r[0] for r in self.db.execute(
             f"SELECT c.id FROM chunks c JOIN documents d USING (doc_id) WHERE {where}", params)]
 

@@ -116,3 +116,45 @@ def test_answer_sentences_are_embedded_once_and_reused(seed_index):
     finally:
         del embedder.encode
     assert calls == [1]
+
+
+# --- footnote marks pasted from encyclopedias ----------------------------------------------------------------------
+def test_a_lead_sentence_ending_in_footnote_marks_is_no_headline():
+    from qa.answer import Candidate, is_heading
+
+    lead = "The Harbour bridge will close for repairs for six weeks starting in April.[12]"
+    article = lead + " The work will cost 18 million dollars.[13]"
+    passage = _passage(1, "bridge", article, 0, len(article))
+    for text in (lead, lead[:-4] + "[a]", lead[:-4] + "[12][13]", lead[:-4] + "[citation needed]"):
+        assert not is_heading(Candidate(1, "bridge", 0, len(text), text), passage), text
+    # A first line without end punctuation is still a headline, marks or not.
+    for text in ("Harbour bridge to close for repairs", "Harbour bridge to close for repairs[1]"):
+        assert is_heading(Candidate(1, "bridge", 0, len(text), text), passage), text
+
+
+BRIDGE = ("The Harbour bridge will close for repairs for six weeks starting in April.[12] The work will cost 18 "
+          "million dollars.[13]\n\nEngineers found cracks in two of the bridge's support cables during an inspection "
+          "in January.[14]")
+
+
+def test_an_article_with_footnote_marks_answers_from_its_lead_sentence(index):
+    from qa.records import Article
+
+    index.rebuild([
+        Article("bridge", BRIDGE, title="Harbour bridge repairs", date="2025-03-05", source="Valley News"),
+        Article("ferry", "Ferry crossings to the islands were cancelled on Monday because of high winds. Commuters "
+                "waited up to 90 minutes for a boat on Monday morning.", title="Ferries cancelled",
+                date="2025-03-03"),
+        Article("school", "A new elementary school opened in Dartmouth on Friday. It has room for 600 students and "
+                "cost 40 million dollars to build.", title="School opens", date="2025-02-21"),
+    ])
+    for question, said in (("How long will the Harbour bridge close for repairs?", "six weeks"),
+                           ("How much will the bridge work cost?", "18 million dollars")):
+        answer = index.ask(question, k=3)
+        assert answer.answerable and said in answer.answer, (question, answer.answer)
+        first = answer.answer_spans[0]
+        assert first.doc_id == "bridge" and said in BRIDGE[first.start:first.end]
+        for span in answer.answer_spans:
+            assert index.document(span.doc_id)["text"][span.start:span.end] in answer.answer
+        for p in answer.passages:
+            assert index.document(p.doc_id)["text"][p.start:p.end] == p.text

@@ -154,3 +154,47 @@ def test_characters_the_tokenizer_drops_still_bound_a_chunk():
         chunks = chunker.chunk(text)
         assert len(chunks) > 1 and all(text[c.start:c.end] == c.text for c in chunks)
         assert max(len(c.text) for c in chunks) <= (256 + 2) * MAX_TOKEN_CHARS
+
+
+# --- footnote marks pasted from encyclopedias ----------------------------------------------------------------------
+def test_a_footnote_mark_after_a_sentence_end_stays_with_that_sentence_and_ends_it():
+    text = ("The bridge will close in April.[12] The work will cost 18 million dollars.[13] It opened in 1932.[a] "
+            "Tolls were dropped.[citation needed] Why?[who?] He said \"soon.\"[3][4] Engineers found cracks.[14]")
+    assert _sentences(text) == ["The bridge will close in April.[12]", "The work will cost 18 million dollars.[13]",
+                                "It opened in 1932.[a]", "Tolls were dropped.[citation needed]", "Why?[who?]",
+                                "He said \"soon.\"[3][4]", "Engineers found cracks.[14]"]
+    # As after any sentence end, a lowercase word goes on the same sentence, and a mark before the stop is no end.
+    assert _sentences("It opened.[14] the mayor came. It closed[15]. Then it rained.") == [
+        "It opened.[14] the mayor came.", "It closed[15].", "Then it rained."]
+    # Brackets that are not footnote marks end nothing: a citation the writer put in the sentence, an editor's word.
+    assert _sentences("Prices rose.[Reuters] Then fell. See [1]. Next.") == [
+        "Prices rose.[Reuters] Then fell.", "See [1].", "Next."]
+
+
+def test_real_news_with_footnote_marks_after_each_sentence_splits_into_the_same_sentences():
+    """BBC News articles (../shared/data, read at test time): a mark "[n]" put after each sentence that a space
+    follows gives the same sentences, each with its mark."""
+    from pathlib import Path
+
+    import pytest
+
+    bbc = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "bbc-news"
+    files = sorted(bbc.glob("business/*.txt"))[:60]
+    if not files:
+        pytest.skip(f"BBC News is not at {bbc} (../shared/data beside the checkout)")
+    marked_somewhere = 0
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        spans = split_sentences(text)
+        marked, expected, shift = text, [], 0
+        for n, (s, e) in enumerate(spans):
+            within_line = e < len(text) and text[e] == " "
+            if within_line and text[e - 1] in ".!?":
+                marked = marked[:e + shift] + f"[{n}]" + marked[e + shift:]
+                expected.append(text[s:e] + f"[{n}]")
+                shift += len(f"[{n}]")
+                marked_somewhere += 1
+            else:
+                expected.append(text[s:e])
+        assert _sentences(marked) == expected, path.name
+    assert marked_somewhere > 500

@@ -414,3 +414,59 @@ def test_the_openai_stream_falls_back_to_the_extractive_answer(client, fake):
     assert final["newsqa"]["fell_back"] is True
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     assert text.startswith(final["newsqa"]["answer"])
+
+
+# --- what the model writes around its markers -----------------------------------------------------------------------
+def test_marker_like_brackets_and_markdown_emphasis_are_not_part_of_a_sentence():
+    # "[^13]", "[-18]" or "[1-3]" name no passage: out of the sentence, which then cites nothing (and is checked
+    # against every passage); "**" and "__" are markup.
+    assert claims("The work will cost 18 million dollars [^13].") == [
+        Claim("The work will cost 18 million dollars.", ())]
+    assert claims("The work will cost 18 million dollars [-18]. It starts in April [1-3].") == [
+        Claim("The work will cost 18 million dollars.", ()), Claim("It starts in April.", ())]
+    assert claims("**The work will cost 18 million dollars** [1]. It __starts__ in April [2].") == [
+        Claim("The work will cost 18 million dollars.", (1,)), Claim("It starts in April.", (2,))]
+    assert claims("1. **Cost:** 18 million dollars [1]") == [Claim("Cost: 18 million dollars", (1,))]
+    assert claims("The file is named snake__case [1].") == [Claim("The file is named snake__case.", (1,))]
+    # "[0]" has the shape of a marker: it is one, to a passage no model is given (the check drops the sentence).
+    assert claims("It opened [0].") == [Claim("It opened.", (0,))]
+
+
+def test_markers_in_parentheses_are_taken_whole_with_the_parenthesis():
+    assert claims("The work will cost 18 million dollars (see [1]). It starts in April ([2], [3]).") == [
+        Claim("The work will cost 18 million dollars.", (1,)), Claim("It starts in April.", (2, 3))]
+    assert claims("The work will cost 18 million dollars (source: [1][2]).") == [
+        Claim("The work will cost 18 million dollars.", (1, 2))]
+    assert claims("The cost rose (see [^4]). It starts in April [2].") == [
+        Claim("The cost rose.", (2,)), Claim("It starts in April.", (2,))]
+    # A parenthesis that says something stays.
+    assert claims("The work (begun in May) costs more [1].") == [Claim("The work (begun in May) costs more.", (1,))]
+    text = "Costs rose (see [1]). **Tolls** stay [^2]. Work starts ([2], [3]) in April [3]! Then (see [1"
+    whole = claims(text)
+    rng = random.Random(11)
+    for _ in range(300):
+        stream, found, i = ClaimStream(), [], 0
+        while i < len(text):
+            j = i + rng.randint(1, 6)
+            found += stream.feed(text[i:j])
+            i = j
+        assert found + stream.close() == whole
+
+
+@pytest.mark.parametrize("written", ["{china} [^{n}].", "{china} [-18].", "{china} (see [{n}]).",
+                                     "**{china}** [{n}].", "__{china}__ (see [^13])."])
+def test_the_model_answer_shows_no_stray_marker_or_markup(llm_index, fake, written):
+    china = "China is the only other country that hit back with countertariffs"
+
+    def reply(messages):
+        return written.format(china=china, n=rank_holding(messages, CHINA))
+
+    fake.reply = reply
+    answer = llm_index.ask(QUESTION)
+    n = rank_holding(fake.requests[-1]["messages"], CHINA)
+    assert answer.mode == "llm" and not answer.fell_back
+    assert answer.answer == f"{china}. [{n}]"
+    [span] = answer.answer_spans
+    cited = next(p for p in answer.passages if p.rank == n)
+    assert span.doc_id == cited.doc_id == RETALIATION_DOC
+    assert llm_index.document(span.doc_id)["text"][span.start:span.end].strip() == CHINA

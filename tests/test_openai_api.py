@@ -345,3 +345,15 @@ def test_the_openai_client_sends_k_as_an_extra_field(openai_client):
                                                        max_tokens=10, extra_body={"k": 2})
     assert len(completion.model_extra["newsqa"]["passages"]) == 2
     assert len(source_lines(completion.choices[0].message.content)) == 2
+
+
+@pytest.mark.parametrize("content, code, says", [
+    ("\u0000\u0001", "question_empty", "the question is empty"),  # control characters are stripped: nothing left
+    ("\u0007 \u001b\t", "question_empty", "the question is empty"),
+    ("\u0000" * 2001, "question_empty", "the question is empty"),
+    ("\u0000" + "x" * 2001, "question_too_long", "the limit is 2000"),
+])
+def test_the_error_code_names_the_check_the_question_failed(client, content, code, says):
+    error = openai_error(client.post("/v1/chat/completions", json={"messages": [user(content)]}), 400,
+                         param="messages[0].content", code=code)
+    assert says in error["message"]

@@ -384,3 +384,92 @@ def test_multihop_articles_are_narrowed_by_date_and_outlet_inside_retrieval(mult
         assert answer.passages and all(by_id[p.doc_id].source in ("TechCrunch", "Sporting News")
                                        and by_id[p.doc_id].date[:10] >= "2023-11-01" for p in answer.passages)
         assert all(by_id[s.doc_id].date[:10] >= "2023-11-01" for s in answer.answer_spans)
+
+
+# --- a follow-up that names its own period -------------------------------------------------------------------------
+def test_the_period_of_the_newest_question_in_a_follow_up_search_wins():
+    """A follow-up is searched after the question it leans on (qa.answer.resolve_followup): the period the newest
+    question names is the one asked about; the earlier question's holds only when the new one names none."""
+    from qa.answer import resolve_followup
+
+    newest = "2025-05-22"
+    earlier = [{"question": "What opened in Dartmouth in February?"}]
+    for follow_up, phrase in (("And in March?", "in March"), ("What about in March?", "in March"),
+                              ("And what happened last week?", "last week"), ("And who opened it?", "in February")):
+        query = resolve_followup(follow_up, earlier)
+        assert query.startswith("What opened in Dartmouth in February?"), query  # searched with the earlier one
+        assert named_period(query, newest).phrase == phrase, query
+    # One sentence naming two periods: the first is the one asked about, as before.
+    assert named_period("what did the minister say last week about the plan announced in March?",
+                        newest).phrase == "last week"
+    assert named_period("What happened in March this year?", newest).phrase == "in March"
+    # The period of an abbreviated month is no sentence end.
+    assert named_period("Strikes in Jan. 2025, and in March?", newest).since == "2025-01-01"
+
+
+def test_a_follow_up_naming_a_new_period_is_answered_from_that_period(dated, client):
+    history = [{"question": "Why did ferry workers strike last week?",
+                "answer": "Ferry workers walked out again on Wednesday, this time over safety rules. [1]"}]
+    answer = dated.ask("And in March?", k=3, history=history)
+    assert answer.query == "Why did ferry workers strike last week? And in March?"
+    assert answer.date_range == {"since": "2025-03-01", "until": "2025-03-31", "phrase": "in March"}
+    assert answer.passages[0].doc_id == "ferry-march"
+    # The other way round, and a follow-up that names no period keeps the earlier question's.
+    march = [{"question": "Why did ferry workers strike in March?"}]
+    assert dated.ask("What about last week?", k=3, history=march).passages[0].doc_id == "ferry-may"
+    assert dated.ask("And who said so?", k=3, history=march).date_range["phrase"] == "in March"
+    # An earlier question typed without its question mark is one sentence with the new one: the new one's period
+    # still wins, since it is looked for in the new question first.
+    unpunctuated = [{"question": "Why did ferry workers strike last week"}]
+    assert dated.ask("And in March?", k=3, history=unpunctuated).date_range["phrase"] == "in March"
+
+    # The same on every route that takes a conversation.
+    body = client.post("/ask", json={"question": "And in March?", "history": history}).json()
+    assert body["date_range"]["phrase"] == "in March" and body["passages"][0]["doc_id"] == "ferry-march"
+    linked = client.get("/ask", params={"q": "And in March?", "after": history[0]["question"]}).json()
+    assert linked["date_range"]["phrase"] == "in March" and linked["passages"][0]["doc_id"] == "ferry-march"
+    chat = client.post("/v1/chat/completions", json={"messages": [
+        {"role": "user", "content": history[0]["question"]}, {"role": "assistant", "content": history[0]["answer"]},
+        {"role": "user", "content": "And in March?"}]}).json()
+    assert chat["newsqa"]["date_range"]["phrase"] == "in March"
+    assert chat["newsqa"]["passages"][0]["doc_id"] == "ferry-march"
+
+
+# --- outlets spelled with capitals outside A-Z ---------------------------------------------------------------------
+def test_outlet_filters_match_any_case_in_every_alphabet():
+    """SQLite's lower() folds only A-Z: the match is made in Python, on the spellings the store holds."""
+    stored = ["ÖSTERREICH Post", "Österreich post ", "Coastal Post", "ΕΛΛΆΔΑ Times", ""]
+    assert Scope.of(sources=["österreich POST"]).matching_sources(stored) == ["ÖSTERREICH Post", "Österreich post "]
+    assert Scope.of(sources=["ελλάδα times"]).matching_sources(stored) == ["ΕΛΛΆΔΑ Times"]
+    where, params = Scope.of(sources=["österreich post"]).where("d", stored)
+    assert where == "d.source IN (?,?)" and params == ["ÖSTERREICH Post", "Österreich post "]
+    assert Scope.of(sources=["Nobody's Gazette"]).where("d", stored) == ("0", [])
+    with pytest.raises(ValueError):
+        Scope.of(sources=["Coastal Post"]).where("d")  # an outlet filter is never applied blind
+
+
+@pytest.mark.parametrize("store", ["embedded", "milvus"])
+def test_an_outlet_with_a_capital_outside_a_to_z_is_found_in_any_case_on_each_store(tmp_path, embedder, store):
+    from conftest import store_settings
+    from qa.index import NewsIndex
+
+    articles = dated_articles() + [
+        Article("post-strike", "Postal workers in Vienna went on strike over pay on Tuesday, and letters piled up.",
+                title="Post strike", date="2025-05-20", source="ÖSTERREICH Post"),
+        Article("post-deal", "The postal union signed a new pay deal with the company on Friday.",
+                title="Post deal", date="2025-05-21", source="österreich POST"),
+    ]
+    idx = NewsIndex(store_settings(store, tmp_path), embedder=embedder)
+    try:
+        idx.rebuild(articles)
+        # One outlet, however its articles spell it (the smallest spelling shown).
+        assert idx.sources() == ["Coastal Post", "Harbour Times", "ÖSTERREICH Post"]
+        for name in ("ÖSTERREICH Post", "österreich post", "Österreich POST"):
+            passages = idx.search("why did workers strike?", k=5, sources=[name])
+            assert _docs(passages) == {"post-strike", "post-deal"}, name
+            for p in passages:
+                assert idx.document(p.doc_id)["text"][p.start:p.end] == p.text
+        answer = idx.ask("Why did postal workers strike?", k=3, sources=["österreich post"])
+        assert answer.passages[0].doc_id == "post-strike" and answer.answerable
+    finally:
+        idx.close()

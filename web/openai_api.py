@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa.errors import IndexCorrupt, IndexMismatch, IndexMissing, QAError
 from qa.index import NewsIndex
-from qa.records import Answer, Passage, page_label
+from qa.records import Answer, Passage, page_label, strip_controls
 
 from .deps import get_index
 from .models import MAX_HISTORY_ANSWER_CHARS, MAX_HISTORY_TURNS, AskResponse
@@ -320,7 +320,14 @@ def _validated_question(index: NewsIndex, question: str, param: str) -> str:
     try:
         return index.validate_question(question)
     except QAError as e:
-        code = "question_empty" if not question.strip() else "question_too_long"
+        # The code follows the check that failed, as validate_question makes them: control characters alone are an
+        # empty question (they are stripped), not a long one.
+        if not strip_controls(question).strip():
+            code = "question_empty"
+        elif len(question) > index.settings.max_question_chars:
+            code = "question_too_long"
+        else:
+            code = "invalid_value"
         raise ChatError(str(e), param=param, code=code) from None
 
 
