@@ -220,6 +220,11 @@ def candidates(passages: list[Passage], limit: int) -> list[Candidate]:
             if key in seen:
                 continue
             seen.add(key)
+            # Footnote marks after the sentence's end ("… in January.[14]") are the encyclopedia's, not part of the
+            # answer: beside the answer's own "[1]" they read as a citation of a passage that does not exist.
+            marks = TRAILING_FOOTNOTES.search(passage.text, s, e)
+            if marks is not None and marks.start() > s:
+                e = marks.start()
             found.append(Candidate(passage.rank, passage.doc_id, passage.start + s, passage.start + e, passage.text[s:e]))
     return found
 

@@ -30,7 +30,7 @@ import numpy as np
 import ray
 import ray.data
 
-from .errors import InvalidInput
+from .errors import InvalidInput, QAError
 from .ingest import Collected, SkippedFile, claim, find_files, read_found
 from .records import AddReport
 from .settings import Settings
@@ -100,6 +100,8 @@ def _read_batch(batch: dict, *, max_bytes: int, date: str) -> dict:
             row("skipped", given, suffix, note=str(e).replace(str(path), str(given)))
             continue
         except Exception as e:  # noqa: BLE001 - raised again on the driver, as collect would
+            if isinstance(e, QAError) and str(path) in str(e):
+                e = type(e)(str(e).replace(str(path), str(given)))  # named as given, as collect names it
             try:
                 blob = pickle.dumps(e)
             except Exception:  # noqa: BLE001 - an exception that cannot travel goes as its message
@@ -108,9 +110,7 @@ def _read_batch(batch: dict, *, max_bytes: int, date: str) -> dict:
             continue
         if not articles:
             row("empty", given, suffix)
-        for article in articles:
-            if article.path == str(path):
-                article.path = str(given)  # stored as given, as collect stores it (read here by absolute path)
+        for article in articles:  # its path absolute, as collect stores it
             row("article", given, suffix, article.doc_id, content_hash(article), blob=pickle.dumps(article))
     return rows
 

@@ -1,6 +1,8 @@
 """Extractive answers: cited sentences located in their articles, list answers from several sentences, "the
 articles don't say" with weak passages, and follow-ups resolved against the conversation."""
 
+import re
+
 import pytest
 
 from qa.answer import NOT_FOUND, candidates, compose, resolve_followup
@@ -154,6 +156,8 @@ def test_an_article_with_footnote_marks_answers_from_its_lead_sentence(index):
         assert answer.answerable and said in answer.answer, (question, answer.answer)
         first = answer.answer_spans[0]
         assert first.doc_id == "bridge" and said in BRIDGE[first.start:first.end]
+        # The encyclopedia's marks after the sentence are left out of it: beside "[1]" they read as citations.
+        assert not re.search(r"\.\[\d+\]", answer.answer) and BRIDGE[first.end] == "["
         for span in answer.answer_spans:
             assert index.document(span.doc_id)["text"][span.start:span.end] in answer.answer
         for p in answer.passages:

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,8 +147,8 @@ def test_qa_index_ray_refuses_what_it_cannot_do_in_one_line(argv, message, tmp_p
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_ray_reads_folders_as_qa_index_does(ray_cluster, tmp_path, embedder, model_cache):
-    from qa.errors import Conflict
+def test_ray_reads_folders_as_qa_index_does(ray_cluster, tmp_path, embedder, model_cache, monkeypatch):
+    from qa.errors import Conflict, UnsupportedFile
     from qa.ingest import collect
 
     folder = tmp_path / "news"
@@ -167,6 +168,13 @@ def test_ray_reads_folders_as_qa_index_does(ray_cluster, tmp_path, embedder, mod
     assert report.skipped == plain.skipped and "not UTF-8" in report.skipped[0]
     assert sorted(report.added) == ["a-rink", "b-rink"]
     assert idx.document("b-rink")["path"] == str(folder / "b" / "rink.txt")
+    # A file named directly that cannot be read is an error naming it as given, as collect names it.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnsupportedFile) as raised:
+        index_with_ray(idx, [Path("news/b/latin.txt")], workers=1)
+    with pytest.raises(UnsupportedFile) as plain_raised:
+        collect([Path("news/b/latin.txt")], max_bytes=idx.settings.max_article_bytes)
+    assert str(raised.value) == str(plain_raised.value) and str(raised.value).startswith("news/b/latin.txt")
     idx.close()
 
 
