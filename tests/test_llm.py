@@ -49,17 +49,22 @@ def test_list_markers_are_not_part_of_a_sentence():
                             Claim("Both said so.", (1,))]
 
 
+def streamed(text: str, rng: random.Random) -> list[Claim]:
+    """The claims of ``text`` fed to a ClaimStream in random pieces of 1 to 6 characters."""
+    stream, found, i = ClaimStream(), [], 0
+    while i < len(text):
+        j = i + rng.randint(1, 6)
+        found += stream.feed(text[i:j])
+        i = j
+    return found + stream.close()
+
+
 def test_streamed_pieces_give_the_same_sentences_as_the_whole_text():
     text = "China hit back with tariffs [1]. Canada imposed three rounds [2] [3]. It said so [1,2]! Then words"
     whole = claims(text)
     rng = random.Random(7)
     for _ in range(300):
-        stream, found, i = ClaimStream(), [], 0
-        while i < len(text):
-            j = i + rng.randint(1, 6)
-            found += stream.feed(text[i:j])
-            i = j
-        assert found + stream.close() == whole
+        assert streamed(text, rng) == whole
 
 
 def test_a_sentence_is_complete_only_once_its_markers_end():
@@ -445,12 +450,7 @@ def test_markers_in_parentheses_are_taken_whole_with_the_parenthesis():
     whole = claims(text)
     rng = random.Random(11)
     for _ in range(300):
-        stream, found, i = ClaimStream(), [], 0
-        while i < len(text):
-            j = i + rng.randint(1, 6)
-            found += stream.feed(text[i:j])
-            i = j
-        assert found + stream.close() == whole
+        assert streamed(text, rng) == whole
 
 
 @pytest.mark.parametrize("written", ["{china} [^{n}].", "{china} [-18].", "{china} (see [{n}]).",

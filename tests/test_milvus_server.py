@@ -104,12 +104,18 @@ def test_several_qa_index_processes_writing_into_one_server_at_once_store_every_
     reader.close()
 
 
-def test_a_qa_index_killed_between_its_writes_then_run_again_leaves_every_article_exactly_once(
-        tmp_path, server, model_cache, embedder):
+def _articles_folder(tmp_path, count: int):
+    """A folder of ``count`` articles (report00.txt, …) as _article writes them."""
     folder = tmp_path / "articles"
     folder.mkdir()
-    for n in range(12):
+    for n in range(count):
         (folder / f"report{n:02d}.txt").write_text(_article(n), encoding="utf-8")
+    return folder
+
+
+def test_a_qa_index_killed_between_its_writes_then_run_again_leaves_every_article_exactly_once(
+        tmp_path, server, model_cache, embedder):
+    folder = _articles_folder(tmp_path, 12)
     # One article a write, a pause after each, so the poll below sees the server between writes.
     setup = ("NewsIndex.batch_size = 1; write = NewsIndex._write; "
              "NewsIndex._write = lambda self, *a, **k: (write(self, *a, **k), time.sleep(0.3))[0]")
@@ -180,10 +186,7 @@ def _texts(index: NewsIndex) -> dict[str, str]:
 
 def test_a_rebuild_killed_midway_loses_nothing_and_every_node_follows_a_finished_one(
         tmp_path, server, model_cache, embedder):
-    folder = tmp_path / "articles"
-    folder.mkdir()
-    for n in range(6):
-        (folder / f"report{n:02d}.txt").write_text(_article(n), encoding="utf-8")
+    folder = _articles_folder(tmp_path, 6)
     writer = _node(tmp_path, "writer", server, model_cache, embedder)
     writer.add_paths([folder])
     reader = _node(tmp_path, "reader", server, model_cache, embedder)  # another machine answering meanwhile

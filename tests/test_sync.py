@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -132,25 +133,32 @@ def test_a_new_file_whose_id_another_file_holds_is_skipped(tmp_path, fake_index)
     assert actions[-1] == "added x" and actions[0].startswith("skipped ") and "claimed by" in actions[0]
 
 
-def test_a_bad_qaignore_is_reported_and_the_watch_goes_on(tmp_path, fake_index):
-    """`[z-a]` in .qaignore (or a half-saved one) ended the watch for good; fixed, the next change applies."""
-    root = folder_of_articles(tmp_path / "news")
-    seen = []
-    watcher = Watcher(fake_index, root, report=seen.append)
-    watcher.start()
+@contextmanager
+def watching(watcher):
+    """``watcher.run`` in a thread (debounce 200 ms), once its watch is in place; stopped on the way out."""
     stop, ready = threading.Event(), threading.Event()
     thread = threading.Thread(target=watcher.run, kwargs={"debounce_ms": 200, "stop_event": stop,
                                                           "on_ready": ready.set}, daemon=True)
     thread.start()
     try:
         assert ready.wait(30)
+        yield thread
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_a_bad_qaignore_is_reported_and_the_watch_goes_on(tmp_path, fake_index):
+    """`[z-a]` in .qaignore (or a half-saved one) ended the watch for good; fixed, the next change applies."""
+    root = folder_of_articles(tmp_path / "news")
+    seen = []
+    watcher = Watcher(fake_index, root, report=seen.append)
+    watcher.start()
+    with watching(watcher) as thread:
         write(root / ".qaignore", "[z-a]\n")
         assert poll(lambda: any(a.verb == "failed" and "[z-a]" in a.detail for a in seen))
         write(root / ".qaignore", "b.txt\n")
         assert poll(lambda: "b" not in ids(fake_index)) and thread.is_alive()
-    finally:
-        stop.set()
-        thread.join(10)
 
 
 def test_sync_finds_articles_added_from_another_folder_and_through_links(tmp_path, fake_index, monkeypatch):
@@ -175,12 +183,7 @@ def test_watch_picks_up_files_as_they_change(tmp_path, fake_index):
     seen = []
     watcher = Watcher(fake_index, root, report=seen.append)
     watcher.start()
-    stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(target=watcher.run, kwargs={"debounce_ms": 200, "stop_event": stop,
-                                                          "on_ready": ready.set}, daemon=True)
-    thread.start()
-    try:
-        assert ready.wait(30)
+    with watching(watcher):
         write(root / "late.txt", "A late article about the ferry timetable.")
         (root / "b.txt").unlink()
         deadline = time.monotonic() + 20
@@ -188,9 +191,6 @@ def test_watch_picks_up_files_as_they_change(tmp_path, fake_index):
             time.sleep(0.1)
         assert "late" in ids(fake_index) and "b" not in ids(fake_index)
         assert "added late" in [str(a) for a in seen] and "removed b: its file is gone" in [str(a) for a in seen]
-    finally:
-        stop.set()
-        thread.join(10)
 
 
 def test_qa_index_sync_on_the_command_line(tmp_path, model_cache):
