@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from milvus_server import milvus_server, server_binary
 from qa.errors import NotFound
 from qa.index import NewsIndex
 from qa.ingest import collect
+from qa.records import Article
 from qa.settings import Settings
 from web.app import create_app
 
@@ -219,6 +221,41 @@ def test_a_rebuild_killed_midway_loses_nothing_and_every_node_follows_a_finished
     assert sorted(live.client.list_collections()) == sorted([*live.names.values(), live.pointer])
     writer.close()
     reader.close()
+
+
+def test_two_nodes_updating_one_article_at_once_leave_it_whole(tmp_path, server, model_cache, embedder):
+    """Each write deleted every version of the article but its own: when node B's whole update fell between node
+    A's chunk rows and A's document row, B deleted A's new rows and A's document row then named them (the article
+    listed, with no text and no chunks). Now a write deletes only the version it replaced."""
+    a = _node(tmp_path, "a", server, model_cache, embedder)
+    b = _node(tmp_path, "b", server, model_cache, embedder)
+    a.add([Article("mill", "Version zero: the Orvel mill closed in May.", title="Mill")])
+    live = a.live()
+    texts_written, b_done = threading.Event(), threading.Event()
+    upsert = live.client.upsert
+
+    def pausing(collection, rows, **kwargs):
+        result = upsert(collection, rows, **kwargs)
+        if collection.endswith("_texts"):  # A's chunks and text are written, its document row not yet
+            texts_written.set()
+            b_done.wait(60)
+        return result
+
+    live.client.upsert = pausing
+    version_a = "Version A: the Orvel mill reopened in June under Kestrel Foods."
+    writer = threading.Thread(target=a.add, args=([Article("mill", version_a, title="Mill")],))
+    writer.start()
+    assert texts_written.wait(120)
+    b.add([Article("mill", "Version B: the Orvel mill was sold to Brannock Ltd in July.", title="Mill")])
+    b_done.set()
+    writer.join(120)
+    reader = _node(tmp_path, "reader", server, model_cache, embedder)
+    doc = reader.document("mill")  # A's document row came last: A's version, whole
+    assert doc["text"] == version_a and doc["chunks"]
+    (passage,) = [p for p in reader.search("Orvel mill", 3) if p.doc_id == "mill"]
+    assert passage.text == version_a[passage.start:passage.end]
+    for node in (a, b, reader):
+        node.close()
 
 
 def _serve(folder: Path, port: int) -> subprocess.Popen:

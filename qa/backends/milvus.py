@@ -704,7 +704,9 @@ class MilvusBackend(Backend):
         written = len(chunk_rows)
         if upserts:
             now = utc_now()
-            first_added = self._added_at([p.article.doc_id for p in upserts]) if added_at is None else added_at
+            # A rebuild (``added_at`` given) writes into collections of its own: nothing stored there to replace.
+            stored = self._stored([p.article.doc_id for p in upserts]) if added_at is None else {}
+            first_added = {d: added for d, (added, _) in stored.items()} if added_at is None else added_at
             for doc in doc_rows:
                 doc["added_at"] = first_added.get(doc["doc_id"]) or now
             for rows in batched(chunk_rows, 256):
@@ -713,13 +715,16 @@ class MilvusBackend(Backend):
                 c.upsert(n["texts"], rows)
             for rows in batched(doc_rows, 256):
                 c.upsert(n["documents"], rows)
-            # Other versions of these articles: gone now that the document rows name the new ones. One delete per
-            # batch: rows of these articles whose content hash is none of the batch's new ones. (An old version
-            # whose hash is another article's new one in the same batch stays, hidden from readers by its document
-            # row, until `qa doctor` sweeps it.)
-            for part in batched(upserts, IN_BATCH):
-                fresh = _in("content_hash", sorted({p.content_hash for p in part})).replace(" in [", " not in [", 1)
-                stale = f"{_in('doc_id', [p.article.doc_id for p in part])} and {fresh}"
+            # The version each article had when this write began: replaced now that its document row names the
+            # new one, so its rows go. Only that version: one another machine wrote meanwhile (the write locks are
+            # per machine) may be named by a document row written after this one's, and deleting "every version but
+            # mine" left such an article listed with no chunks (two machines updating it at once). Rows no
+            # document row names (a write killed midway, the losing side of such a race) are what `qa doctor`
+            # sweeps; readers never see them.
+            new = {p.article.doc_id: p.content_hash for p in upserts}
+            replaced = [(d, h) for d, (_, h) in stored.items() if h and h != new.get(d)]
+            for part in batched(replaced, IN_BATCH):
+                stale = " or ".join(f"(doc_id == {_lit(d)} and content_hash == {_lit(h)})" for d, h in part)
                 c.delete(n["chunks"], filter=stale)
                 c.delete(n["texts"], filter=stale)
         c.upsert(n["meta"], [{"key": "stamp", "value": uuid.uuid4().hex, "pad": _PAD}])
@@ -734,12 +739,13 @@ class MilvusBackend(Backend):
                 self.client.flush(name)
             self._unflushed = 0
 
-    def _added_at(self, doc_ids: list[str]) -> dict[str, str]:
-        """When the articles among ``doc_ids`` that are stored were first added."""
-        found: dict[str, str] = {}
+    def _stored(self, doc_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """For the articles among ``doc_ids`` that are stored: when each was first added, and its version (content
+        hash) now."""
+        found: dict[str, tuple[str, str]] = {}
         for part in batched(sorted(set(doc_ids)), IN_BATCH):
-            found.update((r["doc_id"], r["added_at"]) for r in self._query("documents", _in("doc_id", part),
-                                                                           ["doc_id", "added_at"]))
+            found.update((r["doc_id"], (r["added_at"], r["content_hash"])) for r in self._query(
+                "documents", _in("doc_id", part), ["doc_id", "added_at", "content_hash"]))
         return found
 
     def sweep(self) -> int:
