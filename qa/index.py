@@ -35,7 +35,7 @@ from .locks import ReadWriteLock, process_lock
 from .records import AddReport, Answer, Article, Passage, has_lone_surrogate, strip_controls
 from .retrieval import RetrievalConfig, Retrieved, hybrid_search, question_period
 from .scope import Scope
-from .settings import Settings
+from .settings import Settings, size_text
 from .backends import is_embedded, open_backend
 from .backends.base import Backend, Upsert
 from .backends.sqlite_faiss import SqliteFaissBackend
@@ -798,10 +798,17 @@ class NewsIndex:
     def add_text(self, text: str, *, title: str = "", date: str = "", source: str = "", url: str = "",
                  doc_id: str = "", progress: Progress | None = None) -> AddReport:
         """Add one article given as text (the API's and the web form's way in)."""
+        article = self.text_article(text, title=title, date=date, source=source, url=url, doc_id=doc_id)
+        return self.add([article], progress=progress)
+
+    def text_article(self, text: str, *, title: str = "", date: str = "", source: str = "", url: str = "",
+                     doc_id: str = "") -> Article:
+        """The article ``add_text`` would add, or the error its fields earn (empty, too large, a bad date or id),
+        without writing anything: a background add checks its request before it is accepted."""
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput("the article text is empty")
         if len(text.encode("utf-8")) > self.settings.max_article_bytes:
-            raise TooLarge(f"the article is over the {self.settings.max_article_bytes // (1024 * 1024)} MB limit")
+            raise TooLarge(f"the article is over the {size_text(self.settings.max_article_bytes)} limit")
         if not doc_id:
             basis = (title or text[:80]).lower()
             try:
@@ -809,8 +816,7 @@ class NewsIndex:
             except InvalidInput:  # a title of punctuation alone ("…"): the text's hash names it
                 stem = "article"
             doc_id = f"{stem}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
-        article = article_from_text(text, doc_id=doc_id, title=title, date=date, source=source, url=url)
-        return self.add([article], progress=progress)
+        return article_from_text(text, doc_id=doc_id, title=title, date=date, source=source, url=url)
 
     def add_paths(self, paths: list[Path], *, date: str = "", ids: str = "stem", show_progress: bool = False) -> AddReport:
         """Add every readable article under ``paths``; unreadable files found in folders are reported as skipped."""

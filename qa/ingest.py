@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .errors import Conflict, InvalidInput, NotFound, TooLarge, UnsupportedFile
 from .records import Article, has_lone_surrogate, strip_controls
+from .settings import size_text
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -504,7 +505,7 @@ def articles_from_records(records: list, *, name: str, max_bytes: int) -> list[A
         if not text.strip():
             raise InvalidInput(f"{name}: record {n} has no body or text")
         if len(text.encode("utf-8")) > max_bytes:
-            raise TooLarge(f"{name}: record {n} is over the {max_bytes // (1024 * 1024)} MB limit")
+            raise TooLarge(f"{name}: record {n} is over the {size_text(max_bytes)} limit")
         given_id = _first(record, "doc_id", "id", "_id", "uuid")
         if given_id:
             doc_id = safe_doc_id(given_id)
@@ -552,7 +553,7 @@ def read_file(path: Path, *, max_bytes: int, date: str = "", doc_id: str = "") -
             f"{path}: unsupported file type {suffix or '(none)'}; use .txt, .md, .html, .pdf, .json or .jsonl")
     data = path.read_bytes()
     if suffix not in COLLECTION_SUFFIXES and len(data) > max_bytes:
-        raise TooLarge(f"{path} is {len(data) / 1e6:.1f} MB, over the {max_bytes // (1024 * 1024)} MB limit")
+        raise TooLarge(f"{path} is {len(data) / 1e6:.1f} MB, over the {size_text(max_bytes)} limit")
     if suffix in PDF_SUFFIXES:
         articles = [pdf_to_article(data, doc_id=doc_id or path.stem, path=str(path), date=date)]
     else:

@@ -41,6 +41,11 @@ def with_changes(config, changes: dict, what: str):
     return replace(config, **converted)
 
 
+def size_text(limit: int) -> str:
+    """A byte limit as people read it: "5 MB", or "300,000 bytes" when it is no whole number of megabytes."""
+    return f"{limit >> 20} MB" if limit >= 1 << 20 and limit % (1 << 20) == 0 else f"{limit:,} bytes"
+
+
 def _switch(name: str, value: str) -> bool:
     value = value.lower()
     if value not in ("on", "off", "1", "0", "true", "false", "yes", "no"):

@@ -88,6 +88,8 @@ def _document_search(search: str) -> tuple[str, list]:
     search = " ".join((search or "").split())
     if not search:
         return "1", []
+    if "\x00" in search:  # LIKE ends its pattern at a NUL (matching too much); no stored field holds one
+        return "0", []
     like = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return ("(d.title LIKE ? ESCAPE '\\' OR d.source LIKE ? ESCAPE '\\' OR d.doc_id LIKE ? ESCAPE '\\')",
             [like, like, like])
@@ -206,12 +208,12 @@ class Store:
         # The ORDER BY column comes from the whitelist, never from the caller's text; ties go by id.
         undated_last = "d.date = '', " if sort == "date" else ""
         order = f"{undated_last}{DOCUMENT_ORDER[sort]} {direction}, d.doc_id {direction}"
-        page = " LIMIT ? OFFSET ?" if limit is not None else ""
+        # LIMIT -1: all the rest (an offset alone was ignored: `?offset=2` listed every article).
         rows = self.db.execute(
             "SELECT d.doc_id, d.title, d.date, d.source, d.url, "
             "(SELECT count(*) FROM chunks c WHERE c.doc_id = d.doc_id) AS chunk_count, length(d.text), d.added_at "
-            f"FROM documents d WHERE {where} ORDER BY {order}{page}",
-            params + ([int(limit), int(offset)] if limit is not None else []),
+            f"FROM documents d WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            params + [-1 if limit is None else int(limit), int(offset)],
         )
         return [DocumentInfo(*row) for row in rows]
 

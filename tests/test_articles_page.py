@@ -152,3 +152,7 @@ def test_the_listing_on_each_store(store_seed_copy):
     assert [d.doc_id for d in idx.documents(search="_", sort="title", limit=2, offset=1)] == \
         [d.doc_id for d in idx.documents(sort="title")][1:3]
     assert idx.documents(search="nothing like it") == [] and idx.count_documents(search="nothing like it") == 0
+    # An offset without a limit was ignored on the embedded store (every article listed), and a NUL ended the
+    # search pattern there ("\x00" matched every article).
+    assert [d.doc_id for d in idx.documents(offset=2)] == [d.doc_id for d in idx.documents()][2:]
+    assert idx.documents(search=seeds[0] + "\x00no such text") == [] and idx.count_documents(search="\x00") == 0

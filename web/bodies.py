@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from qa.errors import QAError
 from qa.records import has_lone_surrogate
@@ -76,9 +76,12 @@ async def read_form(request: Request, max_part_size: int | None = None) -> FormD
     puts U+FFFD for an escape that is not UTF-8, which would store a text other than the one sent. A multipart
     form is Starlette's (its fields fall back to Latin-1, which keeps every byte)."""
     if content_type(request) != "application/x-www-form-urlencoded":
-        if max_part_size is None:
-            return await request.form()
-        return await request.form(max_part_size=max_part_size)
+        form = await (request.form() if max_part_size is None else request.form(max_part_size=max_part_size))
+        # A charset parameter Starlette decodes fields with ("unicode_escape") can make lone surrogates of
+        # them, which failed later, in SQLite or in hashing: a 500.
+        check_unicode([value.filename or "" if isinstance(value, UploadFile) else value
+                       for _, value in form.multi_items()])
+        return form
     raw = await request.body()
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict",

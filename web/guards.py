@@ -71,19 +71,41 @@ def _request_host(value: str) -> str | None:
     return host_name(parts.hostname)
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _own_port(request: Request) -> int | None:
+    """The port the request was sent to, as its Host header names it (the scheme's default when it names none);
+    None without a Host header."""
+    value = request.headers.get("host")
+    if value is None:
+        return None
+    try:
+        return urlsplit("//" + value).port or _DEFAULT_PORTS.get(request.url.scheme)
+    except ValueError:
+        return None
+
+
 def check_origin(request: Request) -> None:
-    """Refuse a write that a browser sends from a page whose origin's host is not one the server answers to
-    (a forged form post to 127.0.0.1 from another site, a rebound DNS name, ``Origin: null``). Programs send no
-    Origin header and are not affected. The allowed hosts are ``request.app.state.allowed_hosts``."""
+    """Refuse a write that a browser sends from a page whose origin is not this server's (a forged form post to
+    127.0.0.1 from another site, a rebound DNS name, ``Origin: null``). Programs send no Origin header and are not
+    affected. The allowed hosts are ``request.app.state.allowed_hosts``. A page on this machine must also come
+    from this server's port: another app's page (a dev server on localhost:3000) could post forms to it. A host
+    named in QA_ALLOWED_HOSTS is compared by name alone, since a proxy in front of the server sends its own port."""
     origin = request.headers.get("origin")
     if origin is None:
         return
     allowed = getattr(request.app.state, "allowed_hosts", LOOPBACK_HOSTS)
     try:
-        host = host_name(urlsplit(origin.strip()).hostname or "")
+        parts = urlsplit(origin.strip())
+        host = host_name(parts.hostname or "")
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
     except ValueError:
-        host = None
-    if host is None or host not in allowed:
+        host = port = None
+    refused = host is None or host not in allowed
+    if not refused and host in LOOPBACK_HOSTS and _request_host(request.headers.get("host", "")) in LOOPBACK_HOSTS:
+        refused = port is None or port != _own_port(request)
+    if refused:
         raise Forbidden(f"changes are accepted only from this server's own pages, not from {origin}")
 
 

@@ -14,7 +14,7 @@ from qa.errors import QAError
 from qa.index import NewsIndex
 from qa.llm import mode_note
 from qa.records import merge_passages, page_label
-from qa.settings import Settings
+from qa.settings import Settings, size_text
 
 from .highlight import answer_parts, excerpt, passage_segments
 
@@ -22,10 +22,6 @@ HERE = Path(__file__).resolve().parent
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 HTML_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
-
-
-def size_text(limit: int) -> str:
-    return f"{limit >> 20} MB" if limit >= 1 << 20 and limit % (1 << 20) == 0 else f"{limit:,} bytes"
 
 
 def document_link(doc_id: str, start: int, end: int, spans: list[dict]) -> str:

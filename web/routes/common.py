@@ -20,6 +20,11 @@ INDEX_ERRORS = {
     409: {"model": ErrorOut, "description": "No index yet, or one built with other settings"},
     503: {"model": ErrorOut, "description": "The index is damaged: `qa doctor` repairs it"},
 }
+# A write meets the index as a read does (no index, other settings, damage); a browser's form post is sent on to
+# the page that shows what was done.
+WRITE_ERRORS.update(INDEX_ERRORS)
+SEE_PAGE = {303: {"description": "A browser's form post (it asks for text/html): sent on to the page that shows "
+                                 "what was done, so a reload repeats nothing"}}
 
 
 def body(content: dict[str, str]) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from functools import partial
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlencode
@@ -18,7 +19,7 @@ from qa.index import NewsIndex
 from qa.ingest import (HTML_SUFFIXES, MARKDOWN_SUFFIXES, PDF_SUFFIXES, TEXT_SUFFIXES, article_from_text, decode,
                        html_to_article, parse_date, pdf_to_article, safe_doc_id)
 from qa.records import Article
-from qa.settings import Settings
+from qa.settings import Settings, size_text
 
 from ..bodies import is_json, json_body, parse, read_form, text
 from ..deps import get_index, get_pages, get_settings, write_access
@@ -29,8 +30,8 @@ from ..jobs import Job, Jobs
 from ..models import (AddArticle, AddResult, ArticleUpload, DocumentOut, DocumentSummary, ErrorOut, JobReply,
                       RebuildResult)
 from ..negotiation import is_form, wants_html
-from ..pages import Listing, Pages, size_text
-from .common import ERRORS, HTML_200, INDEX_ERRORS, WRITE_ERRORS, body
+from ..pages import Listing, Pages
+from .common import ERRORS, HTML_200, INDEX_ERRORS, SEE_PAGE, WRITE_ERRORS, body
 
 UPLOAD_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
 _DIGITS = re.compile(r"[0-9]{1,12}")  # an offset; int() refuses over 4,300 digits
@@ -149,15 +150,8 @@ def get_document(request: Request, doc_id: str,
     })
 
 
-def add_sync(index: NewsIndex, settings: Settings, article: Article | None, fields: AddArticle | None,
-             progress=None) -> dict:
-    if article is not None:
-        report = index.add([article], progress=progress)
-    else:
-        if len(fields.text.encode("utf-8")) > settings.max_article_bytes:
-            raise TooLarge(f"the article is over the {size_text(settings.max_article_bytes)} limit")
-        report = index.add_text(fields.text, title=fields.title, date=fields.date, source=fields.source,
-                                url=fields.url, doc_id=fields.doc_id, progress=progress)
+def add_sync(index: NewsIndex, article: Article, progress=None) -> dict:
+    report = index.add([article], progress=progress)
     doc_id = (report.added + report.updated + report.unchanged)[0]
     status = "added" if report.added else "updated" if report.updated else "unchanged"
     doc = index.document(doc_id)
@@ -187,7 +181,8 @@ def upload_article(settings: Settings, filename: str, data: bytes, fields: dict)
     if suffix not in UPLOAD_SUFFIXES:
         raise UnsupportedFile(f"{name}: unsupported file type {suffix or '(none)'}; upload .txt, .md, .html or .pdf")
     if len(data) > settings.max_article_bytes:
-        raise TooLarge(f"{name} is {len(data) / 1e6:.1f} MB, over the {size_text(settings.max_article_bytes)} limit")
+        # Only the limit and one byte more were read: the file's own size is not known here.
+        raise TooLarge(f"{name} is larger than the {size_text(settings.max_article_bytes)} limit")
     doc_id = fields.get("doc_id") or safe_doc_id(Path(name).stem)
     if suffix in PDF_SUFFIXES:
         article = pdf_to_article(data, doc_id=doc_id, path=name, date=fields.get("date", ""))
@@ -203,7 +198,7 @@ def upload_article(settings: Settings, filename: str, data: bytes, fields: dict)
 
 
 @writes.post("/documents", summary="Add an article", status_code=201, response_model=AddResult,
-             responses={**BACKGROUND, **WRITE_ERRORS,
+             responses={**BACKGROUND, **SEE_PAGE, **WRITE_ERRORS,
                         413: {"model": ErrorOut, "description": "Article over the size limit"},
                         415: {"model": ErrorOut, "description": "Binary, non-UTF-8 or unsupported file"}},
              openapi_extra=body({"application/json": "AddArticle", "multipart/form-data": "ArticleUpload"}))
@@ -236,11 +231,19 @@ async def add_document(request: Request, index: NewsIndex = Depends(get_index),
         fields = parse(AddArticle, await json_body(request))
     else:
         raise UnsupportedBody("send the article as JSON or as a multipart upload of a .txt, .md, .html or .pdf file")
+    if article is None:
+        # Read before any job starts, so that a bad field is answered at once, in the background too; the size
+        # against this server's limit (QA_MAX_ARTICLE_BYTES as it was started with).
+        if len(fields.text.encode("utf-8")) > settings.max_article_bytes:
+            raise TooLarge(f"the article is over the {size_text(settings.max_article_bytes)} limit")
+        article = await run_in_threadpool(partial(
+            index.text_article, fields.text, title=fields.title, date=fields.date, source=fields.source,
+            url=fields.url, doc_id=fields.doc_id))
     if in_background(request):
         jobs: Jobs = request.app.state.jobs
         return accepted(jobs.submit("add", lambda progress: (201, AddResult(**add_sync(
-            index, settings, article, fields, progress)).model_dump())))
-    result = await run_in_threadpool(add_sync, index, settings, article, fields)
+            index, article, progress)).model_dump())))
+    result = await run_in_threadpool(add_sync, index, article)
     if wants_html(request):
         return see_documents(added=result["doc_id"], status=result["status"], seconds=f"{result['seconds']:.1f}")
     return JSONResponse(AddResult(**result).model_dump(), status_code=201)
@@ -265,7 +268,7 @@ async def delete_document_form(request: Request, doc_id: str, index: NewsIndex =
 
 
 @writes.post("/index/rebuild", summary="Rebuild the index", response_model=RebuildResult,
-             responses={**BACKGROUND, **WRITE_ERRORS, **INDEX_ERRORS})
+             responses={**BACKGROUND, **SEE_PAGE, **WRITE_ERRORS})
 async def rebuild(request: Request, index: NewsIndex = Depends(get_index)):
     """Rebuild the index from the stored articles into a new generation and switch to it atomically;
     questions keep being answered from the old one until then. Unchanged chunks reuse their vectors. With
