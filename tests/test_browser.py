@@ -253,7 +253,7 @@ def test_the_pages_fit_a_phone_screen(browser, server):
 AXE_DIR = REPO / "tests" / ".axe"
 AXE_JS = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
-STORE_KEY = "newsqa-conversation"
+STORE_KEY = "newsqa-conversation:/"  # the chat page's; each page keeps its own
 
 
 @pytest.fixture(scope="module")
@@ -480,3 +480,38 @@ def test_the_filter_row_narrows_answers_and_an_answer_link_reproduces_it(page, s
         page.goto(f"{server}/documents")
         page.locator(f"tr#doc-{doc_id}").get_by_role("button", name="Delete").click()
         page.locator(".notice.ok").wait_for()
+
+
+def test_an_earlier_turns_link_and_a_reload_keep_every_conversation(page, server):
+    """Following the link of an earlier turn in the same tab replaced the conversation it came from (Back showed
+    one turn), and a reload on a link's page dropped the follow-ups asked there: each page keeps its own."""
+    page.goto(server)
+    for question in ("which countries retaliated?", "What tariffs did the U.S. put on steel?",
+                     "What did the Steel Producers Association say?"):
+        ask(page, question)
+    page.locator("article.turn").first.locator("a.permalink").click()
+    page.wait_for_url("**/ask?**")
+    assert page.locator("article.turn").count() == 1
+    ask(page, "Why did China retaliate?")
+    page.reload()
+    assert page.locator("article.turn").count() == 2  # the link's answer and the follow-up asked on its page
+    page.go_back()
+    page.locator("article.turn").nth(2).wait_for()
+    assert page.locator("article.turn").count() == 3  # the chat page's conversation, whole
+
+
+def test_a_server_that_stops_answering_is_said_and_the_form_works_again(page, server):
+    """A server that sends nothing (paused, overloaded) left "Searching the articles…" and a disabled button for
+    ever. After 90 quiet seconds (the page's clock run forward) the page says so and the question can be sent
+    again."""
+    page.clock.install()
+    page.goto(server)
+    page.route("**/ask?partial=1", lambda route: None)  # the request is never answered
+    page.locator("#question").fill("which countries retaliated?")
+    page.locator("#question").press("Enter")
+    assert page.locator("#ask-button").is_disabled()
+    page.clock.run_for(91_000)
+    error = page.locator("#ask-error")
+    error.wait_for(state="visible")
+    assert "sent nothing for 90 seconds" in error.text_content()
+    assert page.locator("#ask-button").is_enabled() and page.locator("#question").input_value()

@@ -6,6 +6,43 @@
   "use strict";
 
   var STORE = "newsqa-conversation";
+  // A server that stops answering (paused, overloaded, its machine asleep) left the page waiting for ever with its
+  // button disabled: a request that hears nothing for this long is given up, and the page says so.
+  var QUIET_LIMIT_MS = 90000;
+
+  // An AbortController that fires once nothing has been heard for QUIET_LIMIT_MS; ``poke`` when something is.
+  function watchdog() {
+    var controller = window.AbortController ? new AbortController() : null;
+    var timer = null;
+    var dog = {
+      signal: controller ? controller.signal : undefined,
+      poke: function () {
+        if (!controller) return;
+        clearTimeout(timer);
+        timer = setTimeout(function () { controller.abort(); }, QUIET_LIMIT_MS);
+      },
+      done: function () { clearTimeout(timer); }
+    };
+    dog.poke();
+    return dog;
+  }
+
+  // fetch, then the body as text, within QUIET_LIMIT_MS: resolves to [response, text].
+  function fetchText(url, options) {
+    var dog = watchdog();
+    options.signal = dog.signal;
+    return fetch(url, options)
+      .then(function (response) { return response.text().then(function (text) { return [response, text]; }); })
+      .then(function (got) { dog.done(); return got; }, function (error) { dog.done(); throw error; });
+  }
+
+  function unanswered(error) {
+    if (error && error.name === "AbortError") {
+      return "The server sent nothing for " + QUIET_LIMIT_MS / 1000 + " seconds: it may be busy or stopped. " +
+        "Try again.";
+    }
+    return "The server did not answer (" + error.message + ").";
+  }
 
   function messageOf(text, response) {
     var type = response.headers.get("content-type") || "";
@@ -101,12 +138,22 @@
       announce.textContent = "";
     }
 
+    // Each page keeps its own conversation (the chat page, and each answer's permalink page): following the
+    // permalink of an earlier turn replaced the conversation it came from, which Back then could not bring back.
+    var key = STORE + ":" + window.location.pathname + window.location.search;
+
     function save() {
       if (!store) return;
       try {
-        if (conversation.querySelector("article.turn")) store.setItem(STORE, conversation.innerHTML);
-        else store.removeItem(STORE);
+        if (conversation.querySelector("article.turn")) store.setItem(key, conversation.innerHTML);
+        else store.removeItem(key);
       } catch (e) { /* full or disabled: the conversation just isn't kept */ }
+    }
+
+    function turnsIn(html) {
+      var holder = document.createElement("template");
+      holder.innerHTML = html;
+      return holder.content.querySelectorAll("article.turn").length;
     }
 
     function hasTurns(yes) {
@@ -128,9 +175,11 @@
         maxChars.toLocaleString("en") + ". Shorten it and ask again.";
     }
 
-    // The conversation the server rendered wins (GET /ask?q=…); otherwise the one kept from before.
-    if (conversation.querySelector("article.turn")) save();
-    else if (store && store.getItem(STORE)) conversation.innerHTML = store.getItem(STORE);
+    // The turn the server rendered (GET /ask?q=…) is shown, unless this page's kept conversation goes on from it
+    // (follow-ups asked here, then a reload: they were lost); a page without one shows what it kept.
+    var kept = store && store.getItem(key);
+    if (kept && turnsIn(kept) > conversation.querySelectorAll("article.turn").length) conversation.innerHTML = kept;
+    else if (conversation.querySelector("article.turn")) save();
     hasTurns(!!conversation.querySelector("article.turn"));
     enableCopy(conversation, say);
 
@@ -198,7 +247,9 @@
     }
 
     function streamAnswer(body, question) {
-      return fetch(stream + "?partial=1", { method: "POST", body: body, headers: { Accept: "text/event-stream" } })
+      var dog = watchdog();  // poked by each piece the model writes: a slow model is not cut off, a silent one is
+      return fetch(stream + "?partial=1", { method: "POST", body: body, headers: { Accept: "text/event-stream" },
+                                            signal: dog.signal })
         .then(function (response) {
           if (!response.ok || !response.body) {
             return response.text().then(function (text) { showError(messageOf(text, response)); });
@@ -233,6 +284,7 @@
           }
           function pump() {
             return reader.read().then(function (chunk) {
+              dog.poke();
               if (chunk.done) {
                 if (buffer.trim()) handle(buffer);
                 if (draft) {
@@ -251,7 +303,8 @@
             });
           }
           return pump();
-        });
+        })
+        .then(function () { dog.done(); }, function (error) { dog.done(); throw error; });
     }
 
     form.addEventListener("submit", function (event) {
@@ -273,15 +326,13 @@
       errorBox.hidden = true;
       status.textContent = "Searching the articles…";
       var asking = stream ? streamAnswer(body, input.value.trim()) :
-        fetch("/ask?partial=1", { method: "POST", body: body, headers: { Accept: "text/html" } })
-          .then(function (response) {
-            return response.text().then(function (text) {
-              if (!response.ok) showError(messageOf(text, response));
-              else showTurn(text);
-            });
+        fetchText("/ask?partial=1", { method: "POST", body: body, headers: { Accept: "text/html" } })
+          .then(function (got) {
+            if (!got[0].ok) showError(messageOf(got[1], got[0]));
+            else showTurn(got[1]);
           });
       asking
-        .catch(function (error) { showError("The server did not answer (" + error.message + ")."); })
+        .catch(function (error) { showError(unanswered(error)); })
         .then(function () {
           working(false);
           input.focus({ preventScroll: true });
@@ -348,34 +399,32 @@
       bar.max = 1;
       bar.value = 1;
       detail.textContent = "Done.";
-      return fetch(url, { headers: { Accept: "text/html" } }).then(function (response) {
-        return response.text().then(function (text) {
-          var doc = new DOMParser().parseFromString(text, "text/html");
-          var list = document.querySelector("section[aria-labelledby=list-heading]");
-          var fresh = doc.querySelector("section[aria-labelledby=list-heading]");
-          if (list && fresh) {
-            list.innerHTML = fresh.innerHTML;
-            list.querySelectorAll("form[data-confirm]").forEach(confirmFirst);
-          }
-          var notice = doc.querySelector(".notice.ok");
-          if (notice) showNotice(document.importNode(notice, true));
-          if (kind === "add") form.reset();
-          history.replaceState(null, "", url);  // a reload shows the message and repeats nothing
-        });
+      return fetchText(url, { headers: { Accept: "text/html" } }).then(function (got) {
+        var text = got[1];
+        var doc = new DOMParser().parseFromString(text, "text/html");
+        var list = document.querySelector("section[aria-labelledby=list-heading]");
+        var fresh = doc.querySelector("section[aria-labelledby=list-heading]");
+        if (list && fresh) {
+          list.innerHTML = fresh.innerHTML;
+          list.querySelectorAll("form[data-confirm]").forEach(confirmFirst);
+        }
+        var notice = doc.querySelector(".notice.ok");
+        if (notice) showNotice(document.importNode(notice, true));
+        if (kind === "add") form.reset();
+        history.replaceState(null, "", url);  // a reload shows the message and repeats nothing
       });
     }
 
     function poll(location) {
-      return fetch(location, { headers: { Accept: "application/json" } }).then(function (response) {
-        return response.text().then(function (text) {
-          if (!response.ok) throw new Error(messageOf(text, response));
-          var job = JSON.parse(text).job;
-          if (job.state === "done") return finish(job);
-          if (job.state === "failed") return fail(job.detail);
-          show(job);
-          return new Promise(function (resolve) { setTimeout(resolve, 300); }).then(function () {
-            return poll(location);
-          });
+      return fetchText(location, { headers: { Accept: "application/json" } }).then(function (got) {
+        var response = got[0], text = got[1];
+        if (!response.ok) throw new Error(messageOf(text, response));
+        var job = JSON.parse(text).job;
+        if (job.state === "done") return finish(job);
+        if (job.state === "failed") return fail(job.detail);
+        show(job);
+        return new Promise(function (resolve) { setTimeout(resolve, 300); }).then(function () {
+          return poll(location);
         });
       });
     }
@@ -393,15 +442,14 @@
       clearNotices();
       box.hidden = false;
       show({ total: 0, done: 0, detail: "Sending" });
-      fetch(form.getAttribute("action") + "?background=1",
-            { method: "POST", body: new FormData(form), headers: { Accept: "application/json" } })
-        .then(function (response) {
-          return response.text().then(function (text) {
-            if (response.status !== 202) return fail(messageOf(text, response));
-            return poll(response.headers.get("location") || "/jobs/" + JSON.parse(text).job.id);
-          });
+      fetchText(form.getAttribute("action") + "?background=1",
+                { method: "POST", body: new FormData(form), headers: { Accept: "application/json" } })
+        .then(function (got) {
+          var response = got[0], text = got[1];
+          if (response.status !== 202) return fail(messageOf(text, response));
+          return poll(response.headers.get("location") || "/jobs/" + JSON.parse(text).job.id);
         })
-        .catch(function (error) { fail("The server did not answer (" + error.message + ")."); })
+        .catch(function (error) { fail(unanswered(error)); })
         .then(function () { working(false); });
     });
   }
