@@ -466,6 +466,23 @@ def test_an_uploaded_text_file_is_named_after_the_file(writer):
     assert doc["title"] == "Zorblax bans scooters" and doc["date"] == "2025-02-11" and doc["text"] == ZORBLAX
 
 
+def test_a_second_file_of_the_same_name_does_not_replace_the_first(writer):
+    """Browsers send a file's name without its folder: a second "article.txt" with another story replaced the
+    first. It is refused, saying how to replace or keep both; the same file again is unchanged, and an id given
+    replaces on purpose. Pasted text beside a file was dropped without a word: refused too."""
+    first = {"file": ("article.txt", b"Harbour strike\n\nDock workers walked out on Monday.", "text/plain")}
+    second = {"file": ("article.txt", b"Library reopens\n\nThe town library reopened on Friday.", "text/plain")}
+    assert writer.post("/documents", files=first).json()["status"] == "added"
+    assert writer.post("/documents", files=first).json()["status"] == "unchanged"
+    refused = writer.post("/documents", files=second)
+    assert is_error(refused, 409) and "Harbour strike" in refused.json()["detail"]
+    assert "rename this file" in refused.json()["detail"]
+    assert "Dock workers walked out" in writer.get("/documents/article").json()["text"]
+    assert writer.post("/documents", files=second, data={"doc_id": "article"}).json()["status"] == "updated"
+    both = writer.post("/documents", files=first, data={"text": "A pasted story about the ferry."})
+    assert is_error(both, 400) and "not both" in both.json()["detail"]
+
+
 def test_an_uploaded_html_page_keeps_its_visible_text(writer):
     page = ("<html><head><title>Zorblax bans scooters</title><script>track()</script></head><body>"
             "<h1>Zorblax bans scooters</h1><p>Zorblax city council voted to ban electric scooters.</p></body></html>")
@@ -500,6 +517,11 @@ def test_a_body_over_the_server_limit_is_refused_before_it_is_read(seed_copy):
                               headers={"content-type": "application/json"})
         assert is_error(chunked, 413)
         assert is_error(client.post("/documents", json={"text": "a" * 1001}), 413)
+        # A browser's form sees the error page, not the JSON.
+        page = client.post("/documents", content=big, headers={"content-type": "multipart/form-data; boundary=B",
+                                                                "accept": "text/html"})
+        assert page.status_code == 413 and page.headers["content-type"].startswith("text/html")
+        assert "over the" in soup(page).get_text()
 
 
 @pytest.mark.parametrize("body,status", [

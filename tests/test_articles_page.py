@@ -156,3 +156,9 @@ def test_the_listing_on_each_store(store_seed_copy):
     # search pattern there ("\x00" matched every article).
     assert [d.doc_id for d in idx.documents(offset=2)] == [d.doc_id for d in idx.documents()][2:]
     assert idx.documents(search=seeds[0] + "\x00no such text") == [] and idx.count_documents(search="\x00") == 0
+
+
+def test_the_articles_page_is_asked_for_again_not_kept(client):
+    """Back after a delete showed the deleted article from the browser's cache, and its Delete button then failed."""
+    r = client.get("/documents", headers=HTML)
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"

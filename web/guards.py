@@ -180,11 +180,12 @@ class BodyLimit:
                 except ValueError:
                     too_big = False
                 if too_big:
-                    body = json.dumps({"detail": message}).encode()
-                    await send({"type": "http.response.start", "status": 413, "headers": [
-                        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close")]})
-                    await send({"type": "http.response.body", "body": body})
+                    from .errors import problem
+
+                    # JSON, or the error page for a browser's form (it showed the JSON); never read, and the
+                    # connection closed, so the rest of the upload is not waited for.
+                    response = problem(Request(scope, receive), 413, message, headers={"Connection": "close"})
+                    await response(scope, receive, send)
                     return
         received = 0
 

@@ -169,13 +169,17 @@ class Pages:
                          "sorted": ("descending" if listing.descending else "ascending") if key == listing.sort
                          else None}
                    for key, (label, _) in SORTS.items()}
-        return self.render(request, "documents.html", {
+        page = self.render(request, "documents.html", {
             "docs": docs, "stats": self.stats(), "message": message, "error": error or problem, "added": added,
             "listing": listing, "total": total, "everything": everything, "pages": pages, "columns": columns,
             "first": (listing.page - 1) * ARTICLES_PER_PAGE + 1,
             "previous": listing.on_page(listing.page - 1).url() if listing.page > 1 else "",
             "next": listing.on_page(listing.page + 1).url() if listing.page < pages else "",
         }, status)
+        # The list changes with every add and delete: Back after a delete showed the deleted article, and its
+        # Delete button then failed. Asked for again, not kept.
+        page.headers["Cache-Control"] = "no-store"
+        return page
 
 
 # The articles page shows this many articles at a time (a page of the list, with next and previous links).

@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from qa.errors import InvalidInput, NotFound, QAError, TooLarge, UnsupportedFile
+from qa.errors import Conflict, InvalidInput, NotFound, QAError, TooLarge, UnsupportedFile
 from qa.index import NewsIndex
-from qa.ingest import (HTML_SUFFIXES, MARKDOWN_SUFFIXES, PDF_SUFFIXES, TEXT_SUFFIXES, article_from_text, decode,
-                       html_to_article, parse_date, pdf_to_article, safe_doc_id)
+from qa.ingest import (HTML_SUFFIXES, MARKDOWN_SUFFIXES, PDF_SUFFIXES, TEXT_SUFFIXES, article_from_text, content_hash,
+                       decode, html_to_article, parse_date, pdf_to_article, safe_doc_id)
 from qa.records import Article
 from qa.settings import Settings, size_text
 
@@ -174,6 +174,19 @@ def accepted(job: Job) -> JSONResponse:
     return JSONResponse({"job": job.to_dict()}, status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 
+def check_name_free(index: NewsIndex, article: Article) -> None:
+    """Conflict when an upload named by its file alone would replace a stored article with other text: browsers
+    send a file's name without its folder, so two reports both named "article.txt" are one id, and the second
+    silently took the place of the first. Sent again unchanged, or with its id given, it is the same article."""
+    stored = index.stored_hashes([article.doc_id])[article.doc_id]
+    if stored is None or stored == content_hash(article):
+        return
+    held = index.document(article.doc_id)
+    raise Conflict(f"an article from a file named {held['path'] or article.path} is already stored as "
+                   f"{article.doc_id!r} (“{held['title']}”), with other text: to replace it, delete it first (or "
+                   f"send doc_id={article.doc_id}); to keep both, rename this file")
+
+
 def upload_article(settings: Settings, filename: str, data: bytes, fields: dict) -> Article:
     """An article from an uploaded file; fields given in the form win over what the file states."""
     name = Path(filename.replace("\\", "/")).name
@@ -199,6 +212,8 @@ def upload_article(settings: Settings, filename: str, data: bytes, fields: dict)
 
 @writes.post("/documents", summary="Add an article", status_code=201, response_model=AddResult,
              responses={**BACKGROUND, **SEE_PAGE, **WRITE_ERRORS,
+                        409: {"model": ErrorOut, "description": "No index yet, or one built with other settings; or "
+                              "an upload whose file name names a stored article with other text (no doc_id given)"},
                         413: {"model": ErrorOut, "description": "Article over the size limit"},
                         415: {"model": ErrorOut, "description": "Binary, non-UTF-8 or unsupported file"}},
              openapi_extra=body({"application/json": "AddArticle", "multipart/form-data": "ArticleUpload"}))
@@ -215,11 +230,15 @@ async def add_document(request: Request, index: NewsIndex = Depends(get_index),
         values = {k: text(form.get(k)) for k in ("text", "title", "date", "source", "url", "doc_id")}
         upload = form.get("file")
         if isinstance(upload, UploadFile) and upload.filename:
+            if values["text"].strip():  # the pasted text was dropped, and its title put over the file's
+                raise InvalidInput("send either pasted text or a file, not both: the text would be lost")
             data = await upload.read(settings.max_article_bytes + 1)
             if values["date"]:
                 values["date"] = parse_date(values["date"])
             parse(ArticleUpload, {"doc_id": values["doc_id"]})  # the pattern the schema declares (422), as for JSON
             article = upload_article(settings, upload.filename, data, values)
+            if not values["doc_id"]:
+                await run_in_threadpool(check_name_free, index, article)
         elif isinstance(upload, str) and upload:
             raise InvalidInput("the file part has no file name: send it with a name ending in .txt, .md, .html or "
                                ".pdf (the type is read from it), or send the text as `text`")
