@@ -575,7 +575,14 @@ def test_the_articles_page_adds_deletes_and_rebuilds_with_a_message(writer):
     doc_id = next(d["doc_id"] for d in writer.get("/documents").json() if d["title"] == "Zorblax bans scooters")
     assert soup(shown).select_one(".notice.ok a")["href"] == f"/documents/{doc_id}"
     assert len(writer.get(added.headers["location"], headers=HTML).text) and len(writer.get("/documents").json()) == 6
-    deleted = writer.post(f"/documents/{doc_id}/delete", headers=HTML, follow_redirects=False)
+    # Without JavaScript the delete button cannot ask first: the server shows a page that asks.
+    form = {**HTML, "content-type": "application/x-www-form-urlencoded"}
+    asked = writer.post(f"/documents/{doc_id}/delete", headers=form, content=b"", follow_redirects=False)
+    assert asked.status_code == 200 and "Delete “Zorblax bans scooters”?" in soup(asked).select_one("h1").get_text()
+    assert soup(asked).select_one('form input[name=confirmed]')["value"] == "1"
+    assert len(writer.get("/documents").json()) == 6  # nothing deleted yet
+    deleted = writer.post(f"/documents/{doc_id}/delete", headers=HTML, data={"confirmed": "1"},
+                          follow_redirects=False)
     assert deleted.status_code == 303
     shown = writer.get(deleted.headers["location"], headers=HTML)
     assert shown.status_code == 200 and f"Deleted {doc_id}" in soup(shown).select_one(".notice.ok").get_text()

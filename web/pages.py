@@ -130,6 +130,12 @@ class Pages:
         return self.templates.TemplateResponse(request, name, {**base, **context}, status_code=status,
                                                headers=HTML_HEADERS)
 
+    def confirm_delete(self, request: Request, doc: dict) -> HTMLResponse:
+        """The page asking whether to delete an article, for a browser without JavaScript (whose delete button
+        cannot ask first)."""
+        return self.render(request, "confirm_delete.html", {"doc_id": doc["doc_id"],
+                                                            "title": doc["title"] or doc["doc_id"]})
+
     def error_page(self, request: Request, status: int, detail: str) -> HTMLResponse:
         return self.render(request, "error.html", {"status": status, "detail": detail}, status)
 

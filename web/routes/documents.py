@@ -277,9 +277,15 @@ async def delete_document(doc_id: str, index: NewsIndex = Depends(get_index)):
 
 
 @writes.post("/documents/{doc_id}/delete", include_in_schema=False)
-async def delete_document_form(request: Request, doc_id: str, index: NewsIndex = Depends(get_index)):
+async def delete_document_form(request: Request, doc_id: str, index: NewsIndex = Depends(get_index),
+                               pages: Pages = Depends(get_pages)):
     """The articles page's delete button (HTML forms cannot send DELETE); browsers are sent on to the articles
-    page (303), so reloading it deletes nothing again."""
+    page (303), so reloading it deletes nothing again. The button asks first with JavaScript (and says so with
+    ``confirmed``); a browser without it is shown a page that asks, so one click does not delete."""
+    if wants_html(request) and is_form(request):
+        form = await read_form(request)
+        if form.get("confirmed") != "1":
+            return pages.confirm_delete(request, await run_in_threadpool(index.document, doc_id))
     await run_in_threadpool(index.remove, doc_id)
     if wants_html(request):
         return see_documents(deleted=doc_id)

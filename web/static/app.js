@@ -456,9 +456,20 @@
 
   document.querySelectorAll("form[data-job]").forEach(enhanceJob);
 
+  // Asked here, so the server need not ask again (without JavaScript it shows a page that asks).
   function confirmFirst(form) {
     form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+      if (!window.confirm(form.getAttribute("data-confirm"))) {
+        event.preventDefault();
+        return;
+      }
+      if (!form.querySelector("input[name=confirmed]")) {
+        var confirmed = document.createElement("input");
+        confirmed.type = "hidden";
+        confirmed.name = "confirmed";
+        confirmed.value = "1";
+        form.appendChild(confirmed);
+      }
     });
   }
 
