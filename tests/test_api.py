@@ -591,6 +591,11 @@ def test_the_articles_page_adds_deletes_and_rebuilds_with_a_message(writer):
     assert "Rebuilt the index: 5 articles" in soup(rebuilt).select_one(".notice.ok").get_text()
     failed = writer.post("/documents", headers=HTML, data={"text": " "})
     assert failed.status_code == 400 and soup(failed).select_one(".notice.error").get_text().strip()
+    # A refused add keeps what was typed (without JavaScript the page is new: title, source and text were lost).
+    typed = {"title": "Zorblax <b>bans</b>", "source": "Harbour Times", "date": "2025-02-30", "text": ZORBLAX}
+    refused = soup(writer.post("/documents", headers=HTML, data=typed))
+    assert refused.select_one(".notice.error") and refused.select_one("#title")["value"] == typed["title"]
+    assert refused.select_one("#source")["value"] == "Harbour Times" and refused.select_one("#text").get_text() == ZORBLAX
 
 
 def test_article_text_and_titles_are_shown_as_text_never_run(writer):

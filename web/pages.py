@@ -157,8 +157,9 @@ class Pages:
                            status)
 
     def documents(self, request: Request, *, message: str = "", error: str = "", status: int = 200,
-                  added: str = "", listing: "Listing | None" = None) -> HTMLResponse:
-        """The articles page: a page of the list as ``listing`` asks (the newest first by default), the forms."""
+                  added: str = "", listing: "Listing | None" = None, typed: dict | None = None) -> HTMLResponse:
+        """The articles page: a page of the list as ``listing`` asks (the newest first by default), the forms
+        (the add form holding ``typed``, what was sent, when it was refused)."""
         listing = listing or Listing()
         try:
             total = self.index.count_documents(search=listing.q)
@@ -177,6 +178,7 @@ class Pages:
                    for key, (label, _) in SORTS.items()}
         page = self.render(request, "documents.html", {
             "docs": docs, "stats": self.stats(), "message": message, "error": error or problem, "added": added,
+            "typed": typed or {},
             "listing": listing, "total": total, "everything": everything, "pages": pages, "columns": columns,
             "first": (listing.page - 1) * ARTICLES_PER_PAGE + 1,
             "previous": listing.on_page(listing.page - 1).url() if listing.page > 1 else "",

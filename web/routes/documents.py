@@ -40,7 +40,9 @@ _DIGITS = re.compile(r"[0-9]{1,12}")  # an offset; int() refuses over 4,300 digi
 def on_documents_page(request: Request) -> None:
     """Errors of the articles page's forms are shown on the articles page."""
     pages: Pages = request.app.state.pages
-    show_errors_on(request, lambda r, status, detail: pages.documents(r, error=detail, status=status))
+    # What the add form held comes back with the error (without JavaScript the page is new: it was lost).
+    show_errors_on(request, lambda r, status, detail: pages.documents(
+        r, error=detail, status=status, typed=getattr(r.state, "typed", None)))
 
 
 router = APIRouter()
@@ -228,6 +230,7 @@ async def add_document(request: Request, index: NewsIndex = Depends(get_index),
     if is_form(request):
         form = await read_form(request, request.app.state.body_limit)
         values = {k: text(form.get(k)) for k in ("text", "title", "date", "source", "url", "doc_id")}
+        request.state.typed = values
         upload = form.get("file")
         if isinstance(upload, UploadFile) and upload.filename:
             if values["text"].strip():  # the pasted text was dropped, and its title put over the file's
