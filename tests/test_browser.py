@@ -438,6 +438,8 @@ def test_an_article_pasted_on_the_articles_page_is_added_as_a_background_job_wit
     notice = page.locator(".notice.ok")
     notice.wait_for()
     assert "Added “Quillmoor library reopens”" in notice.inner_text()
+    # Focus is on the message (it fell to the page): the keyboard goes on from there, screen readers read it.
+    assert page.evaluate("document.activeElement.classList.contains('notice')")
     assert page.locator("#add-progress").is_visible() and page.locator("#add-detail").inner_text() == "Done."
     seen = page.evaluate("window.seen")
     assert any(text.endswith("…") and disabled and shown and bar for text, disabled, shown, bar in seen), seen

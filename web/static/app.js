@@ -366,9 +366,13 @@
       document.querySelectorAll("main .notice").forEach(function (n) { n.parentNode.removeChild(n); });
     }
 
+    // Focus moves to what happened (it fell to the page when the button it was on was disabled and re-enabled):
+    // keyboard users continue from the message, and screen readers read it.
     function showNotice(node) {
       clearNotices();
       box.insertAdjacentElement("afterend", node);
+      node.setAttribute("tabindex", "-1");
+      node.focus();
     }
 
     function fail(message) {
