@@ -796,9 +796,25 @@ def find_files(paths: list[Path], *, ids: str = "stem") -> tuple[list[tuple[Path
             if rules.ignores(rel):
                 ignored += 1
                 continue
+            if alias_in(p, root, rules):
+                continue
             doc_id = safe_doc_id(str(p.relative_to(root).with_suffix("")).replace("/", "-")) if ids == "path" else ""
             found(p, doc_id, False)
     return out, ignored
+
+
+def alias_in(file: Path, root: Path, rules: "IgnoreRules") -> bool:
+    """Is ``file`` a link to another file that the folder ``root`` offers itself (not hidden, not ignored)? That
+    file is read as itself; the link would be the same article again under another id, whichever comes first."""
+    if not file.is_symlink():
+        return False
+    target = file.resolve()
+    root = root.resolve()
+    if target == file or not target.is_relative_to(root):
+        return False
+    rel = target.relative_to(root).as_posix()
+    return (target.suffix.lower() in SUPPORTED and not any(part.startswith(".") for part in rel.split("/"))
+            and not rules.ignores(rel))
 
 
 def read_found(file: Path, doc_id: str, named: bool, *, max_bytes: int, date: str = "") -> list[Article]:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import Conflict, InvalidInput, NotFound, QAError, TooLarge, UnsupportedFile
-from .ingest import SUPPORTED, Collected, IgnoreRules, absolute_path, collect, read_file, safe_doc_id
+from .ingest import (SUPPORTED, Collected, IgnoreRules, absolute_path, alias_in, collect, read_file,
+                     safe_doc_id)
 from .records import AddReport
 
 log = logging.getLogger("qa.watch")
@@ -46,7 +47,8 @@ def stale_articles(stored: dict[str, str], folders: Iterable[Path], found: Itera
         root = next((r for r in roots if file is not None and file.is_relative_to(r)), None)
         if doc_id in found_ids or root is None:
             continue
-        if not file.exists() or file in read or not _offered(file, root, rules[root]):
+        if not file.exists() or file in read or not _offered(file, root, rules[root]) \
+                or alias_in(file, root, rules[root]):
             gone.append(doc_id)
     return sorted(gone)
 
@@ -135,7 +137,8 @@ class Watcher:
                              if any(file == g or file.is_relative_to(g) for g in gone)]
         read: dict[Path, list] = {}
         for file in files:
-            if not (file.suffix.lower() in SUPPORTED and _offered(file, self.folder, rules)):
+            if not (file.suffix.lower() in SUPPORTED and _offered(file, self.folder, rules)) \
+                    or alias_in(file, self.folder, rules):
                 remove += by_file.get(file, [])
                 continue
             doc_id = ""

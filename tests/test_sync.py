@@ -176,6 +176,11 @@ def test_sync_finds_articles_added_from_another_folder_and_through_links(tmp_pat
     write(root / ".qaignore", "link.txt\n")
     assert sync(fake_index, [root])[2] == ["link"]
     assert ids(fake_index) == {"a", "b", "c", "r1", "r2"}
+    # A link to a file the folder offers itself is that article, not a second one (folder, sync and watch alike).
+    (root / "alias.txt").symlink_to(root / "a.txt")
+    assert "alias" not in {a.doc_id for a in collect([root], max_bytes=1 << 20).articles}
+    watcher = Watcher(fake_index, root, report=lambda action: None)
+    assert watcher.apply([root / "alias.txt"]) == [] and ids(fake_index) == {"a", "b", "c", "r1", "r2"}
 
 
 def test_watch_picks_up_files_as_they_change(tmp_path, fake_index):
