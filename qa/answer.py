@@ -298,6 +298,15 @@ def is_heading(c: Candidate, passage: Passage) -> bool:
     return len(text.split()) <= 12 and bool(_BYLINE.match(text))
 
 
+def _named_anew(question: str, query: str | None) -> set[str]:
+    """The stems a follow-up names that the question it leans on does not (``query`` is that question followed by
+    this one, as ``resolve_followup`` joins them); empty when it was searched alone."""
+    if not query or query == question or not query.endswith(question):
+        return set()
+    before = {_stem(t) for t in query_terms(query[: -len(question)])}
+    return {_stem(t) for t in query_terms(question)} - before
+
+
 def reader_question(question: str, query: str) -> str:
     """What the reader reads: the question as asked, so a follow-up is not answered with the previous answer; only
     a question too short to stand alone ("And China?") is read with the turn it leans on."""
@@ -385,6 +394,12 @@ def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConf
         _add_dense(pool, asked, query or question, found.query_vector, embedder, config)
     # The cosine chooses the first answer sentence only: further sentences (the items of a list answer) are
     # measured against the best one as before, so the few sentences with a cosine do not crowd out the rest.
+    # A short follow-up is read with the question it leans on; what it names anew ("What about China?" after a
+    # question about steel) is what it asks about: among the sentences that name it, if any do. Read with the
+    # earlier question, the earlier answer's sentence won again.
+    named = _named_anew(question, query) if asked != question else set()
+    about = [c for c in pool if named & {_stem(t) for t in query_terms(c.text)}] if named else []
+    pool_read, pool = pool, about or pool
     best = max(pool, key=lambda c: (c.score + config.read_dense_weight * (c.dense or 0.0), -c.rank))
     many = bool(_LIST_CUE.search(question))
     limit = config.max_sentences if many else 2
@@ -404,4 +419,4 @@ def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConf
     chosen.sort(key=lambda c: (c.rank, c.start))
     text = " ".join(f"{c.text} [{c.rank}]" for c in chosen)
     spans = [AnswerSpan(c.rank, c.doc_id, c.start, c.end) for c in chosen]
-    return Composed(text, spans, True, confidence, passages=ordered, read=len(pool))
+    return Composed(text, spans, True, confidence, passages=ordered, read=len(pool_read))

@@ -277,6 +277,17 @@ def test_a_follow_up_is_answered_with_its_own_sentence_not_the_previous_answer(i
     assert second.sentences_read > 0
 
 
+def test_a_what_about_follow_up_is_answered_about_what_it_names(seed_index):
+    """"What about China?" after a question about the steel industry's reaction is read with that question (it is
+    too short to stand alone), and the steel sentence won again; it asks about China."""
+    first = seed_index.ask("What did the Steel Producers Association say?")
+    assert "Steel Producers Association" in first.answer
+    second = seed_index.ask("What about China?", history=[{"question": first.question, "answer": first.answer}])
+    assert second.answerable and "China" in second.answer and "Steel Producers" not in second.answer
+    for span in second.answer_spans:
+        assert seed_index.document(span.doc_id)["text"][span.start:span.end] in second.answer
+
+
 def test_a_follow_up_whose_best_sentence_was_the_previous_answer_also_gets_a_new_one():
     # The reader favours the demand again, but the previous turn already said it: the follow-up adds the best
     # sentence not said before (one the reader does not rule out), and keeps the repeat beside it.
