@@ -233,12 +233,12 @@ async def add_document(request: Request, index: NewsIndex = Depends(get_index),
         request.state.typed = values
         upload = form.get("file")
         if isinstance(upload, UploadFile) and upload.filename:
+            parse(ArticleUpload, {"doc_id": values["doc_id"]})  # the pattern the schema declares (422), as for JSON
             if values["text"].strip():  # the pasted text was dropped, and its title put over the file's
                 raise InvalidInput("send either pasted text or a file, not both: the text would be lost")
             data = await upload.read(settings.max_article_bytes + 1)
             if values["date"]:
                 values["date"] = parse_date(values["date"])
-            parse(ArticleUpload, {"doc_id": values["doc_id"]})  # the pattern the schema declares (422), as for JSON
             article = upload_article(settings, upload.filename, data, values)
             if not values["doc_id"]:
                 await run_in_threadpool(check_name_free, index, article)
