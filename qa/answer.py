@@ -257,7 +257,8 @@ def compose(question: str, found, embedder, config: AnswerConfig = AnswerConfig(
     passages = found.passages
     pool = candidates(passages, config.passages)
     terms = query_terms(question)
-    if not pool or found.similarity < similarity_threshold(len(terms), config):
+    # No content word ("?", "-", "exit", "what is it?" asked alone): nothing is asked about, whatever comes back.
+    if not pool or not terms or found.similarity < similarity_threshold(len(terms), config):
         return Composed(NOT_FOUND)
     weights = _weights(terms, pool)
     for c in pool:
@@ -374,7 +375,9 @@ def compose_read(question: str, found, reader, config: AnswerConfig = AnswerConf
     passages = found.passages
     asked = reader_question(question, query or question)
     pool = _reader_pool(asked, passages, config)
-    if not pool:
+    # No content word in what was searched ("?", "-", "exit"): nothing is asked about; the reader gave such
+    # questions a confident answer from whatever sentence came first.
+    if not pool or not query_terms(query or question):
         return Composed(NOT_FOUND, passages=passages)
     probs = reader.score(asked, [c.text for c in pool])
     best_by_rank: dict[int, float] = {}

@@ -22,10 +22,13 @@ from .settings import Settings, host_name, whole_number
 # any other C0 control character but tab and newline, DEL and C1. Titles and texts come from articles anyone wrote.
 _ESCAPES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]?"              # CSI: colours, cursor moves, screen clears
-    r"|\x1b[\]PX^_][^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"  # OSC (window title, hyperlink), DCS, SOS, PM, APC
+    r"|\x1b[\]PX^_][^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)"  # OSC (window title, hyperlink), DCS, SOS, PM, APC
     r"|\x1b[ -/]*[0-~]?"                      # the other ESC sequences
-    r"|\x9b[0-?]*[ -/]*[@-~]?"                # 8-bit CSI
-    r"|[\x9d\x90\x98\x9e\x9f][^\x07\x1b\x9c\n]*(?:\x07|\x9c)?"  # 8-bit OSC, DCS, SOS, PM, APC
+    r"|\x9b[0-?]*[@-~]"                       # 8-bit CSI; a lone U+009B is dropped as a control, and the text
+                                              # after it kept ("flood.\x9b Readers" lost " R")
+    # 8-bit OSC, DCS, SOS, PM, APC with their terminator; without one (mis-decoded text: "â\x80\x98" for a
+    # curly quote) only the control itself goes, not the rest of the line with the answer's markers.
+    r"|[\x9d\x90\x98\x9e\x9f][^\x07\x1b\x9c\n]*(?:\x07|\x9c)"
 )
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _RAW_IN_JSON = re.compile(r"[\x7f-\x9f\u2028\u2029]")  # what json.dumps(ensure_ascii=False) leaves raw
@@ -310,8 +313,10 @@ MAX_CHAT_TURNS = 20  # the earlier turns a question is asked with (what POST /as
 def cmd_chat(args, settings: Settings) -> None:
     """Ask questions with follow-ups: each question is asked with the conversation so far.
 
-    One question a line; an empty line or Ctrl-D (end of input) ends, /new starts a new conversation. An error
-    about one question is one line on stderr and the chat goes on."""
+    One question a line; Ctrl-D (end of input) or /quit ends, /new starts a new conversation, an empty line is
+    passed over (a pasted text's blank line ended the chat, and the shell ran the rest of the paste). An error
+    about one question is one line on stderr and the chat goes on; Ctrl-C drops the question or the answer under
+    way, not the conversation."""
     index = _index(settings)
     index.stats()  # no index, or one built with other settings: the one-line error now, not at every question
     interactive = sys.stdin.isatty()
@@ -320,8 +325,13 @@ def cmd_chat(args, settings: Settings) -> None:
             import readline  # noqa: F401  (line editing and the up arrow's history for input())
         except ImportError:
             pass
-        _show("Ask about the articles; follow-ups are read with the conversation. /new starts a new one; an empty "
-              "line or Ctrl-D ends.", file=sys.stderr)
+        _show("Ask about the articles; follow-ups are read with the conversation. /new starts a new one; /quit or "
+              "Ctrl-D ends.", file=sys.stderr)
+    # Bytes that are not UTF-8 (a terminal in another encoding) reach the question's own check, one line on
+    # stderr, instead of a decoding error that ended the chat before its first answer.
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="surrogateescape")
+    echo = not interactive or not sys.stdout.isatty()  # a transcript (a pipe, `| tee log`) says what it answers
     history: list[dict] = []
     while True:
         try:
@@ -337,23 +347,25 @@ def cmd_chat(args, settings: Settings) -> None:
             continue
         question = line.strip()
         if not question:
+            continue
+        if question.lower() in ("/quit", "/exit"):
             break
-        if question == "/new":
+        if question.lower() == "/new":
             history.clear()
             _show("(new conversation)", file=sys.stderr)
             continue
-        if not interactive:
-            _show(f"? {question}")  # a transcript of piped questions says what each answer answers
+        if echo:
+            _show(f"? {question}")
         try:
             answer = index.ask(question, k=args.k, history=history)
+            _print_answer(answer)
+            sys.stdout.flush()
         except QAError as e:
             _show(f"qa: error: {e}", file=sys.stderr)
             continue
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # while answering or while printing: that answer goes, the chat stays
             _show("(interrupted)", file=sys.stderr)
             continue
-        _print_answer(answer)
-        sys.stdout.flush()
         history.append({"question": question, "answer": answer.answer})
         del history[:-MAX_CHAT_TURNS]
 
@@ -587,7 +599,7 @@ EXAMPLES = {
   ? who went on strike?
   ? why did they?                            # a follow-up, read with the previous question
   ? /new                                     # forget the conversation
-  ?                                          # an empty line (or Ctrl-D) ends
+  ? /quit                                    # ends (as Ctrl-D does); an empty line is passed over
   printf 'who went on strike?\\nwhy?\\n' | qa chat -k 2""",
     "serve": """\
   qa serve                                   # http://127.0.0.1:8000 (Ctrl-C stops)

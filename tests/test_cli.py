@@ -193,6 +193,18 @@ def test_titles_and_texts_are_printed_without_terminal_escapes(monkeypatch, caps
     assert "\n" in out and ("\t" in out) == (argv == ["docs"])
 
 
+def test_a_stray_c1_character_takes_only_itself_off_the_line():
+    """Mis-decoded text ("â\\x80\\x98" for a curly quote) holds C1 characters that start an 8-bit OSC or SOS; without
+    their terminator they swallowed the rest of the line: the answer's end, its "[1]" and the citation."""
+    from qa.cli import terminal_safe
+
+    assert terminal_safe("The budget was \u00e2\x80\x98impossible\x80\x99 and he resigned. [1]") == \
+        "The budget was \u00e2impossible and he resigned. [1]"
+    assert terminal_safe("[1] Unterminated \x9d title (mayor, chars 0\u201390)") == "[1] Unterminated  title (mayor, chars 0\u201390)"
+    assert terminal_safe("flood.\x9b Readers") == "flood. Readers"
+    assert terminal_safe("\x9d8;;https://evil\x9cclick\x1b]0;title\x07 ok") == "click ok"  # terminated: whole
+
+
 @pytest.mark.parametrize("argv", [["ask", "why did they strike?", "--json"], ["docs", "--json"]])
 def test_json_output_keeps_the_data_but_no_raw_control_characters(monkeypatch, capsys, argv):
     from qa import cli as qa_cli
@@ -442,10 +454,11 @@ def test_qa_chat_passes_the_earlier_turns_and_goes_on_after_an_error(monkeypatch
 
     index = _ChatIndex()
     monkeypatch.setattr(qa_cli, "_index", lambda settings: index)
-    monkeypatch.setattr(sys, "stdin", io.StringIO("first?\nbad\nsecond?\n/new\nthird?\n\nnever asked\n"))
+    # An empty line is passed over (a pasted text's blank line ended the chat, and the shell ran the rest).
+    monkeypatch.setattr(sys, "stdin", io.StringIO("first?\nbad\nsecond?\n/new\n\nthird?\n/quit\nnever asked\n"))
     assert qa_cli.main(["chat", "-k", "2"]) == 0
     captured = capsys.readouterr()
-    assert [q for q, _ in index.calls] == ["first?", "bad", "second?", "third?"]  # the empty line ended it
+    assert [q for q, _ in index.calls] == ["first?", "bad", "second?", "third?"]  # /quit ended it
     assert index.calls[2][1] == [{"question": "first?", "answer": "answer to first?"}]  # the error is no turn
     assert index.calls[3][1] == []  # /new forgot them
     assert "answer to first?" in captured.out and "answer to third?" in captured.out

@@ -288,6 +288,13 @@ def test_a_what_about_follow_up_is_answered_about_what_it_names(seed_index):
         assert seed_index.document(span.doc_id)["text"][span.start:span.end] in second.answer
 
 
+@pytest.mark.parametrize("question", ["?", "-", "What is it?", "Who said that?"])
+def test_a_question_without_a_content_word_is_not_answered(seed_index, question):
+    """`qa ask -` or `?` got a confident, cited answer from whatever sentence came first."""
+    answer = seed_index.ask(question)
+    assert not answer.answerable and answer.answer == "The articles don't say."
+
+
 def test_a_follow_up_whose_best_sentence_was_the_previous_answer_also_gets_a_new_one():
     # The reader favours the demand again, but the previous turn already said it: the follow-up adds the best
     # sentence not said before (one the reader does not rule out), and keeps the repeat beside it.
