@@ -14,7 +14,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import date as Date, datetime
+from datetime import date as Date, datetime, timezone
 from pathlib import Path
 
 from .errors import Conflict, InvalidInput, NotFound, TooLarge, UnsupportedFile
@@ -36,20 +36,35 @@ _STATED_DATE = re.compile(
     re.IGNORECASE,
 )
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d %B %Y", "%B %d, %Y", "%b %d, %Y", "%d %b %Y", "%B %d %Y")
+# "2025-03-03 10:00:00 UTC" (database and crawler exports): a zone named after an ISO time, which Python does not read.
+_ISO_UTC_NAME = re.compile(r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:UTC|GMT)", re.IGNORECASE)
+# RFC 2822, the date of RSS <pubDate> and e-mail: "Mon, 03 Mar 2025 10:00:00 +0000" (weekday and seconds optional).
+_RFC_2822 = re.compile(
+    r"(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}\s+\d{1,2}:\d{2}(?::\d{2})?(?:\s*(?:[+-]\d{4}|[A-Za-z]{1,5}))?")
 
 
 def parse_date(value: str) -> str:
-    """An ISO ``YYYY-MM-DD`` for a stated date ('2025-09-03', '2023-11-27T08:45:59+00:00', 'March 28, 2025');
-    raises InvalidInput for anything else, so a date is never guessed."""
+    """An ISO ``YYYY-MM-DD`` for a stated date ('2025-09-03', '2023-11-27T08:45:59+00:00', 'March 28, 2025',
+    '2025-03-03 10:00:00 UTC', RFC 2822's 'Mon, 03 Mar 2025 10:00:00 +0000'; a time with an offset gives the day in
+    that offset); raises InvalidInput for anything else, so a date is never guessed."""
     value = (value or "").strip()
     if not value:
         return ""
+    named_utc = _ISO_UTC_NAME.fullmatch(value)
+    iso = named_utc.group(1) + "+00:00" if named_utc else value
     try:
         # Python reads a run of digits as a basic-format date from its first eight ("1" * 100 is 1111-11-11).
         if not (value.isdigit() and len(value) != 8):
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).date().isoformat()
+            return datetime.fromisoformat(iso.replace("Z", "+00:00")).date().isoformat()
     except ValueError:
         pass
+    if _RFC_2822.fullmatch(value):
+        from email.utils import parsedate_to_datetime
+
+        try:  # the day as stated, in the stated offset (as for an ISO time with an offset)
+            return parsedate_to_datetime(value).date().isoformat()
+        except (ValueError, TypeError, OverflowError):
+            pass
     # "Sept." is AP style's September; strptime's %b knows only "Sep".
     cleaned = re.sub(r"(\d)(st|nd|rd|th)\b", r"\1", re.sub(r"\bSept\b", "Sep", value.replace(".", ""), flags=re.I))
     for fmt in _DATE_FORMATS:
@@ -126,40 +141,112 @@ def derive_title(text: str) -> str:
     return _shorten(body[spans[0][0]:spans[0][1]]) if spans else _shorten(first)
 
 
+_STATED_LOOKAHEAD = 5  # lines after an "Updated …" top line searched for the publication date
+
+
 def stated_date(text: str) -> str:
-    """The date an article states at its very top (' date 2025-09-03 …'), else ''."""
+    """The date an article states at its very top (' date 2025-09-03 …'), else ''. When the top line is an
+    "Updated …" one, a "Published …" (or "Posted", "Date") line within the next few lines is the date: an update
+    is not when the article was published."""
     m = _STATED_DATE.match(text)
     if not m:
         return ""
+    if m.group(0).lstrip().lower().startswith("updated"):
+        for line in text[m.end():].split("\n", _STATED_LOOKAHEAD + 1)[1:_STATED_LOOKAHEAD + 1]:
+            published = _STATED_DATE.match(line)
+            if published and not published.group(0).lstrip().lower().startswith("updated"):
+                try:
+                    return parse_date(published.group(1))
+                except InvalidInput:
+                    break
     try:
         return parse_date(m.group(1))
     except InvalidInput:
         return ""
 
 
+_FRONT_LOADER = None
+
+
+def _front_loader():
+    """PyYAML's safe loader (its C version when there is one) that reads every scalar as text but null: a date
+    stays as written for parse_date, and "yes", "No" or "1.0" stay words, not a truth value or a number."""
+    global _FRONT_LOADER
+    if _FRONT_LOADER is None:
+        import yaml
+
+        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        null = "tag:yaml.org,2002:null"
+        resolvers = {first: [(tag, rx) for tag, rx in pairs if tag == null]
+                     for first, pairs in base.yaml_implicit_resolvers.items()}
+        _FRONT_LOADER = type("_FrontLoader", (base,),
+                             {"yaml_implicit_resolvers": {k: v for k, v in resolvers.items() if v}})
+    return _FRONT_LOADER
+
+
+def _yaml_front_matter(block: str) -> dict | None:
+    """The fields of a '---' block read as the YAML it is (quotes and their escapes, comments, folded values,
+    lists of authors joined by "; "), or None when it is not a YAML mapping (it is then read line by line)."""
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - PyYAML is a dependency
+        return None
+    try:
+        data = yaml.load(block, Loader=_front_loader())  # noqa: S506 - a safe loader
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    fields: dict[str, str] = {}
+    for key, value in data.items():  # a repeated key: the last one (as YAML reads it)
+        if isinstance(key, str) and key.lower() in _FRONT_KEYS:
+            text = _value_text(value, sep="; " if key.lower() == "author" else " ").strip()
+            fields[key.lower()] = " ".join(text.split()) if "\n" in text else text  # a folded value: one line
+    return fields
+
+
+def _front_value(key: str, value: str) -> str:
+    """A 'key: value' line's value: without the quotes around it ('It''s over' → It's over, "a \\"b\\"" → a "b"),
+    but a quote that only ends or starts it is kept (Minister says 'no'); a date without its ' # comment'."""
+    value = value.strip()
+    if key == "date" and value[:1] not in ("'", '"'):
+        comment = re.search(r"\s#", value)
+        value = value[:comment.start()].rstrip() if comment else value
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        inner = value[1:-1]
+        return inner.replace("''", "'") if value[0] == "'" else inner.replace('\\"', '"').replace("\\\\", "\\")
+    return value
+
+
 def split_front_matter(raw: str) -> tuple[dict, int]:
-    """Front matter at the top of a text file: a '---' fenced block or plain 'key: value' lines ended by a
-    blank line. Returns the fields and the offset where the article text starts."""
+    """Front matter at the top of a text file: a '---' fenced block (read as YAML when it is YAML, else line by
+    line) or plain 'key: value' lines ended by a blank line. Returns the fields and the offset where the article
+    text starts."""
     fields: dict[str, str] = {}
     lines = raw.splitlines(keepends=True)
     if lines and lines[0].strip() == "---":
         pos = len(lines[0])
-        for line in lines[1:]:
+        for end, line in enumerate(lines[1:], start=1):
             pos += len(line)
             if line.strip() == "---":
                 break
-            m = _FRONT_LINE.match(line.strip())
-            if m:
-                fields[m.group(1).lower()] = m.group(2).strip().strip("\"'")
         else:
             return {}, 0  # no closing fence: not front matter
+        parsed = _yaml_front_matter("".join(lines[1:end]))
+        if parsed is not None:
+            fields = parsed
+        else:
+            for line in lines[1:end]:
+                m = _FRONT_LINE.match(line.strip())
+                if m:
+                    fields[m.group(1).lower()] = _front_value(m.group(1).lower(), m.group(2))
     else:
         pos = keys = 0
         for line in lines:
             m = _FRONT_LINE.match(line.strip())
             if not m:
                 break
-            fields[m.group(1).lower()] = m.group(2).strip().strip("\"'")  # a repeated key: the last one
+            fields[m.group(1).lower()] = _front_value(m.group(1).lower(), m.group(2))  # a repeated key: the last
             pos += len(line)
             keys += 1
         if not fields or (pos < len(raw) and lines[keys].strip()):
@@ -276,6 +363,13 @@ def _page_text(raw: str) -> str:
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
 
 
+# Titles authoring programs fill in by themselves: "PowerPoint Presentation", "Untitled", "Slide 1", "Document1".
+_GENERIC_PDF_TITLE = re.compile(
+    r"(?:untitled(?:[ -]?\d+| document| presentation)?|(?:microsoft )?(?:powerpoint|word|excel) "
+    r"(?:presentation|document|worksheet)|presentation ?\d*|document ?\d*|slide ?\d+|book ?\d+|title|no title)",
+    re.IGNORECASE)
+
+
 def pdf_to_article(data: bytes, *, doc_id: str, path: str = "", date: str = "") -> Article:
     """A PDF's text layer, page after page (pages separated by a blank line), with each page's start offset in
     ``pages`` so passages can cite their pages. UnsupportedFile for a file that is not a readable PDF or has no
@@ -318,8 +412,9 @@ def pdf_to_article(data: bytes, *, doc_id: str, path: str = "", date: str = "") 
             f"scan has); run OCR on it first (e.g. `ocrmypdf in.pdf out.pdf`) and add the result")
     parsed = parse_date(date) if date else ""
     meta_title = " ".join(strip_controls(str(meta_title)).split())
-    if re.search(r"^(microsoft \w+ - |untitled$)|\.(docx?|pdf|odt|rtf|txt)$", meta_title, re.IGNORECASE):
-        meta_title = ""  # a file name the authoring program put there, not a headline
+    if re.search(r"^(microsoft \w+ - )|\.(docx?|pdf|odt|rtf|txt|pptx?|xlsx?)$", meta_title, re.IGNORECASE) or \
+            _GENERIC_PDF_TITLE.fullmatch(meta_title):
+        meta_title = ""  # a file name or placeholder the authoring program put there, not a headline
     return Article(
         doc_id=safe_doc_id(doc_id),
         text=text,
@@ -336,16 +431,26 @@ _TITLE_TAIL = r"\s+[|\u2013\u2014:-]\s+"
 FALLBACK_NOTE = "no main article text found in the page: kept all its visible text"
 
 
-def _without_site_name(title: str, site: str) -> str:
-    """The headline of a page title: " | Site name" (or " - Site name") taken off the end (or the front)."""
+# Sections and site names run to four words ("Local Government & Politics"); headlines are longer.
+HEADLINE_WORDS = 5
+
+
+def _without_site_name(title: str, *sites: str, heading: str = "") -> str:
+    """The headline of a page title: " | Site name" (or " - Site name") taken off the end (or the front), for each
+    of the names the site goes by. Of "A | B | C" what remains is the part the page's ``heading`` (its h1) is,
+    else the first part of ``HEADLINE_WORDS`` words or more ("Live | Ferry strike: islanders stranded as talks
+    collapse"), else the first part: "Headline | Section | Site" is the common order, and the longest part was as
+    often a section ("Local Government & Politics") or the site itself as the headline."""
     title = " ".join(title.split())
-    if site:
+    for site in sorted({s for s in sites if s}, key=len, reverse=True):
         tail = re.compile(_TITLE_TAIL + re.escape(site) + r"$|^" + re.escape(site) + r"\s*[|\u2013\u2014:-]\s+",
                           re.IGNORECASE)
         title = tail.sub("", title)
-    parts = re.split(r"\s+\|\s+", title)
-    if len(parts) > 1 and len(parts[-1]) <= 40:  # "Headline | Section | Site": the headline is the longest part
-        title = max(parts, key=len)
+    parts = [p for p in re.split(r"\s+\|\s+", title) if p]
+    if len(parts) > 1:
+        wanted = " ".join(heading.split()).casefold()
+        title = next((p for p in parts if wanted and p.casefold() == wanted), None) \
+            or next((p for p in parts if len(p.split()) >= HEADLINE_WORDS), parts[0])
     return title.strip()
 
 
@@ -400,10 +505,93 @@ def _bounded_attributes(html: str) -> str:
     return _TAG.sub(cut, html)
 
 
+# The page's own statement of when it was published, strongest first (metadata only: a date in the text, a
+# footer, a related article or a comment is not the article's; "modified" and "updated" dates are not either).
+_PUBLISHED_META = ("article:published_time", "og:published_time", "datepublished", "date", "pubdate", "publishdate",
+                   "publish-date", "publish_date", "publication_date", "sailthru.date", "parsely-pub-date",
+                   "dc.date.issued", "dcterms.issued", "dc.date", "dcterms.date", "dcterms.created", "dc.date.created",
+                   "original-publish-date", "article.published", "cxenseparse:recs:publishtime")
+# The JSON-LD types that are the article itself (an ItemList, a WebSite or an Organization is not).
+_ARTICLE_TYPES = re.compile(r"(Article|BlogPosting|LiveBlogPosting|Report|NewsArticle|Posting)$")
+# Parts of a page that hold other articles' dates and titles, or readers': never the article's.
+_ASIDE_TAGS = ("aside", "nav", "footer")
+_ASIDE_CLASS = re.compile(r"related|comment|recommend|sidebar|more-stories|promo|teaser", re.IGNORECASE)
+_URL_DAY = re.compile(r"/((?:19|20)\d{2})/([01]\d)/([0-3]\d)/")
+
+
+def _json_ld_articles(soup) -> list[dict]:
+    """The page's JSON-LD objects that describe an article (top level or in an ``@graph``), in page order; the
+    updates of a live blog and the items of a list are parts, not the article."""
+    found = []
+    for script in soup.find_all("script", attrs={"type": re.compile(r"application/ld\+json", re.IGNORECASE)}):
+        try:
+            data = json.loads(script.string or "")
+        except (ValueError, RecursionError):
+            continue
+        for item in data if isinstance(data, list) else [data]:
+            if not isinstance(item, dict):
+                continue
+            graph = item.get("@graph") if isinstance(item.get("@graph"), list) else []
+            for obj in [item] + [g for g in graph if isinstance(g, dict)]:
+                kinds = obj.get("@type")
+                kinds = kinds if isinstance(kinds, list) else [kinds]
+                if any(isinstance(k, str) and _ARTICLE_TYPES.search(k) for k in kinds):
+                    found.append(obj)
+    return found
+
+
+def _in_aside(tag) -> bool:
+    return any(parent.name in _ASIDE_TAGS or _ASIDE_CLASS.search(" ".join(parent.get("class") or []))
+               for parent in tag.parents if getattr(parent, "name", None))
+
+
+def _published_date(soup, articles: list[dict], url: str) -> str:
+    """When the page says its article was published, from its metadata alone: JSON-LD ``datePublished``, then the
+    publication meta tags, then a ``<time>`` marked as the publication (``itemprop``/``pubdate``) outside asides,
+    then a day in the canonical URL's path; '' when none reads as a date. htmldate's guesses (a date in the text,
+    the footer's "last updated", a related article's or a comment's ``<time>``, an "Updated" stamp) are not used:
+    the README promises no date guessed from the text."""
+    candidates = [a.get("datePublished") or a.get("dateCreated") for a in articles]
+    wanted = {name: i for i, name in enumerate(_PUBLISHED_META)}
+    metas = []
+    for tag in soup.find_all("meta"):
+        key = (tag.get("property") or tag.get("name") or tag.get("itemprop") or "").strip().lower()
+        if key in wanted and tag.get("content") and not _in_aside(tag):
+            metas.append((wanted[key], tag["content"]))
+    candidates += [value for _, value in sorted(metas, key=lambda m: m[0])]
+    for tag in soup.find_all("time"):
+        if (tag.get("itemprop", "").lower() == "datepublished" or tag.has_attr("pubdate")) and not _in_aside(tag):
+            candidates.append(tag.get("datetime") or tag.get_text())
+    day = _URL_DAY.search(url or "")
+    if day:
+        candidates.append("-".join(day.groups()))
+    for value in candidates:
+        if not isinstance(value, str) or not value.strip():
+            continue
+        try:
+            parsed = parse_date(value.strip())
+        except InvalidInput:
+            continue
+        if parsed:
+            return parsed
+    return ""
+
+
+def _named(value) -> str:
+    """A JSON-LD name: a string, or an object's ``name``, or the first of a list of them."""
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    if isinstance(value, dict):
+        value = value.get("name", "")
+    return " ".join(value.split()) if isinstance(value, str) else ""
+
+
 def html_to_article(html: str, *, doc_id: str, path: str = "", date: str = "") -> Article:
     """A news page's main text with its title (without the site's name), date, author, site name (as the source)
     and canonical URL, read by trafilatura; a page where it finds no main text keeps all its visible text (see
-    ``visible_text_article``), and the article's ``note`` says so."""
+    ``visible_text_article``), and the article's ``note`` says so. The date and the title are the page's own
+    statements about its article (``_published_date``; the JSON-LD headline, else the title without the site's
+    name), never a related article's, a live blog update's or a guess from the text."""
     html = _bounded_attributes(html)
     main = _main_content(strip_controls(html))
     if main is None:
@@ -412,29 +600,26 @@ def html_to_article(html: str, *, doc_id: str, path: str = "", date: str = "") -
         return article
     from bs4 import BeautifulSoup
 
-    stated = ""
     soup = BeautifulSoup(html, "lxml")
-    for attrs in ({"property": "article:published_time"}, {"name": "date"}, {"itemprop": "datePublished"}):
-        tag = soup.find("meta", attrs=attrs)
-        if tag and tag.get("content"):
-            stated = tag["content"]
-            break
-    parsed = parse_date(date) if date else ""
-    for value in (stated, main["date"]) if not parsed else ():
-        try:
-            parsed = parse_date(value) if value else ""
-        except InvalidInput:
-            continue
-        if parsed:
-            break
+    articles = _json_ld_articles(soup)
+    url = main["url"] if main["url"].lower().startswith(("http://", "https://")) else ""
+    parsed = parse_date(date) if date else _published_date(soup, articles, url)
+    # The outlet as the page names itself (og:site_name) before the company behind it (JSON-LD's publisher).
+    site_tag = soup.find("meta", attrs={"property": "og:site_name"})
+    site = " ".join(strip_controls(site_tag.get("content", "")).split()) if site_tag else ""
+    site = site or main["sitename"]
+    h1 = soup.find("h1")
+    heading = " ".join(h1.get_text(" ").split()) if h1 else ""
+    headline = next((h for h in (_named(a.get("headline")) for a in articles) if h), "")
     text = main["text"]
     return Article(
         doc_id=safe_doc_id(doc_id),
         text=text,
-        title=_without_site_name(main["title"], main["sitename"]) or derive_title(text),
+        title=headline or _without_site_name(main["title"], site, main["sitename"], heading=heading)
+        or derive_title(text),
         date=parsed or stated_date(text),
-        source=main["sitename"],
-        url=main["url"] if main["url"].lower().startswith(("http://", "https://")) else "",
+        source=site,
+        url=url,
         author=main["author"],
         path=path,
     )
@@ -482,16 +667,109 @@ def visible_text_article(html: str, *, doc_id: str, path: str = "", date: str = 
     )
 
 
-def _first(record: dict, *keys: str) -> str:
+# An object standing for one value: WordPress {"rendered": html}, schema.org and NewsAPI {"name": …}, MongoDB
+# extended JSON {"$date": …}, {"$oid": …}, {"$numberLong": …}.
+_VALUE_KEYS = ("name", "$date", "$oid", "$numberLong", "#text")
+# Closing block tags (or <br>) mark a body that is HTML markup; a plain text that mentions a tag has none of them.
+_MARKUP = re.compile(r"</(?:p|div|h[1-6]|li|ul|ol|blockquote|section|article|figure|table|tr|pre)\s*>|<br\s*/?>",
+                     re.IGNORECASE)
+
+
+def _markup_text(html: str) -> str:
+    """The text HTML markup shows (as a Markdown file's raw HTML gives): blocks on their own lines."""
+    from bs4 import BeautifulSoup
+
+    return _visible_text(BeautifulSoup(html, "lxml"), join_lines=True)
+
+
+def _value_text(value, *, sep: str = " ", numbers: bool = True, depth: int = 0) -> str:
+    """A record (or front matter) value as text, never as Python's repr of it: a string as it is; a number as
+    written, or nothing where ``numbers`` is off (an author given as a user id is no name); a list as its items
+    joined by ``sep`` ("; " for names, a blank line for paragraphs); an object by its rendered HTML's text or
+    its name; anything else (true, null, nesting deeper than three levels) as nothing."""
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool) or depth > 3:
+        return ""
+    if isinstance(value, (int, float)):
+        return str(value) if numbers else ""
+    if isinstance(value, list):
+        parts = (_value_text(item, sep=sep, numbers=numbers, depth=depth + 1) for item in value)
+        return sep.join(part for part in parts if part.strip())
+    if isinstance(value, dict):
+        if isinstance(value.get("rendered"), str):
+            return _markup_text(value["rendered"])
+        for key in _VALUE_KEYS:
+            if key in value:
+                return _value_text(value[key], sep=sep, numbers=numbers, depth=depth + 1)
+    return ""
+
+
+def _first(record: dict, *keys: str, sep: str = " ", numbers: bool = True) -> str:
+    """The text of the first of ``keys`` the record gives a value with text (see _value_text)."""
     for key in keys:
+        text = _value_text(record.get(key), sep=sep, numbers=numbers)
+        if text.strip():
+            return text
+    return ""
+
+
+# The article's text: the full-text fields of common exports first (schema.org articleBody, news-please maintext,
+# JSON Feed content_text/content_html); a description or summary (a teaser) only when there is nothing else.
+_BODY_KEYS = ("body", "text", "content", "article", "articleBody", "maintext", "content_text", "content_html",
+              "description", "summary", "excerpt")
+# The publication date's fields before any other date (a crawler's "date" is when the page was fetched).
+_DATE_KEYS = ("published_at", "publishedAt", "published", "datePublished", "date_published", "date_publish",
+              "publish_date", "publication_date", "pubDate", "date", "created_at")
+
+
+def _record_body(record: dict) -> str:
+    """A record's text: a list of paragraphs joined by a blank line, HTML markup as the text it shows."""
+    for key in _BODY_KEYS:
         value = record.get(key)
-        if value not in (None, ""):
-            return str(value)
+        text = _value_text(value, sep="\n\n")
+        if text.strip() and not isinstance(value, dict) and (key == "content_html" or _MARKUP.search(text)):
+            text = _markup_text(text)  # (an object's rendered HTML is text already)
+        if text.strip():
+            return text
+    return ""
+
+
+def _epoch_date(seconds: float) -> str:
+    """The UTC day of a Unix time in seconds (9-10 digits) or milliseconds (12-13 digits); '' for other numbers,
+    whose unit cannot be told."""
+    if not 1e8 <= seconds < 1e13 or 1e10 <= seconds < 1e11:  # (NaN fails too)
+        return ""
+    if seconds >= 1e11:
+        seconds = seconds / 1000
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).date().isoformat()
+
+
+def _record_date(record: dict) -> str:
+    """The date of the first date field a record gives (publication fields first); '' when it cannot be read."""
+    for key in _DATE_KEYS:
+        value = record.get(key)
+        if isinstance(value, dict):
+            value = value.get("$date", value.get("$numberLong"))
+            if isinstance(value, dict):
+                value = value.get("$numberLong")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return _epoch_date(value)
+        text = _value_text(value).strip()
+        if not text:
+            continue
+        if text.isascii() and text.isdigit() and len(text) != 8:  # eight digits are a basic ISO date (20250303)
+            return _epoch_date(int(text)) if len(text) <= 13 else ""
+        try:
+            return parse_date(text)
+        except InvalidInput:
+            return ""
     return ""
 
 
 def articles_from_records(records: list, *, name: str, max_bytes: int) -> list[Article]:
-    """Articles from a JSON collection (title, body/text/content, published_at/date, source, url, author, id)."""
+    """Articles from a JSON collection (title, body/text/content, published_at/date, source, url, author, id),
+    under the field names of common exports (NewsAPI, schema.org, JSON Feed, news-please, WordPress REST)."""
     stem = safe_doc_id(Path(name).stem)
     articles: list[Article] = []
     seen: dict[str, int] = {}
@@ -501,7 +779,7 @@ def articles_from_records(records: list, *, name: str, max_bytes: int) -> list[A
         if has_lone_surrogate(record):
             raise InvalidInput(f"{name}: record {n} holds a lone surrogate escape (\\ud800–\\udfff), which is not "
                                "text")
-        text = strip_controls(_first(record, "body", "text", "content", "article"))
+        text = strip_controls(_record_body(record))
         if not text.strip():
             raise InvalidInput(f"{name}: record {n} has no body or text")
         if len(text.encode("utf-8")) > max_bytes:
@@ -515,20 +793,17 @@ def articles_from_records(records: list, *, name: str, max_bytes: int) -> list[A
         if doc_id in seen:
             raise Conflict(f"{name}: records {seen[doc_id]} and {n} both have document id {doc_id!r}")
         seen[doc_id] = n
-        raw_date = _first(record, "published_at", "date", "published", "pubDate", "created_at")
-        try:
-            date = parse_date(raw_date)
-        except InvalidInput:
-            date = ""
+        date = _record_date(record)
         articles.append(
             Article(
                 doc_id=doc_id,
                 text=text,
                 title=" ".join(_first(record, "title", "headline").split()) or derive_title(text),
                 date=date,
-                source=_first(record, "source", "publisher"),
+                source=_first(record, "source", "publisher", "source_name", "sitename", "site_name", "source_domain",
+                              numbers=False),
                 url=_first(record, "url", "link"),
-                author=_first(record, "author", "authors"),
+                author=_first(record, "author", "authors", "byline", "creator", sep="; ", numbers=False),
                 path=name,
             )
         )
@@ -580,16 +855,26 @@ def absolute_path(path: str | Path) -> Path:
     return Path(os.path.abspath(path.parent)).resolve() / path.name
 
 
+# Where a JSON object keeps its list of records (NewsAPI "articles", JSON Feed "items", search APIs "results").
+_RECORD_LIST_KEYS = ("articles", "documents", "data", "items", "results", "records", "entries", "posts")
+_ENVELOPE_KEYS = ("data", "response", "result", "feed")
+
+
+def _record_list(data: dict) -> list | None:
+    return next((data[key] for key in _RECORD_LIST_KEYS if isinstance(data.get(key), list)), None)
+
+
 def _parse_collection(text: str, path: Path) -> list:
     lineno = 0
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
             if isinstance(data, dict):
-                for key in ("articles", "documents", "data", "items"):
-                    if isinstance(data.get(key), list):
-                        return data[key]
-                return [data]
+                records = _record_list(data)
+                if records is None:  # an API's envelope: {"data": {"items": [...]}}, {"response": {"results": …}}
+                    inner = next((data[key] for key in _ENVELOPE_KEYS if isinstance(data.get(key), dict)), None)
+                    records = _record_list(inner) if inner is not None else None
+                return [data] if records is None else records
             if isinstance(data, list):
                 return data
             raise InvalidInput(f"{path}: expected a list of articles")

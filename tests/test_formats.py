@@ -434,3 +434,67 @@ def test_a_tag_with_tens_of_thousands_of_attributes_is_cut_before_the_page_is_pa
     long_values = NEWS_PAGE.replace("<main", '<main data-image="data:image/png;base64,' + "A" * 50_000 + '"', 1)
     html_to_article(long_values, doc_id="ferry")
     assert seen[-1] == long_values
+
+
+STORY = ("<p>Ferry workers at the Brannock harbour went on strike on Monday over pay, halting every crossing to the "
+         "islands.</p><p>The union said its members had not had a raise in three years and that talks with the "
+         "operator had broken down.</p><p>Islanders said they could not reach the hospital on the mainland and "
+         "called on the council to step in.</p><p>The operator said it would meet a mediator on Thursday.</p>")
+
+
+def news_page(head: str = "", before: str = "", after: str = "", title: str = "Ferry strike halts crossings") -> str:
+    return (f"<html lang='en'><head><meta charset='utf-8'><title>{title}</title>{head}</head><body>"
+            f"<article>{before}<h1>Ferry strike halts crossings</h1>{STORY}</article>{after}</body></html>")
+
+
+def read_page(tmp_path, html: str) -> Article:
+    path = tmp_path / "page.html"
+    path.write_text(html, encoding="utf-8")
+    (article,) = read_file(path, max_bytes=MB)
+    assert article.note == "", "trafilatura must find the main text for these pages to mean anything"
+    return article
+
+
+def test_a_pages_date_is_its_metadatas_never_a_date_from_its_text_or_other_articles(tmp_path):
+    """The README promises the publication date "from the page's metadata, never guessed from the text"; htmldate
+    took a date from a sentence, the footer's "last updated", a related article's <time> or microdata, a comment,
+    and an "Updated" stamp before the published one."""
+    ld = ('<script type="application/ld+json">{"@context": "https://schema.org", "@type": "NewsArticle", '
+          '"headline": "Ferry strike halts crossings", "datePublished": "2025-03-03T23:30:00-05:00"}</script>')
+    related = ('<aside class="related"><div itemscope itemtype="https://schema.org/NewsArticle">'
+               '<meta itemprop="datePublished" content="2023-06-01"><a href="/old">Old story</a>'
+               '<time datetime="2024-10-15">15 October 2024</time></div></aside>')
+    comments = '<section class="comments"><p>Shame!</p><time datetime="2025-03-10">10 March</time></section>'
+    footer = "<footer><p>Site last updated: 20 March 2025</p></footer>"
+    in_text = "<p>The last pay offer, dated 2024-11-02, was turned down.</p>"
+    assert read_page(tmp_path, news_page(before=in_text, after=related + comments + footer)).date == ""
+    assert read_page(tmp_path, news_page(head=ld, after=related + comments + footer)).date == "2025-03-03"
+    updated_first = ('<p>Updated <time datetime="2025-03-09T08:00:00Z">9 March</time> · Published '
+                     '<time itemprop="datePublished" datetime="2025-03-03T10:00:00Z">3 March</time></p>')
+    assert read_page(tmp_path, news_page(before=updated_first)).date == "2025-03-03"
+    modified_only = '<meta property="article:modified_time" content="2025-03-09T08:00:00Z">'
+    assert read_page(tmp_path, news_page(head=modified_only)).date == ""
+
+
+def test_a_pages_title_is_its_headline_not_its_section_site_or_a_live_blog_update(tmp_path):
+    assert read_page(tmp_path, news_page(title="Ferry strike halts crossings | The Coastal Post")).title == \
+        "Ferry strike halts crossings"
+    sectioned = news_page(title="Ferry strike halts crossings | Local Government & Politics | The Coastal Post",
+                          head='<meta property="og:site_name" content="The Coastal Post">')
+    assert read_page(tmp_path, sectioned).title == "Ferry strike halts crossings"
+    live = ('<script type="application/ld+json">{"@context": "https://schema.org", "@type": "LiveBlogPosting", '
+            '"headline": "Ferry strike live", "liveBlogUpdate": [{"@type": "BlogPosting", "headline": "Talks '
+            'collapse", "datePublished": "2025-03-03T16:10:00+00:00"}]}</script>')
+    assert read_page(tmp_path, news_page(head=live)).title == "Ferry strike live"
+    # Yoast-style pages: the outlet's name is og:site_name, not the company that publishes it.
+    yoast = ('<meta property="og:site_name" content="Coastal Post"><script type="application/ld+json">'
+             '{"@context": "https://schema.org", "@graph": [{"@type": "Organization", "name": "Coastal Post Media '
+             'Ltd"}, {"@type": "WebSite", "name": "Coastal Post", "publisher": {"@type": "Organization", "name": '
+             '"Coastal Post Media Ltd"}}]}</script>')
+    page = read_page(tmp_path, news_page(head=yoast, title="Ferry strike halts crossings - Coastal Post"))
+    assert (page.title, page.source) == ("Ferry strike halts crossings", "Coastal Post")
+    from qa.ingest import _without_site_name
+
+    assert _without_site_name("Live | Ferry strike: islanders stranded as talks collapse") == \
+        "Ferry strike: islanders stranded as talks collapse"
+    assert _without_site_name("The Coastal Post | Politics | Ferry strike", heading="Ferry strike") == "Ferry strike"
