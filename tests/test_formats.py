@@ -9,6 +9,8 @@ from fastapi.testclient import TestClient
 
 from qa.ingest import markdown_to_text, read_file
 from qa.records import Article
+
+from conftest import make_pdf
 from web.app import create_app
 
 MB = 5 * 1024 * 1024
@@ -102,37 +104,6 @@ def test_a_markdown_upload_is_stored_as_text(seed_copy):
 
 
 # --- PDF ----------------------------------------------------------------------------------------------------------
-def make_pdf(pages: list[list[str]], *, title: str = "") -> bytes:
-    """A minimal valid PDF written by hand: one text line per string (Helvetica), pages in order. A page given as
-    [] holds only a grey rectangle (no text), as a scanned page holds only an image."""
-    def escape(line: str) -> str:
-        return line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-
-    n = len(pages)
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
-               f"<< /Type /Pages /Kids [{' '.join(f'{4 + 2 * i} 0 R' for i in range(n))}] /Count {n} >>".encode(),
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    for i, lines in enumerate(pages):
-        if lines:
-            content = "BT /F1 11 Tf 72 720 Td 14 TL " + " ".join(f"({escape(line)}) Tj T*" for line in lines) + " ET"
-        else:
-            content = "0.5 g 72 72 468 648 re f"
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> "
-                       f">> /Contents {5 + 2 * i} 0 R >>".encode())
-        objects.append(f"<< /Length {len(content)} >>\nstream\n{content}\nendstream".encode())
-    info = len(objects) + 1
-    objects.append(f"<< /Title ({escape(title)}) >>".encode() if title else b"<< >>")
-    out, offsets = b"%PDF-1.4\n", []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info {info} 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return out
-
-
 PAGE_1 = ["Quarry council report", "Quarry workers at the Brannock pit stopped work on Tuesday over",
           "unpaid overtime, the union said."]
 PAGE_3 = ["The Brannock quarry owner offered a bonus of 400 euros to end the",

@@ -8,6 +8,8 @@ import time
 
 from qa.ingest import parse_date, read_file
 
+from conftest import make_pdf
+
 MB = 5 * 1024 * 1024
 
 
@@ -192,32 +194,12 @@ def test_a_published_line_wins_over_an_updated_line_above_it(tmp_path):
     assert alone.date == "2025-03-07"  # the only date stated
 
 
-def one_page_pdf(lines: list[str], title: str) -> bytes:
-    """A minimal valid one-page PDF with a text layer and a /Title in its metadata."""
-    content = "BT /F1 11 Tf 72 720 Td 14 TL " + " ".join(f"({line}) Tj T*" for line in lines) + " ET"
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
-               b"/Contents 5 0 R >>",
-               f"<< /Length {len(content)} >>\nstream\n{content}\nendstream".encode(),
-               f"<< /Title ({title}) >>".encode()]
-    out, offsets = b"%PDF-1.4\n", []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 6 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return out
-
-
 def test_a_placeholder_pdf_title_is_no_headline(tmp_path):
     path = tmp_path / "report.pdf"
     for placeholder in ("PowerPoint Presentation", "Untitled", "Slide 1", "Document1", "Presentation1"):
-        path.write_bytes(one_page_pdf(["Ferry Strike Report", "Ferry workers walked out on Monday."], placeholder))
+        path.write_bytes(make_pdf([["Ferry Strike Report", "Ferry workers walked out on Monday."]], title=placeholder))
         (article,) = read_file(path, max_bytes=MB)
         assert article.title == "Ferry Strike Report", placeholder
-    path.write_bytes(one_page_pdf(["Ferry Strike Report", "Ferry workers walked out."], "Ferry strike: findings"))
+    path.write_bytes(make_pdf([["Ferry Strike Report", "Ferry workers walked out."]], title="Ferry strike: findings"))
     (article,) = read_file(path, max_bytes=MB)
     assert article.title == "Ferry strike: findings"
