@@ -800,10 +800,12 @@ def articles_from_records(records: list, *, name: str, max_bytes: int) -> list[A
                 text=text,
                 title=" ".join(_first(record, "title", "headline").split()) or derive_title(text),
                 date=date,
-                source=_first(record, "source", "publisher", "source_name", "sitename", "site_name", "source_domain",
-                              numbers=False),
-                url=_first(record, "url", "link"),
-                author=_first(record, "author", "authors", "byline", "creator", sep="; ", numbers=False),
+                # One line each, as the title: a source with a line break split a printed citation in two.
+                source=" ".join(_first(record, "source", "publisher", "source_name", "sitename", "site_name",
+                                       "source_domain", numbers=False).split()),
+                url=_first(record, "url", "link").strip(),
+                author=" ".join(_first(record, "author", "authors", "byline", "creator", sep="; ",
+                                       numbers=False).split()),
                 path=name,
             )
         )

@@ -203,3 +203,13 @@ def test_a_placeholder_pdf_title_is_no_headline(tmp_path):
     path.write_bytes(make_pdf([["Ferry Strike Report", "Ferry workers walked out."]], title="Ferry strike: findings"))
     (article,) = read_file(path, max_bytes=MB)
     assert article.title == "Ferry strike: findings"
+
+
+def test_a_records_source_and_author_are_one_line_each(tmp_path):
+    """A line break in a JSON record's source split the printed citation "[1] title — source, date" in two."""
+    path = tmp_path / "nl.jsonl"
+    path.write_text(json.dumps({"id": "nl", "title": "Bridge\nclosed", "source": "Wire\nService",
+                                "author": "Jane\n Doe", "text": "The Harbour bridge closed on Friday."}) + "\n",
+                    encoding="utf-8")
+    (article,) = read_file(path, max_bytes=MB)
+    assert (article.title, article.source, article.author) == ("Bridge closed", "Wire Service", "Jane Doe")
