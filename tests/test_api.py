@@ -581,9 +581,11 @@ def test_the_articles_page_adds_deletes_and_rebuilds_with_a_message(writer):
     assert asked.status_code == 200 and "Delete “Zorblax bans scooters”?" in soup(asked).select_one("h1").get_text()
     assert soup(asked).select_one('form input[name=confirmed]')["value"] == "1"
     assert len(writer.get("/documents").json()) == 6  # nothing deleted yet
-    deleted = writer.post(f"/documents/{doc_id}/delete", headers=HTML, data={"confirmed": "1"},
+    deleted = writer.post(f"/documents/{doc_id}/delete", headers=HTML, data={"confirmed": "1", "q": "zorblax",
+                                                                             "sort": "title"},
                           follow_redirects=False)
     assert deleted.status_code == 303
+    assert "q=zorblax" in deleted.headers["location"] and "sort=title" in deleted.headers["location"]  # as it was
     shown = writer.get(deleted.headers["location"], headers=HTML)
     assert shown.status_code == 200 and f"Deleted {doc_id}" in soup(shown).select_one(".notice.ok").get_text()
     rebuilt = writer.post("/index/rebuild", headers=HTML)  # the client follows the 303

@@ -162,3 +162,11 @@ def test_the_articles_page_is_asked_for_again_not_kept(client):
     """Back after a delete showed the deleted article from the browser's cache, and its Delete button then failed."""
     r = client.get("/documents", headers=HTML)
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+
+
+def test_a_delete_from_a_searched_list_returns_to_that_list(client):
+    """Deleting from "harbour times", sorted by title, went back to the whole list, newest first."""
+    soup = page(client, q="harbour times", sort="title")
+    form = soup.select_one("table.docs form.delete")
+    assert {i["name"]: i["value"] for i in form.select("input[type=hidden]")} == {"q": "harbour times",
+                                                                                  "sort": "title"}

@@ -130,11 +130,13 @@ class Pages:
         return self.templates.TemplateResponse(request, name, {**base, **context}, status_code=status,
                                                headers=HTML_HEADERS)
 
-    def confirm_delete(self, request: Request, doc: dict) -> HTMLResponse:
+    def confirm_delete(self, request: Request, doc: dict, listing: dict | None = None) -> HTMLResponse:
         """The page asking whether to delete an article, for a browser without JavaScript (whose delete button
-        cannot ask first)."""
-        return self.render(request, "confirm_delete.html", {"doc_id": doc["doc_id"],
-                                                            "title": doc["title"] or doc["doc_id"]})
+        cannot ask first); ``listing`` is the list's query to go back to."""
+        listing = listing or {}
+        return self.render(request, "confirm_delete.html", {
+            "doc_id": doc["doc_id"], "title": doc["title"] or doc["doc_id"], "listing": sorted(listing.items()),
+            "back": "/documents" + (f"?{urlencode(sorted(listing.items()))}" if listing else "")})
 
     def error_page(self, request: Request, status: int, detail: str) -> HTMLResponse:
         return self.render(request, "error.html", {"status": status, "detail": detail}, status)
@@ -223,9 +225,13 @@ class Listing:
             return replace(self, order="asc" if self.descending else "desc", page=1)
         return replace(self, sort=key, order="", page=1)
 
-    def url(self) -> str:
-        """/documents with the query this listing needs (defaults left out)."""
-        query = [(name, value) for name, value, default in (
+    def query(self) -> list[tuple[str, object]]:
+        """The query parameters this listing needs (defaults left out)."""
+        return [(name, value) for name, value, default in (
             ("q", self.q, ""), ("sort", self.sort, "date"), ("order", self.order, ""), ("page", self.page, 1),
         ) if value != default]
+
+    def url(self) -> str:
+        """/documents with the query this listing needs."""
+        query = self.query()
         return "/documents" + (f"?{urlencode(query)}" if query else "")

@@ -285,13 +285,16 @@ async def delete_document_form(request: Request, doc_id: str, index: NewsIndex =
     """The articles page's delete button (HTML forms cannot send DELETE); browsers are sent on to the articles
     page (303), so reloading it deletes nothing again. The button asks first with JavaScript (and says so with
     ``confirmed``); a browser without it is shown a page that asks, so one click does not delete."""
+    listing = {}
     if wants_html(request) and is_form(request):
         form = await read_form(request)
+        # Back to the list as it was shown (searched, sorted, paged): it went back to the whole list.
+        listing = {k: text(form.get(k)) for k in ("q", "sort", "order", "page") if text(form.get(k))}
         if form.get("confirmed") != "1":
-            return pages.confirm_delete(request, await run_in_threadpool(index.document, doc_id))
+            return pages.confirm_delete(request, await run_in_threadpool(index.document, doc_id), listing)
     await run_in_threadpool(index.remove, doc_id)
     if wants_html(request):
-        return see_documents(deleted=doc_id)
+        return see_documents(deleted=doc_id, **listing)
     return Response(status_code=204)
 
 
