@@ -294,6 +294,22 @@ def test_a_card_links_to_the_article_with_the_passage_highlighted(reader):
         article_text(s["doc_id"])[s["start"]:s["end"]] for s in spans]
 
 
+def test_a_kept_link_to_an_article_since_replaced_highlights_nothing_and_says_so(writer):
+    """The link keeps the cited characters' offsets: after the article was replaced, other text sat there and was
+    highlighted as "the one cited". The link carries the passage's checksum; changed, the page says so."""
+    text = "Ferry workers at Pellow struck on Monday. The union demands a 9 per cent raise. Crossings stopped."
+    writer.post("/documents", json={"text": text, "doc_id": "pellow", "title": "Pellow ferry strike"})
+    page = soup(writer.post("/ask", data={"question": "What raise does the Pellow union demand?"}, headers=HTML))
+    link = next(a["href"] for a in page.select("a.open") if a["href"].startswith("/documents/pellow?"))
+    assert "check=" in link
+    before = soup(writer.get(link.split("#")[0], headers=HTML))
+    assert before.select("mark.passage") and not before.select(".notice.error")
+    correction = "Correction: an earlier version misstated the union's demand. " + text.replace("9 per cent", "7 per cent")
+    writer.post("/documents", json={"text": correction, "doc_id": "pellow", "title": "Pellow ferry strike"})
+    after = soup(writer.get(link.split("#")[0], headers=HTML))
+    assert not after.select("mark") and "has changed since" in after.select_one(".notice.error").get_text()
+
+
 def test_a_follow_up_form_carries_the_conversation_in_hidden_fields(reader):
     first = soup(reader.post("/ask", data={"question": "What tariffs did the U.S. put on steel?"}, headers=HTML))
     hidden = {i["name"]: i["value"] for i in first.select('input[type=hidden][form="ask"]')}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -24,9 +25,17 @@ CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src '
 HTML_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
 
 
-def document_link(doc_id: str, start: int, end: int, spans: list[dict]) -> str:
-    """The article page, scrolled to a passage that is highlighted there with its answer sentences."""
+def passage_check(text: str) -> str:
+    """A short checksum of a cited passage's text, carried by its link: the article page highlights ``start:end``
+    only while those characters still hold it."""
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def document_link(doc_id: str, start: int, end: int, spans: list[dict], text: str = "") -> str:
+    """The article page, scrolled to a passage that is highlighted there with its answer sentences (``text``, the
+    passage, lets the page tell whether the article has changed since)."""
     query = [("start", start), ("end", end)] + [("hl", f"{s['start']}-{s['end']}") for s in spans]
+    query += [("check", passage_check(text))] if text else []
     return f"/documents/{quote(doc_id, safe='')}?{urlencode(query)}#passage"
 
 
@@ -57,7 +66,7 @@ def turn_view(n: int, data: dict, *, k: int = 5, previous: str = "", follows: st
                       "page_label": page_label(p.get("pages") or []),
                       "cited": bool(cited_ranks & set(p["ranks"])),
                       "quote": " ".join((quote or p["text"]).split()),
-                      "link": document_link(p["doc_id"], p["start"], p["end"], mine)})
+                      "link": document_link(p["doc_id"], p["start"], p["end"], mine, p["text"])})
     card_of = {rank: c["rank"] for c in cards for rank in c["ranks"]}
     cited = [c for c in cards if c["cited"]]
     # The cited passages first; the others (the nearest ones, when none is cited) under "More passages".

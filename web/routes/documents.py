@@ -30,7 +30,7 @@ from ..jobs import Job, Jobs
 from ..models import (AddArticle, AddResult, ArticleUpload, DocumentOut, DocumentSummary, ErrorOut, JobReply,
                       RebuildResult)
 from ..negotiation import is_form, wants_html
-from ..pages import Listing, Pages
+from ..pages import Listing, Pages, passage_check
 from .common import ERRORS, HTML_200, INDEX_ERRORS, SEE_PAGE, WRITE_ERRORS, body
 
 UPLOAD_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
@@ -121,6 +121,9 @@ def get_document(request: Request, doc_id: str,
                  start: int | None = Query(None, ge=0, description="HTML only: start of the passage to highlight"),
                  end: int | None = Query(None, ge=0, description="HTML only: end of the passage to highlight"),
                  hl: list[str] = Query([], description="HTML only: answer sentences to highlight, as start-end"),
+                 check: str = Query("", max_length=64, description="HTML only: the cited passage's checksum, from "
+                                    "an answer's link: when the article has changed since, nothing is highlighted "
+                                    "and the page says so"),
                  index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
     """One article with its verbatim text and its chunks' offsets (HTML for browsers, with the passage
     `start:end` and the answer sentences `hl` highlighted)."""
@@ -129,6 +132,13 @@ def get_document(request: Request, doc_id: str,
         return doc
     article = doc["text"]
     passage = None
+    # A link kept from before the article was replaced: its characters now hold other text, which was highlighted
+    # as "the one cited".
+    changed = bool(check) and not (start is not None and end is not None and 0 <= start < end <= len(article)
+                                   and passage_check(article[start:end]) == check)
+    if changed:
+        start = end = None
+        hl = []
     if start is not None or end is not None:
         if start is None or end is None or not start < end <= len(article):
             raise InvalidInput(f"start and end must satisfy 0 ≤ start < end ≤ {len(article)}")
@@ -147,7 +157,7 @@ def get_document(request: Request, doc_id: str,
         anchors.setdefault(passage[0], []).append("passage")
     url = doc["url"] if doc["url"].lower().startswith(("http://", "https://")) else ""
     return pages.render(request, "document.html", {
-        "doc": doc, "url": url, "passage": passage,
+        "doc": doc, "url": url, "passage": passage, "changed": changed,
         "segments": segments(article, 0, passage=passage, answers=answers, anchors=anchors),
     })
 
