@@ -30,7 +30,7 @@ import numpy as np
 from . import answer as answering
 from .chunking import Chunker, ChunkerConfig, load_tokenizer
 from .errors import IndexCorrupt, IndexMismatch, IndexMissing, InvalidInput, NotFound, StorageFull, TooLarge
-from .ingest import article_from_text, collect, content_hash, readable_date, safe_doc_id
+from .ingest import COLLECTION_SUFFIXES, article_from_text, collect, content_hash, readable_date, safe_doc_id
 from .locks import ReadWriteLock, process_lock
 from .records import AddReport, Answer, Article, Passage, has_lone_surrogate, strip_controls
 from .retrieval import RetrievalConfig, Retrieved, hybrid_search, question_period
@@ -178,10 +178,13 @@ _Live = SqliteFaissBackend
 
 
 class _Moved:
-    """Whether an article whose content is unchanged was read from another file than the one stored (its file was
-    moved or renamed): it is written again, so that the stored path names the file (a sync or a watch finds an
-    article by it, and deleted the article the moment its old path went away). The stored paths are read once,
-    when first needed."""
+    """Whether an article whose content is unchanged was read from another file than the one stored, and that
+    file no longer holds it (it was moved or renamed, or the record moved to another collection): it is written
+    again, so that the stored path names the file (a sync or a watch finds an article by it, and deleted the
+    article the moment its old path went away). While a stored one-article file exists, the same article read from
+    a copy elsewhere keeps it: folders holding copies would otherwise take turns rewriting it. A collection
+    (.json, .jsonl) that exists may no longer hold the record, so the newer path wins. The stored paths are read
+    once, when first needed."""
 
     def __init__(self, live):
         self.live = live
@@ -190,7 +193,12 @@ class _Moved:
     def __call__(self, doc_id: str, path: str) -> bool:
         if self.paths is None:
             self.paths = self.live.document_paths()
-        return self.paths.get(doc_id, path) != path
+        stored = self.paths.get(doc_id, path)
+        if stored == path:
+            return False
+        file = Path(stored)
+        copy_held = (file.is_absolute() and file.suffix.lower() not in COLLECTION_SUFFIXES and file.is_file())
+        return not copy_held
 
 
 def _known_form(doc_id: str) -> None:
