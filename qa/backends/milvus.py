@@ -51,6 +51,7 @@ import numpy as np
 from ..errors import QAError, TooLarge
 from ..lexical import query_terms
 from ..records import Article, DocumentInfo
+from ..scope import source_key
 from ..store import utc_now
 from .base import Backend, Upsert, batched
 
@@ -272,11 +273,6 @@ def chunk_id(doc_id: str, content_hash: str, chunk_no: int) -> int:
     new version of an article never reuses an old version's ids. 63 bits, positive."""
     digest = hashlib.sha1(f"{doc_id}\x1f{content_hash}\x1f{chunk_no}".encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
-
-
-def source_key(source: str) -> str:
-    """How scoped questions match an outlet: trimmed, any case (as the embedded store's ``lower(trim(source))``)."""
-    return source.strip().lower()
 
 
 def connect_args(url: str) -> dict:
@@ -639,7 +635,7 @@ class MilvusBackend(Backend):
         if scope.until:
             terms.append(f"day <= {_lit(scope.until)}")
         if scope.sources:
-            terms.append(_in("source_key", [s.lower() for s in scope.sources]))
+            terms.append(_in("source_key", [source_key(s) for s in scope.sources]))
         if scope.doc_ids:
             terms.append(_in("doc_id", scope.doc_ids))
         return " and ".join(terms)
