@@ -323,20 +323,30 @@ def test_link_to_this_answer_reproduces_it_filters_and_follow_up_included(client
     assert again.select_one("article.turn a.permalink")["href"] == href  # the link's page links to itself
 
     # A follow-up's link carries the question it followed, which its search leans on.
-    answer = page.select_one(".answer").get_text()
+    answer = page.select_one("input[name=history_answer]")["value"]
     follow = {"question": "and why?", "history_question": first["question"], "history_answer": answer}
     page = chat_page(client.post("/ask", data=follow, headers=HTML))
     href = page.select("article.turn a.permalink")[-1]["href"]
     assert "after=Why+did+ferry+workers+strike%3F" in href
     again = chat_page(client.get(href, headers=HTML))
-    assert again.select_one(".answer").get_text() == page.select("article.turn .answer")[-1].get_text()
+    # Its page shows the conversation: the question it followed, answered again, then the follow-up as answered
+    # after that answer, numbered as they were.
+    assert [t["id"] for t in again.select("article.turn")] == ["turn-1", "turn-2"]
+    assert [h.get_text() for h in again.select("article.turn h2")] == \
+        ["Question 1: " + first["question"], "Question 2: and why?"]
+    assert again.select_one("input[name=history_answer]")["value"] == answer
+    assert again.select("article.turn .answer")[-1].get_text() == page.select("article.turn .answer")[-1].get_text()
     assert cards_of(again) == cards_of(page) and cards_of(page)
-    assert again.select_one(".follows").get_text() == "Follow-up to “Why did ferry workers strike?”"
-    # Asking on from the link's page continues that conversation.
+    # Asking on from the link's page continues that conversation as its third turn.
     assert [i["value"] for i in again.select("input[name=history_question]")] == [first["question"], "and why?"]
+    on = chat_page(client.post("/ask", headers=HTML, data={
+        "question": "Who organised it?", "history_question": [first["question"], "and why?"],
+        "history_answer": [i["value"] for i in again.select("input[name=history_answer]")]}))
+    assert [t["id"] for t in on.select("article.turn")] == ["turn-1", "turn-2", "turn-3"]
 
-    # Programs get the same answer as POST with the history.
-    posted = client.post("/ask", json={"question": "and why?", "history": [{"question": first["question"]}]}).json()
+    # Programs get the same answer as POST with the conversation.
+    posted = client.post("/ask", json={"question": "and why?",
+                                       "history": [{"question": first["question"], "answer": answer}]}).json()
     linked = client.get(href).json()
     assert linked["answer"] == posted["answer"] and linked["query"] == posted["query"] == "Why did ferry workers " \
         "strike? and why?"

@@ -51,10 +51,9 @@ def answer_link(question: str, *, k: int = 5, filters: dict | None = None, after
     return f"/ask?{urlencode(query)}"
 
 
-def turn_view(n: int, data: dict, *, k: int = 5, previous: str = "", follows: str = "") -> dict:
+def turn_view(n: int, data: dict, *, k: int = 5, previous: str = "") -> dict:
     """What the page shows for one answered question. ``previous`` is the question before it in the
-    conversation (its permalink carries it); ``follows`` is that question when the page shows this turn alone
-    (GET /ask?after=…), said above the answer and kept as the conversation so far."""
+    conversation (its permalink carries it)."""
     spans = data["answer_spans"]
     cited_ranks = {s["rank"] for s in spans}
     cards = []
@@ -74,7 +73,7 @@ def turn_view(n: int, data: dict, *, k: int = 5, previous: str = "", follows: st
     return {"n": n, "question": data["question"], "answer": data["answer"], "answerable": data["answerable"],
             "parts": answer_parts(data["answer"], {p["rank"] for p in data["passages"]}, data["passages"], spans), "cards": cards,
             "shown": shown, "more": more, "took_ms": data["took_ms"], "full": True, "card_of": card_of,
-            "scope": scope_notes(data.get("filters"), data.get("date_range")), "follows": follows,
+            "scope": scope_notes(data.get("filters"), data.get("date_range")),
             "permalink": answer_link(data["question"], k=k, filters=data.get("filters"), after=previous),
             "mode_note": mode_note(data)}
 

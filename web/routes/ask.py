@@ -4,7 +4,7 @@ while the local model writes) and the chat page itself."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import zip_longest
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -40,13 +40,20 @@ def show_chat_errors(request: Request, pages: Pages, a: "Asked", partial: bool) 
 def answer_turn(a: "Asked", data: dict) -> dict:
     """The chat page's rendering of an answer to ``a``."""
     previous = a.history[-1]["question"] if a.history else ""
-    return turn_view(a.turn, data, k=a.k, previous=previous, follows=a.follows)
+    return turn_view(a.turn, data, k=a.k, previous=previous)
 
 
 async def reply(request: Request, index: NewsIndex, pages: Pages, a: "Asked", partial: bool):
     """The one answer path behind GET and POST /ask: JSON for programs, the chat page for browsers (its filter
     row set as the request's scope was)."""
     filters = show_chat_errors(request, pages, a, partial)
+    if a.follows:
+        # A permalinked follow-up: the turn it follows is answered again first, so that this one is answered as
+        # it was in the conversation (which does not repeat the previous answer) and the page shows both turns,
+        # numbered as they were.
+        before = await run_in_threadpool(lambda: index.ask(a.follows, a.k, [], **(a.scope or {})))
+        a = replace(a, history=[{"question": a.follows, "answer": before.answer}], turn=2,
+                    earlier=[turn_view(1, before.to_dict(), k=a.k)])
     answer = await run_in_threadpool(lambda: index.ask(a.question, a.k, a.history, **(a.scope or {})))
     data = answer.to_dict()
     if wants_html(request):
@@ -64,7 +71,7 @@ class Asked:
     turn: int
     earlier: list[dict]
     scope: dict | None = None
-    follows: str = ""  # the question a permalinked follow-up follows (GET /ask?after=)
+    follows: str = ""  # the question a permalinked follow-up follows (GET /ask?after=): answered again first
 
 
 async def asked(request: Request, pages: Pages, partial: bool) -> Asked:
@@ -186,7 +193,9 @@ async def ask_get(request: Request, q: str = Query("", description="the question
                   index: NewsIndex = Depends(get_index), pages: Pages = Depends(get_pages)):
     """Answer a question given in the URL: `/ask?q=which+countries+retaliated%3F&k=5`, optionally restricted:
     `&since=2025-03-01&until=2025-03-31&source=Coastal+Post&doc_id=ferry`, and for a follow-up the question
-    before it: `&after=…`. Same reply as POST. The chat page's "Link to this answer" is such a URL."""
+    before it: `&after=…` (that question is answered again first and the follow-up asked after it, as in the
+    conversation: the page shows both turns). Same reply as POST. The chat page's "Link to this answer" is such
+    a URL."""
     if not q.strip() and wants_html(request):
         return RedirectResponse("/", status_code=303)
     scope = {"since": since, "until": until, "sources": source, "doc_ids": doc_id}
@@ -194,8 +203,7 @@ async def ask_get(request: Request, q: str = Query("", description="the question
     if after:
         check_history([(after, "")], request.app.state.settings.max_question_chars,
                       fields=("after", "after"))
-    history = [{"question": after, "answer": ""}] if after else []
-    return await reply(request, index, pages, Asked(q, k, history, 1, [], scope, follows=after), False)
+    return await reply(request, index, pages, Asked(q, k, [], 1, [], scope, follows=after), False)
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
