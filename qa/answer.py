@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from .chunking import TRAILING_FOOTNOTES, split_sentences
+from .ingest import TITLE_LINE_WORDS
 from .lexical import query_terms
 from .records import AnswerSpan, Passage
 from .settings import with_changes
@@ -284,17 +285,45 @@ def compose(question: str, found, embedder, config: AnswerConfig = AnswerConfig(
 # --- with the reader ------------------------------------------------------------------------------------------------
 _BYLINE = re.compile(
     r"^\s*(by|from|reporting by|written by|photo:|image:|updated|published|posted)\b", re.IGNORECASE)
+# Credits, link lines and boilerplate that news pages and wire copy carry between paragraphs ("Related: Why …",
+# "(Reporting by …; Editing by …)", "FILE PHOTO: …"): worded like the story, they were chosen as answers.
+_CREDIT = re.compile(
+    r"^\s*[(\[\u2014\u2013-]?\s*(?:(?:additional |writing and )?reporting by|editing by|writing by|compiled by|"
+    r"(?:related|read more|more|see also|also read|watch|listen|image caption|image source|photo credit|caption)\s*:|"
+    r"file photo\b|photo(?:graph)?s? by\b|(?-i:[A-Z]{2,})/[^/.!?]+/|copyright\b|\u00a9|all rights reserved|last updated\b|sign up\b|click here\b|follow us\b)",
+    re.IGNORECASE)
+# A line shaped like a linked headline: a short label, a colon, a capitalised title and no end punctuation ("The
+# Trump Effect: Why foreign investors are bailing on Canada"). A fact line ("Population: 5 million") has no capital.
+_LINK_LINE = re.compile(r"^[^:.!?]{2,40}:\s+[\"'\u201c\u2018]?[A-Z][^.!?]*$")
+
+
+def _whole_line(c: Candidate, passage: Passage) -> bool:
+    """Does the sentence fill its line of the passage? (At the passage's edges the article may go on: yes.)"""
+    before = passage.text[:c.start - passage.start]
+    after = passage.text[c.end - passage.start:]
+    return (not before.strip(" \t") or before.rstrip(" \t").endswith("\n")) and \
+        (not after.strip(" \t") or after.lstrip(" \t").startswith(("\n", "\r")))
 
 
 def is_heading(c: Candidate, passage: Passage) -> bool:
-    """A headline, dateline or byline: never an answer by itself. A headline is the article's title or a first
-    line without end punctuation; a byline is a short line opening with "By", "Published", "Updated" and the like.
-    Footnote marks after the end punctuation ("… in April.[12]", pasted from an encyclopedia) are looked past: such a
-    lead sentence is no headline."""
+    """A headline, dateline, byline, credit or link line: never an answer by itself. A headline is the article's
+    title standing as a line of its own (a lead sentence the title was made from is no headline: it ends in a
+    period and is longer, or shares its line) or a first line without end punctuation; a byline is a short line
+    opening with "By", "Published", "Updated" and the like; credits and link lines are "(Reporting by …)",
+    "Related: …", "FILE PHOTO: …" and lines shaped like a linked headline. Footnote marks after the end
+    punctuation ("… in April.[12]", pasted from an encyclopedia) are looked past: such a lead sentence is no
+    headline."""
     text = c.text.strip()
+    bare = TRAILING_FOOTNOTES.sub("", text)
+    ended = bare[-1:] in ".!?\"\u201d'\u2019)"
     if passage.title and " ".join(text.split()) == " ".join(passage.title.split()):
+        if _whole_line(c, passage) and (not text.endswith(".") or len(text.split()) <= TITLE_LINE_WORDS):
+            return True
+    if c.start == 0 and not ended:
         return True
-    if c.start == 0 and TRAILING_FOOTNOTES.sub("", text)[-1:] not in ".!?\"\u201d'\u2019)":
+    if len(text.split()) <= 25 and _CREDIT.match(text):
+        return True
+    if not ended and _LINK_LINE.match(text) and _whole_line(c, passage):
         return True
     return len(text.split()) <= 12 and bool(_BYLINE.match(text))
 

@@ -124,6 +124,10 @@ def _shorten(text: str, limit: int = 100) -> str:
     return text[: cut if cut > limit // 2 else limit].rstrip(",;:") + "…"
 
 
+# A first line ending in a period is a headline only when it is this short; a longer one is the lead sentence.
+TITLE_LINE_WORDS = 12
+
+
 def derive_title(text: str) -> str:
     """The headline line when the article starts with one, else its first sentence shortened."""
     from .chunking import split_sentences
@@ -135,7 +139,7 @@ def derive_title(text: str) -> str:
     if not first:
         return ""
     has_more = len([ln for ln in lines if ln]) > 1
-    if has_more and len(first) <= 160 and (not first.endswith(".") or len(first.split()) <= 12):
+    if has_more and len(first) <= 160 and (not first.endswith(".") or len(first.split()) <= TITLE_LINE_WORDS):
         return first
     spans = split_sentences(body)
     return _shorten(body[spans[0][0]:spans[0][1]]) if spans else _shorten(first)

@@ -72,6 +72,56 @@ def test_heading_rules():
     assert not is_heading(Candidate(1, "strike", 50, 90, "Bystanders said the strike was peaceful."), p)
 
 
+def _lone(text: str, title: str) -> tuple[Passage, callable]:
+    passage = Passage(rank=1, doc_id="wire", title=title, date="", chunk_no=0, start=0, end=len(text), text=text,
+                      score=1.0)
+
+    def candidate(sentence: str) -> Candidate:
+        start = text.index(sentence)
+        return Candidate(1, "wire", start, start + len(sentence), sentence)
+    return passage, candidate
+
+
+def test_a_lead_sentence_the_title_was_made_from_is_no_headline():
+    """An article without a headline line is titled by its first sentence (qa.ingest.derive_title); that sentence
+    was then never read, so a question it answers got "the articles don't say"."""
+    lead = "LONDON (Reuters) - British inflation rose to 3.5% in May, official data showed on Wednesday."
+    passage, candidate = _lone(f"{lead}\n\nEconomists had expected a smaller rise.", lead)
+    assert not is_heading(candidate(lead), passage)
+    short = "Inflation rose to 3.5% in May."
+    passage, candidate = _lone(f"{short} Economists had expected less.\n\nPrices of food rose most.", short)
+    assert not is_heading(candidate(short), passage)  # it shares its line: the first sentence, not a headline
+    headline = "Inflation rises to 3.5%"
+    passage, candidate = _lone(f"{headline}\n{lead}", headline)
+    assert is_heading(candidate(headline), passage)
+
+
+@pytest.mark.parametrize("line", [
+    "Related: Why the mayor resigned after the audit found a gap",
+    "Read more: Who will replace the mayor",
+    "(Reporting by Jane Doe; Editing by Tom Brown)",
+    "Additional reporting by Tom Brown in Ottawa",
+    "FILE PHOTO: The mayor speaks at city hall in Springfield, June 1, 2025.",
+    "REUTERS/Jane Doe/File Photo",
+    "(Photo by John Smith/Getty Images)",
+    "Copyright 2025 The Associated Press. All rights reserved.",
+    "Sign up for our daily newsletter to get the latest news",
+    "The Trump Effect: Why foreign investors are bailing on Canada",
+])
+def test_credits_and_link_lines_are_never_answers(line):
+    """Worded like the story, they were chosen as answers ("Related: Why Canada's tariffs …" answered "Why is
+    Canada removing its tariffs?")."""
+    passage, candidate = _lone(f"The mayor resigned on Monday.\n{line}\nThe council meets on Friday.", "Mayor resigns")
+    assert is_heading(candidate(line), passage)
+
+
+@pytest.mark.parametrize("line", ["Population: 5 million", "By Friday, the talks had collapsed over the 9 per cent "
+                                  "raise the union wanted.", "Steel and aluminium: the tariffs stay."])
+def test_fact_lines_and_sentences_are_answers(line):
+    passage, candidate = _lone(f"The mayor resigned on Monday.\n{line}\nThe council meets on Friday.", "Mayor resigns")
+    assert not is_heading(candidate(line), passage)
+
+
 def test_no_sentence_answering_means_the_articles_dont_say_and_passages_stay_listed():
     got = compose_read("Who won the Super Bowl?", _found([_passage(1, 0, len(ARTICLE))]), KeywordReader({}))
     assert (got.text, got.spans, got.answerable) == (NOT_FOUND, [], False)
@@ -275,6 +325,29 @@ def test_a_follow_up_is_answered_with_its_own_sentence_not_the_previous_answer(i
     for span in second.answer_spans + third.answer_spans:
         assert text[span.start:span.end] in second.answer + third.answer
     assert second.sentences_read > 0
+
+
+def test_wire_copy_as_it_comes_is_answered_with_whole_sentences_never_a_link_line(index):
+    """Plain-text wire copy: hard-wrapped lines, a lead sentence that titles the article (no headline line) and a
+    "Related:" line. The lead was never read ("the articles don't say"), a wrapped line ending in "Mr." cut the
+    answer there, and the link line was chosen as an answer."""
+    index.add_text("LONDON (Reuters) - British inflation rose to 3.5% in May, official data showed on Wednesday.\n\n"
+                   "Economists polled by Reuters had expected a reading of 3.3%.\n\n"
+                   "Related: Why British inflation is rising faster than economists expected this year\n\n"
+                   "The Bank of England meets next week to set interest rates.", doc_id="inflation")
+    index.add_text("Carney and Trump talk trade\n"
+                   "Prime Minister Mark Carney spoke by phone on Thursday with U.S. President Mr.\n"
+                   "Trump about steel tariffs and the auto sector, his office said in a statement.\n"
+                   "The call lasted an hour, and both leaders agreed to keep talking next week.", doc_id="call")
+    inflation = index.ask("How much did British inflation rise in May?")
+    assert inflation.answerable and "rose to 3.5% in May" in inflation.answer
+    call = index.ask("Who did Mark Carney speak with on Thursday?")
+    assert call.answerable and "Mr.\nTrump about steel tariffs" in call.answer
+    why = index.ask("Why is British inflation rising faster than expected?")
+    assert "Related:" not in why.answer
+    for answer in (inflation, call, why):
+        for span in answer.answer_spans:
+            assert index.document(span.doc_id)["text"][span.start:span.end] in answer.answer
 
 
 def test_a_what_about_follow_up_is_answered_about_what_it_names(seed_index):
