@@ -27,6 +27,11 @@ _ABBREVIATIONS = frozenset(
     "e.g i.e a.m p.m u.s u.k u.n e.u".split()
 )
 _MONTHS = frozenset("jan feb mar apr jun jul aug sep sept oct nov dec".split())
+_ENDS_A_CLAUSE = frozenset("a.m p.m etc".split())
+_TIME_FOLLOWERS = _MONTHS | frozenset(
+    """et est edt pt pst pdt ct cst cdt mt mst mdt gmt bst utc cet cest aest local eastern pacific central mountain
+    atlantic monday tuesday wednesday thursday friday saturday sunday mon tue tues wed thu thurs fri sat sun
+    january february march april may june july august september october november december""".split())
 _OPENERS = frozenset(
     """a an the this that these those it its he she they we i you there here in on at by for from with as
     but and or so yet if when while after before since although though because however meanwhile still
@@ -94,6 +99,16 @@ def _boundary(block: str, match: re.Match, stop: int) -> bool:
         follower = after.group(1) if after else ""
         if key in _MONTHS and follower[:1].isdigit():
             return False
+        if key in _ENDS_A_CLAUSE:
+            # A time or "etc." ends its sentence before a capital that is not a zone, day or month ("at 9 p.m.
+            # Police closed the road", but "9 p.m. ET", "4:30 a.m. IST", "9 a.m. Monday").
+            bare = follower.strip(".,")
+            zone = bare.isupper() and len(bare) <= 4  # "IST", "HKT", "UK time"
+            # A time opening its line is a live blog's stamp, not a sentence: "10:46 p.m. TOUCHDOWN — …".
+            head = block[max(0, match.start() - 24):match.start()]
+            stamp = "\n" in head and len(head.rsplit("\n", 1)[1].split()) <= 3 or \
+                match.start() < 24 and len(head.split()) <= 3
+            return bare[:1].isupper() and not zone and not stamp and bare.lower() not in _TIME_FOLLOWERS
         return follower.lower().strip(".,") in _OPENERS
     return True
 

@@ -263,3 +263,12 @@ def test_a_street_ends_a_sentence_before_an_article_and_a_dateline_keeps_its_age
         "The fire broke out on Main St.", "The family escaped.", "St. Louis was spared."]
     assert _sentences("ST. PAUL, Minn. (AP) — Gov. Tim Walz signed the bill. It takes effect in July.") == [
         "ST. PAUL, Minn. (AP) — Gov. Tim Walz signed the bill.", "It takes effect in July."]
+
+
+def test_a_time_or_etc_ends_a_sentence_before_a_capital_that_is_not_a_zone_day_or_stamp():
+    assert _sentences("The blast happened at 9 p.m. Police closed the road. It starts at 9 p.m. ET on Friday.") == [
+        "The blast happened at 9 p.m.", "Police closed the road.", "It starts at 9 p.m. ET on Friday."]
+    assert _sentences("They sold apples, pears, etc. Prices rose. Talks began at 10 a.m. Monday.") == [
+        "They sold apples, pears, etc.", "Prices rose.", "Talks began at 10 a.m. Monday."]
+    assert _sentences("10:46 p.m. FIELD GOAL — 52 yards?\n10:25 p.m. TOUCHDOWN — There goes Gibbs!") == [
+        "10:46 p.m. FIELD GOAL — 52 yards?", "10:25 p.m. TOUCHDOWN — There goes Gibbs!"]
