@@ -283,7 +283,9 @@ def _print_answer(answer) -> None:
     Passages of one article that overlap are printed once, as on the web page (``qa ask --json`` keeps each)."""
     from .llm import mode_note  # numpy's import, paid only when answering
 
-    _show(answer.answer)
+    # An extractive answer's sentences are the article's characters, line breaks of hard-wrapped text included: on a
+    # terminal they are one line, as on the web page. (A local model's paragraphs are its own: kept.)
+    _show(answer.answer if answer.mode == "llm" else " ".join(answer.answer.split()))
     note = mode_note(answer.to_dict())
     if note:  # who wrote it, when the local model (QA_LLM_URL) was asked
         _show(note)

@@ -415,6 +415,26 @@ def test_qa_ask_prints_overlapping_passages_of_one_article_once_as_the_page_does
     assert len([line for line in out if line.startswith("[")]) == 2
 
 
+class _WrappedIndex:
+    """An answer sentence of hard-wrapped text: its characters hold the article's line break."""
+
+    def ask(self, question, k=5, history=()):
+        from qa.records import Answer, AnswerSpan, Passage
+
+        text = "Carney spoke with U.S. President Mr.\nTrump about steel."
+        spans = [AnswerSpan(1, "call", 0, len(text))]
+        return Answer(question, f"{text} [1]", True, [Passage(1, "call", "Call", "", 0, 0, len(text), text, 1.0)],
+                      spans)
+
+
+def test_qa_ask_prints_an_answer_sentence_of_wrapped_text_on_one_line(monkeypatch, capsys):
+    from qa import cli as qa_cli
+
+    monkeypatch.setattr(qa_cli, "_index", lambda settings: _WrappedIndex())
+    assert qa_cli.main(["ask", "who did Carney speak with?"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "Carney spoke with U.S. President Mr. Trump about steel. [1]"
+
+
 def test_qa_ask_on_a_terminal_marks_in_colour_and_prints_no_other_escapes(monkeypatch, capsys):
     from qa import cli as qa_cli
 
